@@ -37,8 +37,10 @@ class Storage(Protocol):
         entries: list[Entry],
         snapshot: Snapshot | None = None,
     ) -> None:
-        """Make durable, in one group commit, in this order: ``snapshot`` (it replaces
-        the log up to its index), then ``entries`` (``entries[0].index`` may be at or
+        """Make durable, in one group commit, in this order: ``snapshot`` (received
+        from the leader: the saved entries up to its index go; the entries after it
+        are kept only if the saved log holds an entry with the snapshot's index and
+        term, else every saved entry goes, paper section 7), then ``entries`` (``entries[0].index`` may be at or
         below the last saved index: the saved suffix from there on is replaced),
         then ``hard_state``. Returns only once all of it survives a crash."""
 
@@ -70,10 +72,9 @@ class MemoryStorage:
     ) -> None:
         s = self._state
         if snapshot is not None:
+            keep = retained_after_snapshot(s.entries, snapshot.meta)
             s.snapshot = snapshot
-            s.entries = [e for e in s.entries if e.index > snapshot.meta.index]
-            if s.entries and s.entries[0].index != snapshot.meta.index + 1:
-                s.entries = []
+            s.entries = keep
         if entries:
             first = entries[0].index
             base = s.snapshot.meta.index if s.snapshot else 0
@@ -96,4 +97,11 @@ class MemoryStorage:
         return self._state.snapshot
 
 
-EMPTY_META = SnapshotMeta()
+def retained_after_snapshot(entries: list[Entry], meta: SnapshotMeta) -> list[Entry]:
+    """The entries that survive installing a snapshot at ``meta`` (paper section 7):
+    those after it, if ``entries`` holds the snapshot's last entry; else none."""
+    for k, e in enumerate(entries):
+        if e.index == meta.index:
+            return entries[k + 1 :] if e.term == meta.term else []
+    return []
+

@@ -1,0 +1,855 @@
+"""The Raft consensus core: a deterministic state machine with no I/O.
+
+Everything that affects a node's Raft state lives here (h11's ``_state.py``
+rule). Inputs: ``tick()``, ``step(message)``, ``propose(data)``,
+``read_index(context)``, ``propose_config_change(change)``,
+``transfer_leadership(to)``, ``compact(index)``. Output: ``ready()`` returns a
+``Ready`` whose contract (persist -> send -> apply -> advance) is documented in
+``nodes.raft.ready``. Time enters only as ticks; randomness only through the
+``random.Random`` passed in, so one seed replays a run exactly.
+
+Section references are to the Raft paper ("paper") and Ongaro's thesis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from random import Random
+
+from .errors import (
+    CompactedError,
+    ConfigChangeInProgress,
+    InvalidConfigChange,
+    NotLeader,
+    TransferInProgress,
+)
+from .log import RaftLog
+from .messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    ChangeKind,
+    ClusterConfig,
+    ConfigChange,
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    Snapshot,
+    SnapshotMeta,
+    TimeoutNow,
+)
+from .progress import Progress, ProgressState
+from .ready import ReadState, Ready, Role, SoftState
+from .storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    """Timing is in ticks: with a 10 ms tick the defaults are a 50 ms heartbeat
+    and a 150-300 ms election timeout (paper 5.6, Figure 16)."""
+
+    heartbeat_ticks: int = 5
+    election_ticks_min: int = 15
+    election_ticks_max: int = 30  # the timeout is drawn from [min, max) each term
+    max_batch_bytes: int = 1 << 20  # bound on one AppendEntries
+    max_inflight: int = 64  # pipelined AppendEntries per follower
+    max_apply_bytes: int = 8 << 20  # bound on committed entries per Ready
+    snapshot_chunk_bytes: int = 256 << 10
+    pre_vote: bool = True  # thesis 9.6
+    check_quorum: bool = True  # thesis 6.2
+    auto_promote: bool = True  # learners become voters once caught up (thesis 4.2.1)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_ticks < self.election_ticks_min < self.election_ticks_max:
+            raise ValueError(
+                "need 0 < heartbeat_ticks < election_ticks_min < election_ticks_max, got "
+                f"{self.heartbeat_ticks}, {self.election_ticks_min}, {self.election_ticks_max}"
+            )
+
+
+def encode_config_change(change: ConfigChange) -> bytes:
+    return f"{int(change.kind)}:{change.node_id}".encode()
+
+
+def decode_config_change(data: bytes) -> ConfigChange:
+    kind, _, node_id = data.decode().partition(":")
+    return ConfigChange(ChangeKind(int(kind)), node_id)
+
+
+def apply_config_change(config: ClusterConfig, change: ConfigChange) -> ClusterConfig:
+    voters, learners = set(config.voters), set(config.learners)
+    if change.kind is ChangeKind.ADD_LEARNER:
+        learners.add(change.node_id)
+    elif change.kind is ChangeKind.PROMOTE:
+        learners.discard(change.node_id)
+        voters.add(change.node_id)
+    else:
+        voters.discard(change.node_id)
+        learners.discard(change.node_id)
+    return ClusterConfig(frozenset(voters), frozenset(learners))
+
+
+class RaftNode:
+    def __init__(
+        self,
+        node_id: str,
+        storage: Storage,
+        rng: Random,
+        config: RaftConfig | None = None,
+    ) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.rng = rng
+        self.cfg = config or RaftConfig()
+
+        persisted = storage.load()
+        snap = persisted.snapshot
+        self.log = RaftLog(snap.meta.index, snap.meta.term) if snap else RaftLog()
+        self.log.entries = list(persisted.entries)
+        self.log.stable_index = self.log.last_index
+        # (index, config) for the snapshot's config and every config entry after it
+        base = snap.meta.config if snap else persisted.initial_config
+        self._configs: list[tuple[int, ClusterConfig]] = [(self.log.offset_index, base)]
+        for e in self.log.entries:
+            if e.kind is EntryKind.CONFIG:
+                self._push_config(e)
+
+        hs = persisted.hard_state
+        self.term = hs.term
+        self.vote = hs.vote
+        self.commit = min(max(hs.commit, self.log.offset_index), self.log.last_index)
+        self.applied = self.log.offset_index  # last index handed out to apply
+        self._persisted_hs = hs
+
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = 0
+        self._reset_election_timeout()
+        self.progress: dict[str, Progress] = {}
+        self.votes: dict[str, bool] = {}
+        self.lead_transferee: str | None = None
+        self.transfer_elapsed = 0
+        self.pending_conf_index = 0
+        self.seq = 0  # leader's AppendEntries counter, echoed for ReadIndex
+        self._reads_waiting_commit: list[object] = []
+        self._pending_reads: list[tuple[object, int, int]] = []  # (context, index, seq)
+
+        self._msgs: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._aborted_reads: list[object] = []
+        self._pending_snapshot: Snapshot | None = None
+        self._incoming_snapshot: tuple[SnapshotMeta, bytearray] | None = None
+        self._needs_broadcast = False
+        self._read_heartbeat_due = False
+        self._soft = SoftState(self.role, self.leader_id, self.term)
+        self._ready_outstanding = False
+        self.removed = False  # this node is no longer a member (it stops campaigning)
+
+    # --- configuration -----------------------------------------------------------
+
+    @property
+    def config(self) -> ClusterConfig:
+        return self._configs[-1][1]
+
+    def _push_config(self, entry: Entry) -> None:
+        change = decode_config_change(entry.data)
+        self._configs.append((entry.index, apply_config_change(self.config, change)))
+
+    def _truncate_configs(self, from_index: int) -> None:
+        while len(self._configs) > 1 and self._configs[-1][0] >= from_index:
+            self._configs.pop()
+
+    def config_at(self, index: int) -> ClusterConfig:
+        cfg = self._configs[0][1]
+        for at, c in self._configs:
+            if at <= index:
+                cfg = c
+        return cfg
+
+    def _quorum(self) -> int:
+        return len(self.config.voters) // 2 + 1
+
+    def promotable(self) -> bool:
+        return self.id in self.config.voters
+
+    # --- public inputs -------------------------------------------------------------
+
+    def tick(self) -> None:
+        self._check_no_ready()
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self.election_elapsed += 1
+            if self.election_elapsed >= self.randomized_election_timeout and self.promotable():
+                self.election_elapsed = 0
+                self._campaign(pre_vote=self.cfg.pre_vote)
+
+    def propose(self, data: bytes) -> int:
+        """Append a command to the leader's log; returns its index. Raises NotLeader
+        or TransferInProgress: the command was not taken and may be retried."""
+        self._require_leader()
+        return self._append_own(data, EntryKind.NORMAL)
+
+    def propose_config_change(self, change: ConfigChange) -> int:
+        """One server at a time (thesis 4.1). Raises ConfigChangeInProgress while an
+        earlier change (or the leader's first entry of its term) is uncommitted."""
+        self._require_leader()
+        if self.pending_conf_index > self.commit:
+            raise ConfigChangeInProgress(self.pending_conf_index)
+        cfg = self.config
+        node = change.node_id
+        if change.kind is ChangeKind.ADD_LEARNER and node in cfg.members():
+            raise InvalidConfigChange(f"{node} is already a member of the cluster")
+        if change.kind is ChangeKind.PROMOTE and node not in cfg.learners:
+            raise InvalidConfigChange(f"{node} is not a learner; add it first")
+        if change.kind is ChangeKind.REMOVE:
+            if node not in cfg.members():
+                raise InvalidConfigChange(f"{node} is not a member of the cluster")
+            if cfg.voters == {node}:
+                raise InvalidConfigChange(f"cannot remove {node}: it is the last voter")
+        index = self._append_own(encode_config_change(change), EntryKind.CONFIG)
+        self.pending_conf_index = index
+        return index
+
+    def read_index(self, context: object) -> None:
+        """Thesis 6.4: request a linearizable read. A ReadState with ``context`` comes
+        out of a later Ready once leadership is confirmed by a quorum."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.id, self.leader_id)
+        if not self._committed_in_current_term():
+            self._reads_waiting_commit.append(context)
+            return
+        self._register_read(context)
+
+    def transfer_leadership(self, to: str) -> None:
+        """Thesis 3.10: bring ``to`` up to date, then tell it to campaign now."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.id, self.leader_id)
+        if to == self.id:
+            return
+        if to not in self.config.voters:
+            raise InvalidConfigChange(f"cannot transfer leadership to {to}: it is not a voter")
+        self.lead_transferee = to
+        self.transfer_elapsed = 0
+        pr = self.progress[to]
+        if pr.match == self.log.last_index:
+            self._send(TimeoutNow(self.term, self.id, to))
+        else:
+            self._send_append(to)
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """Where a snapshot taken after applying ``index`` sits in the log."""
+        assert self.log.offset_index <= index <= self.applied, (index, self.applied)
+        term = self.log.term(index)
+        assert term is not None
+        return SnapshotMeta(index, term, self.config_at(index))
+
+    def compact(self, index: int) -> None:
+        """The driver saved a snapshot at ``index``: drop the log prefix it covers."""
+        self._check_no_ready()
+        if index <= self.log.offset_index:
+            return
+        assert index <= self.applied, (index, self.applied)
+        keep = [(i, c) for i, c in self._configs if i > index]
+        self._configs = [(index, self.config_at(index)), *keep]
+        self.log.compact(index)
+
+    def step(self, m: Message) -> None:
+        self._check_no_ready()
+        if m.recipient != self.id:
+            return
+        if m.term > self.term:
+            if isinstance(m, RequestVote):
+                in_lease = (
+                    (self.cfg.check_quorum or m.pre_vote)
+                    and self.leader_id is not None
+                    and self.election_elapsed < self.cfg.election_ticks_min
+                )
+                if in_lease and not m.transfer:
+                    return  # thesis 4.2.3: a server that hears from a leader ignores votes
+                if m.pre_vote:
+                    self._handle_vote(m)
+                    return
+            if isinstance(m, RequestVoteResponse) and m.pre_vote:
+                if m.granted:
+                    self._handle_vote_response(m)
+                    return
+                # a rejection carries the responder's (higher) real term: adopt it
+            leader = m.sender if isinstance(m, AppendEntries | InstallSnapshot | TimeoutNow) else None
+            self._become_follower(m.term, leader)
+        elif m.term < self.term:
+            if isinstance(m, AppendEntries | InstallSnapshot):
+                # tell a stale leader the newer term, so it steps down (paper 5.1)
+                self._send(AppendEntriesResponse(self.term, self.id, m.sender, False))
+            elif isinstance(m, RequestVote) and m.pre_vote:
+                self._send(RequestVoteResponse(self.term, self.id, m.sender, False, True))
+            return
+
+        if isinstance(m, RequestVote):
+            self._handle_vote(m)
+        elif isinstance(m, RequestVoteResponse):
+            self._handle_vote_response(m)
+        elif isinstance(m, AppendEntries):
+            self._handle_append(m)
+        elif isinstance(m, AppendEntriesResponse):
+            self._handle_append_response(m)
+        elif isinstance(m, InstallSnapshot):
+            self._handle_snapshot(m)
+        elif isinstance(m, InstallSnapshotResponse):
+            self._handle_snapshot_response(m)
+        elif isinstance(m, TimeoutNow):
+            if self.promotable() and self.role is not Role.LEADER:
+                self._campaign(pre_vote=False, transfer=True)
+
+    # --- the Ready cycle -------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._msgs
+            or (self._needs_broadcast and self.role is Role.LEADER)
+            or self.log.stable_index < self.log.last_index
+            or self.applied < self.commit
+            or self._read_states
+            or self._aborted_reads
+            or self._pending_snapshot is not None
+            or self._hard_state() != self._persisted_hs
+            or self._current_soft() != self._soft
+        )
+
+    def ready(self) -> Ready:
+        self._check_no_ready()
+        if self._needs_broadcast and self.role is Role.LEADER:
+            self._broadcast_append()
+        self._needs_broadcast = False
+        hs = self._hard_state()
+        soft = self._current_soft()
+        committed: list[Entry] = []
+        if self.applied < self.commit:
+            committed = self.log.slice(
+                self.applied + 1, self.commit + 1, self.cfg.max_apply_bytes
+            )
+        rd = Ready(
+            hard_state=hs if hs != self._persisted_hs else None,
+            entries=self.log.unstable(),
+            snapshot=self._pending_snapshot,
+            messages=self._msgs,
+            committed_entries=committed,
+            read_states=self._read_states,
+            aborted_reads=self._aborted_reads,
+            soft_state=soft if soft != self._soft else None,
+        )
+        self._msgs, self._read_states, self._aborted_reads = [], [], []
+        self._ready_outstanding = True
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The driver has persisted, sent and applied ``rd``."""
+        assert self._ready_outstanding, "advance() without a ready()"
+        self._ready_outstanding = False
+        if rd.hard_state is not None:
+            self._persisted_hs = rd.hard_state
+        if rd.soft_state is not None:
+            self._soft = rd.soft_state
+        if rd.snapshot is not None:
+            self._pending_snapshot = None
+        if rd.entries:
+            self.log.stable_to(rd.entries[-1].index)
+        if rd.committed_entries:
+            self.applied = max(self.applied, rd.committed_entries[-1].index)
+        if self.role is Role.LEADER:
+            pr = self.progress.get(self.id)
+            if pr is not None and pr.update_match(self.log.stable_index):
+                self._maybe_commit()
+            self._maybe_step_down_after_removal()
+
+    def _check_no_ready(self) -> None:
+        assert not self._ready_outstanding, "the driver must advance() a Ready before new input"
+
+    def _hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.commit)
+
+    def _current_soft(self) -> SoftState:
+        return SoftState(self.role, self.leader_id, self.term)
+
+    # --- roles -------------------------------------------------------------------
+
+    def _reset_election_timeout(self) -> None:
+        self.randomized_election_timeout = self.rng.randrange(
+            self.cfg.election_ticks_min, self.cfg.election_ticks_max
+        )
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader_id = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_election_timeout()
+        self.votes = {}
+        self.lead_transferee = None
+        self._abort_reads()
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        self.progress = {}
+
+    def _campaign(self, pre_vote: bool, transfer: bool = False) -> None:
+        if pre_vote:
+            # thesis 9.6: ask first, without disturbing anyone's term
+            self._reset(self.term)
+            self.role = Role.PRE_CANDIDATE
+            term = self.term + 1
+        else:
+            self._reset(self.term + 1)
+            self.role = Role.CANDIDATE
+            self.vote = self.id
+            term = self.term
+        self.progress = {}
+        self.votes = {self.id: True}
+        if self._tally() == "won":
+            self._win_election(pre_vote)
+            return
+        for peer in sorted(self.config.voters):
+            if peer != self.id:
+                self._send(
+                    RequestVote(
+                        term, self.id, peer, self.log.last_index, self.log.last_term,
+                        pre_vote=pre_vote, transfer=transfer,
+                    )
+                )
+
+    def _win_election(self, pre_vote: bool) -> None:
+        if pre_vote:
+            self._campaign(pre_vote=False)
+        else:
+            self._become_leader()
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        last = self.log.last_index
+        self.progress = {}
+        for peer in self.config.members() | {self.id}:
+            self.progress[peer] = Progress(match=0, next=last + 1)
+        self.progress[self.id].match = self.log.stable_index
+        self.progress[self.id].recent_active = True
+        # paper 8 / thesis 6.4: a no-op commits the previous terms' entries; and
+        # no membership change until it is committed (the thesis 4.1 erratum fix)
+        self.pending_conf_index = self._append_entry(b"", EntryKind.NORMAL)
+        self._needs_broadcast = True
+
+    def _tally(self) -> str:
+        voters = self.config.voters
+        granted = sum(1 for v, ok in self.votes.items() if ok and v in voters)
+        rejected = sum(1 for v, ok in self.votes.items() if not ok and v in voters)
+        if granted >= self._quorum():
+            return "won"
+        if rejected >= self._quorum():
+            return "lost"
+        return "pending"
+
+    # --- votes -------------------------------------------------------------------
+
+    def _handle_vote(self, m: RequestVote) -> None:
+        if m.pre_vote:
+            # a pre-vote is granted for a future term without recording anything
+            can_vote = m.term > self.term
+        else:
+            can_vote = self.vote == m.sender or (self.vote is None and self.leader_id is None)
+        granted = can_vote and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        if granted and not m.pre_vote:
+            self.vote = m.sender
+            self.election_elapsed = 0
+        term = m.term if (granted and m.pre_vote) else self.term
+        self._send(RequestVoteResponse(term, self.id, m.sender, granted, m.pre_vote))
+
+    def _handle_vote_response(self, m: RequestVoteResponse) -> None:
+        expecting = Role.PRE_CANDIDATE if m.pre_vote else Role.CANDIDATE
+        if self.role is not expecting:
+            return
+        self.votes.setdefault(m.sender, m.granted)
+        outcome = self._tally()
+        if outcome == "won":
+            self._win_election(m.pre_vote)
+        elif outcome == "lost":
+            self._become_follower(self.term, None)
+
+    # --- replication: follower side --------------------------------------------------
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, m.sender)
+        self.election_elapsed = 0
+        self.leader_id = m.sender
+        reply = self._accept_append(m)
+        self._send(reply)
+
+    def _accept_append(self, m: AppendEntries) -> AppendEntriesResponse:
+        prev, prev_term, entries = m.prev_log_index, m.prev_log_term, m.entries
+        if prev < self.commit:
+            # everything up to our commit point matches the leader (paper 5.4.3)
+            entries = entries[self.commit - prev :]
+            prev = self.commit
+        elif not self.log.match_term(prev, prev_term):
+            hint = self.log.last_index_with_term_at_most(prev, prev_term)
+            return AppendEntriesResponse(
+                self.term, self.id, m.sender, False, match_index=prev,
+                hint_index=hint, hint_term=self.log.term(hint) or 0, seq=m.seq,
+            )
+        for k, e in enumerate(entries):
+            if self.log.term(e.index) != e.term:
+                new = list(entries[k:])
+                assert new[0].index > self.commit, "a committed entry would be overwritten"
+                self._truncate_configs(new[0].index)
+                self.log.append(new)
+                for ce in new:
+                    if ce.kind is EntryKind.CONFIG:
+                        self._push_config(ce)
+                break
+        last_new = prev + len(entries)
+        self.commit = max(self.commit, min(m.leader_commit, last_new))
+        return AppendEntriesResponse(
+            self.term, self.id, m.sender, True, match_index=last_new, seq=m.seq
+        )
+
+    def _handle_snapshot(self, m: InstallSnapshot) -> None:
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, m.sender)
+        self.election_elapsed = 0
+        self.leader_id = m.sender
+        meta = m.meta
+        if meta.index <= self.commit:
+            self._send(InstallSnapshotResponse(
+                self.term, self.id, m.sender, meta.index, m.offset + len(m.data), True, m.seq))
+            return
+        buf = self._incoming_snapshot
+        if m.offset == 0 or buf is None or buf[0] != meta:
+            buf = (meta, bytearray())
+            self._incoming_snapshot = buf
+        if m.offset == len(buf[1]):
+            buf[1].extend(m.data)
+        if not (m.done and m.offset + len(m.data) == len(buf[1])):
+            self._send(InstallSnapshotResponse(
+                self.term, self.id, m.sender, meta.index, len(buf[1]), False, m.seq))
+            return
+        # paper 7: if our log has the snapshot's last entry, keep what follows it.
+        # This is a safety rule, not an optimisation: we may have acknowledged
+        # those entries already (a delayed snapshot must not erase them).
+        self._incoming_snapshot = None
+        self.log.restore(meta.index, meta.term, keep_suffix=True)
+        self._configs = [(meta.index, meta.config)]
+        for e in self.log.entries:
+            if e.kind is EntryKind.CONFIG:
+                self._push_config(e)
+        self.commit = meta.index
+        self.applied = meta.index
+        self._pending_snapshot = Snapshot(meta, bytes(buf[1]))
+        self._send(InstallSnapshotResponse(
+            self.term, self.id, m.sender, meta.index, len(buf[1]), True, m.seq))
+
+    # --- replication: leader side ------------------------------------------------------
+
+    def _require_leader(self) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.id, self.leader_id)
+        if self.lead_transferee is not None:
+            raise TransferInProgress(self.lead_transferee)
+
+    def _append_own(self, data: bytes, kind: EntryKind) -> int:
+        index = self._append_entry(data, kind)
+        self._needs_broadcast = True
+        return index
+
+    def _append_entry(self, data: bytes, kind: EntryKind) -> int:
+        entry = Entry(self.log.last_index + 1, self.term, data, kind)
+        self.log.append([entry])
+        if kind is EntryKind.CONFIG:
+            self._push_config(entry)
+            self._sync_progress_with_config()
+        return entry.index
+
+    def _sync_progress_with_config(self) -> None:
+        members = self.config.members()
+        for peer in members:
+            if peer not in self.progress:
+                self.progress[peer] = Progress(match=0, next=self.log.last_index + 1)
+        for peer in list(self.progress):
+            if peer not in members and peer != self.id:
+                del self.progress[peer]
+
+    def _peers(self) -> list[str]:
+        return sorted(p for p in self.progress if p != self.id)
+
+    def _broadcast_append(self) -> None:
+        if self._read_heartbeat_due:
+            self._read_heartbeat_due = False
+            self.seq += 1
+            for peer in self._peers():
+                self._send_heartbeat(peer)
+        for peer in self._peers():
+            pr = self.progress[peer]
+            if not self._send_append(peer) and pr.commit_sent < min(pr.match, self.commit):
+                self._send_heartbeat(peer)  # nothing new to send: carry the commit index
+
+    def _send_append(self, peer: str, allow_empty: bool = False) -> bool:
+        pr = self.progress[peer]
+        if pr.paused(self.cfg.max_inflight) and not (allow_empty and pr.state is ProgressState.PROBE):
+            return False
+        prev = pr.next - 1
+        try:
+            prev_term = self.log.term(prev)
+            entries = self.log.slice(pr.next, self.log.last_index + 1, self.cfg.max_batch_bytes)
+        except CompactedError:
+            return self._send_snapshot(peer)
+        assert prev_term is not None, (peer, prev, self.log.last_index)
+        if not entries and not allow_empty:
+            return False
+        self._send(
+            AppendEntries(
+                self.term, self.id, peer, prev, prev_term, tuple(entries), self.commit, self.seq
+            )
+        )
+        pr.commit_sent = self.commit
+        if entries:
+            last = entries[-1].index
+            if pr.state is ProgressState.REPLICATE:
+                pr.next = last + 1
+                pr.inflight.append(last)
+        if pr.state is ProgressState.PROBE:
+            pr.probe_sent = True
+        return True
+
+    def _send_heartbeat(self, peer: str) -> None:
+        pr = self.progress[peer]
+        if pr.state is ProgressState.SNAPSHOT:
+            self._send_snapshot_chunk(peer)  # the resend doubles as the heartbeat
+            return
+        if pr.state is ProgressState.PROBE:
+            pr.probe_sent = False
+            self._send_append(peer, allow_empty=True)
+            return
+        try:
+            prev_term = self.log.term(pr.match)
+        except CompactedError:
+            pr.become_probe()
+            self._send_append(peer, allow_empty=True)
+            return
+        assert prev_term is not None
+        pr.commit_sent = min(pr.match, self.commit)
+        self._send(
+            AppendEntries(
+                self.term, self.id, peer, pr.match, prev_term, (), pr.commit_sent, self.seq
+            )
+        )
+
+    def _send_snapshot(self, peer: str) -> bool:
+        snap = self.storage.snapshot()
+        if snap is None:
+            raise AssertionError(f"log compacted below {self.log.offset_index} without a snapshot")
+        self.progress[peer].become_snapshot(snap)
+        self._send_snapshot_chunk(peer)
+        return True
+
+    def _send_snapshot_chunk(self, peer: str) -> None:
+        pr = self.progress[peer]
+        snap = pr.snapshot
+        assert snap is not None
+        off = pr.snapshot_offset
+        chunk = snap.data[off : off + self.cfg.snapshot_chunk_bytes]
+        done = off + len(chunk) >= len(snap.data)
+        self._send(InstallSnapshot(self.term, self.id, peer, snap.meta, off, chunk, done, self.seq))
+
+    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress.get(m.sender)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.acked_seq = max(pr.acked_seq, m.seq)
+        if m.success:
+            if pr.update_match(m.match_index):
+                if pr.state is ProgressState.PROBE:
+                    pr.become_replicate()
+                self._maybe_commit()
+                if m.sender == self.lead_transferee and pr.match == self.log.last_index:
+                    self._send(TimeoutNow(self.term, self.id, m.sender))
+            elif pr.state is ProgressState.PROBE:
+                pr.probe_sent = False
+            self._send_append(m.sender)
+        else:
+            if m.match_index <= pr.match or (
+                pr.state is ProgressState.PROBE and m.match_index != pr.next - 1
+            ):
+                self._check_reads()
+                return  # a stale rejection
+            if m.hint_term > 0:
+                nxt = self.log.last_index_with_term_at_most(m.hint_index, m.hint_term) + 1
+            else:
+                nxt = m.hint_index + 1
+            pr.become_probe()
+            pr.next = max(min(nxt, m.match_index), pr.match + 1)
+            self._send_append(m.sender)
+        self._check_reads()
+
+    def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress.get(m.sender)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.acked_seq = max(pr.acked_seq, m.seq)
+        if pr.state is ProgressState.SNAPSHOT and pr.snapshot is not None:
+            if m.snapshot_index != pr.snapshot.meta.index:
+                return
+            if m.done:
+                pr.update_match(m.snapshot_index)
+                pr.become_probe()
+                self._send_append(m.sender)
+            elif m.next_offset != pr.snapshot_offset or m.next_offset == 0:
+                pr.snapshot_offset = m.next_offset
+                self._send_snapshot_chunk(m.sender)
+        self._check_reads()
+
+    def _maybe_commit(self) -> None:
+        voters = self.config.voters
+        matches = sorted((self.progress[v].match for v in voters if v in self.progress), reverse=True)
+        q = self._quorum()
+        if len(matches) < q:
+            return
+        candidate = matches[q - 1]
+        if candidate > self.commit and self._may_commit_at(candidate):
+            first_in_term = not self._committed_in_current_term()
+            self.commit = candidate
+            self._needs_broadcast = True
+            if first_in_term and self._committed_in_current_term():
+                waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
+                for ctx in waiting:
+                    self._register_read(ctx)
+            self._maybe_step_down_after_removal()
+
+    def _may_commit_at(self, index: int) -> bool:
+        """Paper 5.4.2 / Figure 8: only entries of the current term commit by counting."""
+        return self.log.term(index) == self.term
+
+    def _committed_in_current_term(self) -> bool:
+        try:
+            return self.log.term(self.commit) == self.term
+        except CompactedError:
+            return False
+
+    def _maybe_step_down_after_removal(self) -> None:
+        # thesis 4.2.2: a leader removed from the configuration steps down once the
+        # change is committed
+        if self.role is Role.LEADER and self.id not in self.config.voters:
+            if self.commit >= self._configs[-1][0]:
+                self.removed = self.id not in self.config.members()
+                self._become_follower(self.term, None)
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.cfg.election_ticks_min:
+            self.election_elapsed = 0
+            if self.cfg.check_quorum:
+                active = [v for v in self.config.voters
+                          if v in self.progress and (v == self.id or self.progress[v].recent_active)]
+                for p in self.progress.values():
+                    p.recent_active = False
+                if len(active) < self._quorum():
+                    self._become_follower(self.term, None)  # thesis 6.2
+                    return
+            if self.lead_transferee is not None:
+                self.lead_transferee = None  # the transfer timed out (thesis 3.10)
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            for peer in self._peers():
+                pr = self.progress[peer]
+                if (pr.state is ProgressState.REPLICATE and pr.match < self.log.last_index
+                        and pr.match == pr.match_at_heartbeat):
+                    pr.become_probe()  # no progress for a heartbeat: assume loss, resend
+                pr.match_at_heartbeat = pr.match
+                self._send_heartbeat(peer)
+            self._maybe_auto_promote()
+
+    def _maybe_auto_promote(self) -> None:
+        if not self.cfg.auto_promote or self.lead_transferee is not None:
+            return
+        if self.pending_conf_index > self.commit:
+            return
+        for learner in sorted(self.config.learners):
+            pr = self.progress.get(learner)
+            if pr is not None and pr.match >= self.commit:
+                self.propose_config_change(ConfigChange(ChangeKind.PROMOTE, learner))
+                return
+
+    # --- linearizable reads (thesis 6.4) --------------------------------------------
+
+    def _register_read(self, context: object) -> None:
+        # confirmed by acks of messages sent after this point: they carry seq + 1
+        self._pending_reads.append((context, self.commit, self.seq + 1))
+        if self.config.voters <= {self.id}:
+            self.seq += 1
+            self._check_reads()
+            return
+        self._read_heartbeat_due = True
+        self._needs_broadcast = True
+
+    def _check_reads(self) -> None:
+        if not self._pending_reads:
+            return
+        voters = self.config.voters
+        acked = sorted(
+            (self.seq if v == self.id else self.progress[v].acked_seq
+             for v in voters if v in self.progress),
+            reverse=True,
+        )
+        q = self._quorum()
+        if len(acked) < q:
+            return
+        confirmed = acked[q - 1]
+        still = []
+        for ctx, index, seq in self._pending_reads:
+            if seq <= confirmed:
+                self._read_states.append(ReadState(ctx, index))
+            else:
+                still.append((ctx, index, seq))
+        self._pending_reads = still
+
+    def _abort_reads(self) -> None:
+        self._aborted_reads.extend(ctx for ctx, _, _ in self._pending_reads)
+        self._aborted_reads.extend(self._reads_waiting_commit)
+        self._pending_reads = []
+        self._reads_waiting_commit = []
+
+    # --- output ---------------------------------------------------------------------
+
+    def _send(self, m: Message) -> None:
+        self._msgs.append(m)
+
+    # --- introspection ----------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "role": self.role.value,
+            "term": self.term,
+            "leader": self.leader_id,
+            "commit": self.commit,
+            "applied": self.applied,
+            "last_index": self.log.last_index,
+            "snapshot_index": self.log.offset_index,
+            "voters": sorted(self.config.voters),
+            "learners": sorted(self.config.learners),
+        }

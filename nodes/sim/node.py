@@ -1,0 +1,133 @@
+"""One simulated node: the pure core, its storage, and a tiny key-value state
+machine, driven by the Ready contract exactly as the real node server drives it.
+
+A crash throws away everything but the storage; a restart rebuilds the node
+from ``storage.load()`` alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from random import Random
+
+import msgpack
+
+from nodes.raft.core import RaftConfig, RaftNode
+from nodes.raft.messages import Entry, EntryKind, Message, Snapshot
+from nodes.raft.ready import ReadState, Ready
+from nodes.raft.storage import Storage
+
+
+def encode_op(op: dict) -> bytes:
+    return msgpack.packb(op, use_bin_type=True)
+
+
+def decode_op(data: bytes) -> dict:
+    return msgpack.unpackb(data, raw=False)
+
+
+class KVMachine:
+    """The simulator's state machine: a register per key with put and cas."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+
+    def apply(self, op: dict) -> dict:
+        key = op["key"]
+        if op["kind"] == "write":
+            self.data[key] = op["value"]
+            return {"ok": True}
+        if op["kind"] == "cas":
+            if self.data.get(key) == op["expected"]:
+                self.data[key] = op["value"]
+                return {"ok": True, "succeeded": True}
+            return {"ok": True, "succeeded": False}
+        raise ValueError(f"unknown op {op!r}")
+
+    def snapshot(self) -> bytes:
+        return msgpack.packb(self.data, use_bin_type=True)
+
+    def restore(self, data: bytes) -> None:
+        self.data = msgpack.unpackb(data, raw=False) if data else {}
+
+
+@dataclass(slots=True)
+class Hooks:
+    """Callbacks the cluster uses to check invariants as things happen."""
+
+    on_persist: Callable[[str, Ready], None]
+    on_apply: Callable[[str, Entry], None]
+    on_read: Callable[[str, ReadState, dict], None]
+    on_aborted_read: Callable[[str, object], None]
+    on_ready: Callable[[str, Ready], None]
+
+
+class SimNode:
+    def __init__(
+        self,
+        node_id: str,
+        storage: Storage,
+        rng: Random,
+        raft_config: RaftConfig,
+        hooks: Hooks,
+        send: Callable[[Message], None],
+        snapshot_interval: int = 0,
+    ) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.hooks = hooks
+        self.send = send
+        self.snapshot_interval = snapshot_interval
+        self.raft = RaftNode(node_id, storage, rng, raft_config)
+        self.sm = KVMachine()
+        snap = storage.snapshot()
+        if snap is not None:
+            self.sm.restore(snap.data)
+        self.last_applied = self.raft.applied
+        self.result_of: dict[int, tuple[int, dict]] = {}  # index -> (term, result)
+        self.pending_reads: list[ReadState] = []
+
+    def handle_ready(self) -> None:
+        """Drive the core until it has nothing left to do (persist, send, apply, advance)."""
+        while self.raft.has_ready():
+            rd = self.raft.ready()
+            self.hooks.on_ready(self.id, rd)
+            if rd.must_sync():
+                self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
+                self.hooks.on_persist(self.id, rd)
+            for m in rd.messages:
+                self.send(m)
+            if rd.snapshot is not None:
+                self.sm.restore(rd.snapshot.data)
+                self.last_applied = rd.snapshot.meta.index
+            for e in rd.committed_entries:
+                assert e.index == self.last_applied + 1, (self.id, e.index, self.last_applied)
+                self.last_applied = e.index
+                self.hooks.on_apply(self.id, e)
+                if e.kind is EntryKind.NORMAL and e.data:
+                    self.result_of[e.index] = (e.term, self.sm.apply(decode_op(e.data)))
+            for rs in rd.read_states:
+                self.pending_reads.append(rs)
+            for ctx in rd.aborted_reads:
+                self.hooks.on_aborted_read(self.id, ctx)
+            self.raft.advance(rd)
+            self._serve_reads()
+            self._maybe_snapshot()
+
+    def _serve_reads(self) -> None:
+        still = []
+        for rs in self.pending_reads:
+            if rs.index <= self.last_applied:
+                self.hooks.on_read(self.id, rs, dict(self.sm.data))
+            else:
+                still.append(rs)
+        self.pending_reads = still
+
+    def _maybe_snapshot(self) -> None:
+        if not self.snapshot_interval:
+            return
+        applied = self.raft.applied
+        if applied - self.raft.log.offset_index >= self.snapshot_interval:
+            meta = self.raft.snapshot_meta(applied)
+            self.storage.compact(Snapshot(meta, self.sm.snapshot()))
+            self.raft.compact(applied)

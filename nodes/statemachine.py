@@ -1,0 +1,400 @@
+"""Replicated, deterministic state machines: what every node runs after Raft commits.
+
+Every node applies the same committed entries in the same order and must reach
+the same state and the same results, so nothing here reads a clock, a random
+source, a file or a socket. Time is the leader's timestamp carried in each
+command (made monotonic: see ``Replicated.clock_ms``).
+
+A log entry's payload is one msgpack map (``encode_command``)::
+
+    {"c": client_id, "s": seq, "t": timestamp_ms, "m": machine name, "cmd": command}
+
+An empty payload is the leader's no-op at the start of a term. Payloads are
+decoded with bounded sizes and without ext types (``decode_command``); never
+with pickle.
+
+``Replicated`` routes each command to the state machine named by ``"m"`` and
+implements client sessions (thesis 6.3), so a command retried after a failover
+is applied once and answered with the first result.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgpack
+
+MAX_COMMAND_BYTES = 2 * 1024 * 1024
+"""Largest entry payload ``decode_command`` accepts (a hostile entry cannot blow memory)."""
+MAX_CLIENT_ID_CHARS = 256
+MAX_MACHINE_NAME_CHARS = 64
+MAX_UINT64 = (1 << 64) - 1
+SNAPSHOT_FORMAT = 1
+
+
+class BadCommand(ValueError):
+    """An entry payload that is not a well-formed command (the proposer broke the format)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """What a state machine may know about the entry it applies, besides the command.
+
+    ``timestamp_ms`` is the replicated clock (the leader's timestamp, never going
+    backwards), the only notion of time a state machine may use."""
+
+    index: int
+    term: int
+    timestamp_ms: int
+    client_id: str
+
+
+class StateMachine(Protocol):
+    """One deterministic state machine, registered in ``Replicated`` under ``name``.
+
+    ``apply`` must not raise for bad input: it answers with an error result and
+    changes nothing. Results, events and snapshots are plain msgpack data (dict,
+    list, str, bytes, int, float, bool, None)."""
+
+    name: str
+
+    def apply(self, command: dict, ctx: ApplyContext) -> tuple[object, list[dict]]:
+        """Apply one committed command: (result for the client, change events)."""
+        ...
+
+    def query(self, query: dict) -> object:
+        """Answer a read (get, list, ...) without changing anything."""
+        ...
+
+    def snapshot(self) -> object:
+        """The whole state as plain msgpack-able data, canonical: equal states give
+        equal data."""
+        ...
+
+    def restore(self, data: object) -> None:
+        """Replace the whole state with one taken by ``snapshot``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of applying one entry.
+
+    ``events`` are the machine's change events, each tagged ``"machine": name``;
+    a duplicate (a retry of an already applied command) carries the first result
+    and no events, since nothing changed. A no-op entry has ``client_id`` "",
+    ``seq`` 0 and ``result`` None."""
+
+    index: int
+    client_id: str
+    seq: int
+    result: object
+    events: list[dict] = field(default_factory=list)
+    duplicate: bool = False
+
+
+def error_result(code: str, message: str, **extra: object) -> dict[str, object]:
+    """The shape of every error answer: ``{"ok": False, "error": code, "message": ...}``."""
+    return {"ok": False, "error": code, "message": message, **extra}
+
+
+# --- the entry payload -------------------------------------------------------------
+
+
+def _check_envelope(
+    client_id: object, seq: object, timestamp_ms: object, machine: object, cmd: object
+) -> None:
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS:
+        raise BadCommand(
+            f"client_id must be a non-empty str of at most {MAX_CLIENT_ID_CHARS} chars, "
+            f"got {client_id!r:.80}"
+        )
+    if type(seq) is not int or not 1 <= seq <= MAX_UINT64:
+        raise BadCommand(f"seq must be an int >= 1, got {seq!r:.80}")
+    if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= MAX_UINT64:
+        raise BadCommand(f"timestamp_ms must be an int >= 0, got {timestamp_ms!r:.80}")
+    if not isinstance(machine, str) or not 0 < len(machine) <= MAX_MACHINE_NAME_CHARS:
+        raise BadCommand(f"machine must be a non-empty str, got {machine!r:.80}")
+    if not isinstance(cmd, dict):
+        raise BadCommand(f"cmd must be a map, got {type(cmd).__name__}")
+
+
+def encode_command(client_id: str, seq: int, timestamp_ms: int, machine: str, cmd: dict) -> bytes:
+    """The entry payload for one command. Raises ``BadCommand`` for a malformed
+    envelope or a payload above ``MAX_COMMAND_BYTES`` (so it never reaches the log)."""
+    _check_envelope(client_id, seq, timestamp_ms, machine, cmd)
+    envelope = {"c": client_id, "s": seq, "t": timestamp_ms, "m": machine, "cmd": cmd}
+    try:
+        payload = msgpack.packb(envelope, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadCommand(f"command is not msgpack-able: {exc}") from exc
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise BadCommand(
+            f"command is {len(payload)} bytes encoded, above the limit of {MAX_COMMAND_BYTES}"
+        )
+    return payload
+
+
+def decode_command(payload: bytes) -> dict[str, Any]:
+    """Decode and check an entry payload: ``{"c", "s", "t", "m", "cmd"}``.
+
+    Bounded (at most ``MAX_COMMAND_BYTES``; no ext types, so no timestamps and
+    nothing exotic) and never pickle. Raises ``BadCommand`` for anything else."""
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise BadCommand(f"payload must be bytes, got {type(payload).__name__}")
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise BadCommand(f"payload is {len(payload)} bytes, above the limit of {MAX_COMMAND_BYTES}")
+    try:
+        envelope = msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=False,
+            max_str_len=MAX_COMMAND_BYTES,
+            max_bin_len=MAX_COMMAND_BYTES,
+            max_array_len=MAX_COMMAND_BYTES,
+            max_map_len=MAX_COMMAND_BYTES,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises ValueError, TypeError, its own errors...
+        raise BadCommand(f"payload is not valid msgpack: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise BadCommand(f"payload must be a map, got {type(envelope).__name__}")
+    missing = [k for k in ("c", "s", "t", "m", "cmd") if k not in envelope]
+    if missing:
+        raise BadCommand(f"payload lacks field(s) {', '.join(missing)}")
+    _check_envelope(envelope["c"], envelope["s"], envelope["t"], envelope["m"], envelope["cmd"])
+    return envelope
+
+
+# --- sessions and routing ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Session:
+    last_seq: int
+    last_used_ms: int
+    result: object
+
+
+class Replicated:
+    """Composite: routes commands to registered state machines by name and implements
+    client sessions (thesis 6.3).
+
+    Every command carries (client_id, seq). A client opens its session with seq 1
+    (the equivalent of the thesis's RegisterClient, so wait for its answer before
+    pipelining more) and then uses increasing seqs; gaps are allowed. The last
+    result per client is remembered, so a retry with the same seq is answered with
+    the first result and not applied again; a lower seq is answered with the error
+    ``stale_sequence``.
+
+    Sessions expire when unused for ``session_ttl_ms`` (judged by entry
+    timestamps), and the least recently used one is evicted beyond
+    ``max_sessions``, to bound memory. The ids of expired clients are remembered
+    (up to ``max_sessions`` of them), and a command from an unknown client with a
+    seq above 1 cannot be told apart from one whose session expired: both get the
+    error ``session_expired`` rather than risking a double application. The client
+    must start over with a new client_id.
+
+    The clock: ``clock_ms`` is the largest leader timestamp applied so far, so time
+    never goes backwards here even when a new leader's clock is behind the old
+    one's. Machines see it as ``ApplyContext.timestamp_ms``.
+    """
+
+    def __init__(
+        self,
+        machines: Iterable[StateMachine] = (),
+        session_ttl_ms: int = 3_600_000,
+        max_sessions: int = 100_000,
+    ) -> None:
+        if session_ttl_ms <= 0 or max_sessions <= 0:
+            raise ValueError("session_ttl_ms and max_sessions must be positive")
+        self.session_ttl_ms = session_ttl_ms
+        self.max_sessions = max_sessions
+        self.machines: dict[str, StateMachine] = {}
+        self.applied_index = 0
+        self.clock_ms = 0
+        # Least recently used first: timestamps never go backwards, so expiry pops
+        # from the front. Invariant: last_used_ms is non-decreasing along the order.
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._expired: OrderedDict[str, None] = OrderedDict()
+        for machine in machines:
+            self.register(machine)
+
+    def register(self, machine: StateMachine) -> None:
+        name = machine.name
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_MACHINE_NAME_CHARS:
+            raise ValueError(f"state machine name must be a non-empty str, got {name!r}")
+        if name in self.machines:
+            raise ValueError(f"a state machine named {name!r} is already registered")
+        self.machines[name] = machine
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    # --- applying -------------------------------------------------------------------
+
+    def apply_entry(self, index: int, term: int, payload: bytes) -> Applied:
+        """Apply one committed entry. Never raises for a bad payload: an undecodable
+        entry is answered with the error ``bad_entry`` (a bad entry must not crash
+        every node). Raises ``ValueError`` only for a driver bug: an ``index`` at or
+        below ``applied_index`` (indexes may skip, e.g. over membership entries)."""
+        if index <= self.applied_index:
+            raise ValueError(
+                f"entry {index} is at or below applied_index {self.applied_index}: "
+                "the driver must apply each committed entry once, in order"
+            )
+        self.applied_index = index
+        if not payload:
+            return Applied(index, "", 0, None)
+        try:
+            envelope = decode_command(payload)
+        except BadCommand as exc:
+            return Applied(index, "", 0, error_result("bad_entry", f"entry {index}: {exc}"))
+
+        client_id: str = envelope["c"]
+        seq: int = envelope["s"]
+        self.clock_ms = max(self.clock_ms, envelope["t"])
+        self._expire_sessions()
+
+        session = self._sessions.get(client_id)
+        if session is None:
+            if client_id in self._expired or seq != 1:
+                return Applied(index, client_id, seq, self._session_expired(client_id, seq))
+            session = _Session(last_seq=0, last_used_ms=self.clock_ms, result=None)
+            self._sessions[client_id] = session
+            self._evict_beyond_limit()
+        session.last_used_ms = self.clock_ms
+        self._sessions.move_to_end(client_id)
+
+        if seq == session.last_seq:
+            return Applied(index, client_id, seq, session.result, duplicate=True)
+        if seq < session.last_seq:
+            return Applied(
+                index,
+                client_id,
+                seq,
+                error_result(
+                    "stale_sequence",
+                    f"stale sequence: seq {seq} from client {client_id!r} is below its last "
+                    f"applied seq {session.last_seq}; its result is no longer kept",
+                    last_seq=session.last_seq,
+                ),
+            )
+
+        ctx = ApplyContext(index, term, self.clock_ms, client_id)
+        result, events = self._apply_to_machine(envelope["m"], envelope["cmd"], ctx)
+        session.last_seq = seq
+        session.result = result
+        return Applied(index, client_id, seq, result, events)
+
+    def _apply_to_machine(
+        self, name: str, command: dict, ctx: ApplyContext
+    ) -> tuple[object, list[dict]]:
+        machine = self.machines.get(name)
+        if machine is None:
+            return error_result(
+                "unknown_machine",
+                f"no state machine named {name!r} (known: {', '.join(sorted(self.machines))})",
+            ), []
+        try:
+            result, events = machine.apply(command, ctx)
+        except Exception as exc:
+            # A machine bug: every node hits it on the same entry, so answering with an
+            # error keeps the cluster alive (restarting would replay into the same crash).
+            return error_result(
+                "machine_failed",
+                f"state machine {name!r} failed on entry {ctx.index}: {type(exc).__name__}: {exc}",
+            ), []
+        return result, [{**event, "machine": name} for event in events]
+
+    def _session_expired(self, client_id: str, seq: int) -> dict[str, object]:
+        why = (
+            "its session expired"
+            if client_id in self._expired
+            else "it has no session (a session opens with seq 1)"
+        )
+        return error_result(
+            "session_expired",
+            f"session expired: client {client_id!r} sent seq {seq} but {why}; the command was "
+            "not applied. Start over with a new client_id and seq 1.",
+        )
+
+    def _expire_sessions(self) -> None:
+        deadline = self.clock_ms - self.session_ttl_ms
+        while self._sessions:
+            client_id, session = next(iter(self._sessions.items()))
+            if session.last_used_ms > deadline:
+                break
+            self._forget(client_id)
+
+    def _evict_beyond_limit(self) -> None:
+        while len(self._sessions) > self.max_sessions:
+            self._forget(next(iter(self._sessions)))
+
+    def _forget(self, client_id: str) -> None:
+        del self._sessions[client_id]
+        self._expired[client_id] = None
+        while len(self._expired) > self.max_sessions:
+            self._expired.popitem(last=False)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def query(self, machine: str, query: dict) -> object:
+        target = self.machines.get(machine)
+        if target is None:
+            return error_result("unknown_machine", f"no state machine named {machine!r}")
+        return target.query(query)
+
+    # --- snapshots --------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Everything, canonical: replicas that applied the same entries give the same
+        bytes. msgpack of ``{"format", "applied", "clock_ms", "sessions": {"live":
+        [[client_id, last_seq, last_used_ms, result], ...] least recently used first,
+        "expired": [client_id, ...]}, "machines": {name: data}}``."""
+        data = {
+            "format": SNAPSHOT_FORMAT,
+            "applied": self.applied_index,
+            "clock_ms": self.clock_ms,
+            "sessions": {
+                "live": [
+                    [cid, s.last_seq, s.last_used_ms, s.result] for cid, s in self._sessions.items()
+                ],
+                "expired": list(self._expired),
+            },
+            "machines": {name: self.machines[name].snapshot() for name in sorted(self.machines)},
+        }
+        return msgpack.packb(data, use_bin_type=True)
+
+    def restore(self, data: bytes) -> None:
+        """Replace everything with a snapshot. Raises ``ValueError`` if it is malformed
+        or names other state machines than the registered ones (restoring only some
+        would leave replicas disagreeing)."""
+        try:
+            snap = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
+                raise ValueError(f"not a snapshot of format {SNAPSHOT_FORMAT}")
+            applied, clock = int(snap["applied"]), int(snap["clock_ms"])
+            sessions = OrderedDict(
+                (str(cid), _Session(int(seq), int(used), result))
+                for cid, seq, used, result in snap["sessions"]["live"]
+            )
+            expired = OrderedDict((str(cid), None) for cid in snap["sessions"]["expired"])
+            machines = snap["machines"]
+            if not isinstance(machines, dict):
+                raise ValueError("machines must be a map")
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"malformed state machine snapshot: {exc}") from exc
+        if set(machines) != set(self.machines):
+            raise ValueError(
+                f"snapshot holds machines {sorted(machines)} but {sorted(self.machines)} are "
+                "registered"
+            )
+        for name in sorted(machines):
+            self.machines[name].restore(machines[name])
+        self.applied_index, self.clock_ms = applied, clock
+        self._sessions, self._expired = sessions, expired

@@ -1,0 +1,219 @@
+"""Replicated: routing by machine name and client sessions.
+
+Reference: thesis 6.3, "Implementing linearizable semantics": every command carries
+(client_id, seq); the state machine remembers the last result per client so a retried
+command is applied once; sessions expire (here: unused for session_ttl_ms, judged by
+entry timestamps) and an expired client gets an error rather than a double application.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nodes.kv import KeyValue
+from nodes.statemachine import Applied, ApplyContext, Replicated, encode_command
+
+TTL = 10_000
+
+
+class Node:
+    """A Replicated fed entries one by one, as a node's apply loop does."""
+
+    def __init__(self, **options: object) -> None:
+        self.sm = Replicated([KeyValue()], **options)  # type: ignore[arg-type]
+        self.index = 0
+
+    def send(self, client: str, seq: int, at: int, cmd: dict, machine: str = "kv") -> Applied:
+        self.index += 1
+        return self.sm.apply_entry(self.index, 1, encode_command(client, seq, at, machine, cmd))
+
+    def incr(self, client: str, seq: int, at: int = 1_000, key: str = "n") -> Applied:
+        return self.send(client, seq, at, {"op": "incr", "key": key})
+
+    def value(self, key: str = "n") -> object:
+        return self.sm.query("kv", {"op": "get", "key": key})["value"]  # type: ignore[index]
+
+
+@pytest.fixture
+def node() -> Node:
+    return Node(session_ttl_ms=TTL)
+
+
+def test_a_command_is_routed_to_the_machine_it_names_and_its_events_are_tagged(node) -> None:
+    applied = node.incr("alice", 1)
+    assert applied.result == {"ok": True, "value": 1, "version": 1}
+    assert (applied.client_id, applied.seq, applied.duplicate) == ("alice", 1, False)
+    assert applied.events == [
+        {"type": "state:changed", "key": "n", "old": None, "new": 1, "version": 1, "machine": "kv"}
+    ]
+
+
+def test_a_retried_command_is_applied_once_and_gets_the_first_result(node) -> None:
+    first = node.incr("alice", 1)
+    retry = node.incr("alice", 1, at=2_000)
+    assert retry.duplicate is True and retry.result == first.result
+    assert retry.events == []  # nothing changed, so nothing to publish
+    assert node.value() == 1
+    assert node.incr("alice", 2).result["value"] == 2
+
+
+def test_a_retry_is_answered_with_the_first_result_even_when_it_was_an_error(node) -> None:
+    node.send("alice", 1, 1_000, {"op": "put", "key": "s", "value": "text"})
+    first = node.send("alice", 2, 1_000, {"op": "incr", "key": "s"})
+    node.send("bob", 1, 1_000, {"op": "put", "key": "s", "value": 5})
+    retry = node.send("alice", 2, 1_000, {"op": "incr", "key": "s"})
+    assert first.result["error"] == "not_integer"
+    assert retry.duplicate and retry.result == first.result and node.value("s") == 5
+
+
+def test_a_seq_lower_than_the_last_one_gets_stale_sequence(node) -> None:
+    node.incr("alice", 1)
+    node.incr("alice", 5)  # gaps are fine: 2 to 4 never reached the log
+    stale = node.incr("alice", 3)
+    assert stale.result["ok"] is False and stale.result["error"] == "stale_sequence"
+    assert stale.result["message"].startswith("stale sequence")
+    assert stale.result["last_seq"] == 5 and stale.duplicate is False
+    assert node.value() == 2
+
+
+def test_sessions_of_different_clients_are_independent(node) -> None:
+    node.incr("alice", 1)
+    assert node.incr("bob", 1).duplicate is False
+    assert node.incr("alice", 1).duplicate is True
+    assert node.value() == 2
+
+
+def test_a_new_session_opens_only_with_seq_one(node) -> None:
+    result = node.incr("newcomer", 4).result
+    assert result["error"] == "session_expired" and "seq 1" in result["message"]
+    assert node.value() is None
+    assert node.incr("newcomer", 1).result["ok"] is True
+
+
+def test_a_session_unused_for_the_ttl_expires_and_a_retry_gets_session_expired(node) -> None:
+    node.incr("alice", 1, at=1_000)
+    node.incr("alice", 2, at=2_000)
+    node.incr("bob", 1, at=2_000 + TTL)  # alice unused for TTL: her session expires
+    retry = node.incr("alice", 2, at=2_000 + TTL)
+    assert retry.result["error"] == "session_expired"
+    assert retry.result["message"].startswith("session expired")
+    assert "expired" in retry.result["message"] and retry.duplicate is False
+    assert node.incr("alice", 3, at=2_000 + TTL).result["error"] == "session_expired"
+    assert node.value() == 3  # alice twice, bob once: no double application
+
+
+def test_an_expired_client_retrying_its_first_command_is_not_applied_twice(node) -> None:
+    node.incr("alice", 1, at=1_000)
+    node.incr("bob", 1, at=1_000 + TTL)
+    assert node.incr("alice", 1, at=1_000 + TTL).result["error"] == "session_expired"
+    assert node.value() == 2
+
+
+def test_a_session_in_use_does_not_expire(node) -> None:
+    for step in range(1, 6):
+        assert node.incr("alice", step, at=step * (TTL - 1)).result["ok"] is True
+    assert node.incr("alice", 5, at=5 * (TTL - 1)).duplicate is True
+
+
+def test_a_retry_or_stale_seq_keeps_a_session_alive(node) -> None:
+    node.incr("alice", 1, at=0)
+    node.incr("alice", 1, at=TTL - 1)  # duplicate, but it is a use
+    node.incr("bob", 1, at=2 * TTL - 2)
+    assert node.incr("alice", 2, at=2 * TTL - 2).result["ok"] is True
+
+
+def test_session_expiry_is_judged_by_entry_timestamps_not_by_entry_count(node) -> None:
+    node.incr("alice", 1, at=1_000)
+    for seq in range(1, 200):
+        node.incr("bob", seq, at=1_000 + TTL - 1)
+    assert node.incr("alice", 1, at=1_000 + TTL - 1).duplicate is True
+
+
+def test_time_never_goes_backwards_when_a_new_leader_has_a_slower_clock(node) -> None:
+    node.incr("alice", 1, at=50_000)
+    node.send("alice", 2, 50_000, {"op": "lock", "name": "door", "holder": "a", "ttl_ms": 100})
+    # a new leader whose clock is 10 s behind does not turn time back: the lock is held
+    # until 50_100 on every node
+    late = node.send("bob", 1, 40_000, {"op": "lock", "name": "door", "holder": "b", "ttl_ms": 100})
+    assert node.sm.clock_ms == 50_000 and late.result["error"] == "lock_held"
+    later = node.send("bob", 2, 50_100, {"op": "lock", "name": "door", "holder": "b", "ttl_ms": 1})
+    assert later.result["ok"] is True
+
+
+def test_beyond_max_sessions_the_least_recently_used_session_is_evicted() -> None:
+    node = Node(session_ttl_ms=TTL, max_sessions=2)
+    node.incr("a", 1)
+    node.incr("b", 1)
+    node.incr("a", 2)
+    node.incr("c", 1)  # evicts b, the least recently used
+    assert node.sm.session_count == 2
+    assert node.incr("b", 1).result["error"] == "session_expired"
+    assert node.incr("a", 2).duplicate is True
+    assert node.value() == 4
+
+
+def test_a_command_for_an_unknown_machine_is_an_error_remembered_in_the_session(node) -> None:
+    first = node.send("alice", 1, 1_000, {"op": "move"}, machine="chess")
+    assert first.result["error"] == "unknown_machine" and "'chess'" in first.result["message"]
+    assert node.send("alice", 1, 1_000, {"op": "move"}, machine="chess").duplicate is True
+
+
+class Exploding:
+    name = "boom"
+
+    def apply(self, command: dict, ctx: ApplyContext) -> tuple[object, list[dict]]:
+        raise RuntimeError("a bug in a state machine")
+
+    def query(self, query: dict) -> object:
+        return None
+
+    def snapshot(self) -> object:
+        return None
+
+    def restore(self, data: object) -> None:
+        pass
+
+
+def test_a_machine_that_raises_gets_an_error_result_and_the_node_survives() -> None:
+    sm = Replicated([KeyValue(), Exploding()])
+    applied = sm.apply_entry(1, 1, encode_command("c", 1, 0, "boom", {}))
+    assert applied.result["error"] == "machine_failed"
+    assert "RuntimeError" in applied.result["message"] and "entry 1" in applied.result["message"]
+    put = encode_command("c", 2, 0, "kv", {"op": "put", "key": "k", "value": 1})
+    assert sm.apply_entry(2, 1, put).result["ok"] is True
+
+
+def test_queries_are_routed_by_machine_name(node) -> None:
+    node.incr("alice", 1)
+    assert node.sm.query("kv", {"op": "get", "key": "n"})["value"] == 1
+    assert node.sm.query("chess", {"op": "board"})["error"] == "unknown_machine"
+
+
+class Recorder(Exploding):
+    name = "rec"
+
+    def __init__(self) -> None:
+        self.seen: list[ApplyContext] = []
+
+    def apply(self, command: dict, ctx: ApplyContext) -> tuple[object, list[dict]]:
+        self.seen.append(ctx)
+        return {"ok": True}, []
+
+
+def test_the_apply_context_carries_index_term_clock_and_client() -> None:
+    recorder = Recorder()
+    Replicated([recorder]).apply_entry(7, 3, encode_command("zed", 1, 123, "rec", {}))
+    assert recorder.seen == [ApplyContext(index=7, term=3, timestamp_ms=123, client_id="zed")]
+
+
+def test_registering_two_machines_with_one_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        Replicated([KeyValue(), KeyValue()])
+
+
+def test_applying_an_entry_at_or_below_applied_index_is_a_driver_bug(node) -> None:
+    node.incr("alice", 1)
+    with pytest.raises(ValueError, match="applied_index"):
+        node.sm.apply_entry(1, 1, b"")
+    node.sm.apply_entry(5, 1, b"")  # indexes may skip (membership entries)
+    assert node.sm.applied_index == 5
