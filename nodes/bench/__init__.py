@@ -1,0 +1,1 @@
+"""Benchmarks, run as ``python -m nodes.bench <subcommand>`` (see ``__main__``)."""

@@ -1,0 +1,336 @@
+"""The write-ahead log: log entries in append-only segment files of bounded size.
+
+Layout: ``<data dir>/wal/<index of the first record, 20 digits>.seg``. A segment is
+a sequence of frames (``records.py``), one entry per frame. A ``save()`` writes all
+its records with one ``write`` and one ``fsync`` (group commit); only when the batch
+crosses into a new segment is the finished segment fsynced first, so that every
+segment but the last is always complete.
+
+Invariants (checked on every read; a violation is a ``CorruptionError``):
+  * in segment order, record indices strictly increase, and a segment's name is
+    the index of its first record;
+  * above the snapshot index the records are contiguous from ``snapshot.index + 1``
+    (below it there may be gaps: a snapshot can jump the log forward);
+  * a bad frame can only be the torn tail of the last segment, with no valid
+    record after it.
+
+Truncating a suffix is physical (unlink whole segments, ``ftruncate`` the one that
+holds the first replaced record) rather than a "truncate-from" record, because:
+  1. names keep meaning "first index" and keep increasing, so whether a snapshot
+     covers a segment is a comparison of names (``next.first_index <= snapshot + 1``);
+     with truncate records a later segment could start below an earlier one and
+     that question would need a full replay;
+  2. the bytes satisfy the invariants above, so recovery never reinterprets a
+     superseded record and every anomaly is corruption, not "probably overwritten";
+  3. replaced entries stop taking disk space.
+The price is paid only on truncation (a follower whose uncommitted suffix conflicts
+with a new leader, or a snapshot from the leader): a directory fsync after the
+unlinks and an fsync of the cut file, before the new records are written. The
+unlinks go last segment first and are durable before the cut, so a crash at any
+point leaves a prefix of the old log that still holds every record below the cut:
+only records that were being replaced (never committed) can be lost early.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodes.raft.messages import Entry
+
+from .errors import CorruptionError
+from .files import FileOps
+from .records import (
+    ENTRY_BODY_PREFIX,
+    RecordError,
+    decode_entry,
+    encode_entry,
+    find_frame_after,
+    frame,
+    scan_frames,
+)
+
+log = logging.getLogger(__name__)
+
+SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
+
+
+def segment_name(first_index: int) -> str:
+    return f"{first_index:020d}.seg"
+
+
+@dataclass(slots=True)
+class Segment:
+    first_index: int
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """An incomplete final record of the last segment: a crash cut its write short."""
+
+    segment: Segment
+    offset: int
+    problem: str
+
+
+@dataclass(slots=True)
+class Replay:
+    entries: list[Entry]  # the records above the snapshot index, in order
+    last_record_index: int  # the last record's index, 0 if there is none
+    torn: TornTail | None
+
+
+def list_segments(directory: Path) -> list[Segment]:
+    segments = []
+    for path in directory.iterdir():
+        match = SEGMENT_NAME.match(path.name)
+        if match:
+            segments.append(Segment(int(match.group(1)), path, path.stat().st_size))
+    return sorted(segments, key=lambda s: s.first_index)
+
+
+def record_offsets(path: Path) -> list[int]:
+    """Byte offsets of the valid records of one segment (for tools and tests that
+    cut or damage a segment at a record boundary)."""
+    return [offset for offset, _ in scan_frames(path.read_bytes()).frames]
+
+
+class Wal:
+    """The segments of one data directory; not thread-safe (one driver thread writes)."""
+
+    def __init__(self, directory: Path, ops: FileOps, segment_bytes: int) -> None:
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes must be positive, not {segment_bytes}")
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self._ops = ops
+        self._segments = list_segments(directory)
+        self._fd: int | None = None  # append descriptor of the last segment
+        self.last_record_index = 0
+
+    @property
+    def segments(self) -> list[Segment]:
+        return list(self._segments)
+
+    # --- reading ---------------------------------------------------------------
+
+    def replay(self, snapshot_index: int, allow_torn_tail: bool) -> Replay:
+        """Read and check every record; touches nothing on disk.
+
+        A torn tail is returned (for ``start`` to cut) only with ``allow_torn_tail``:
+        at open, after a crash. Later, while we own the files, it would mean damage.
+        """
+        entries: list[Entry] = []
+        prev = 0
+        torn = None
+        for k, seg in enumerate(self._segments):
+            data = seg.path.read_bytes()
+            scan = scan_frames(data)
+            if scan.problem is not None:
+                is_last = k == len(self._segments) - 1
+                torn = self._torn_tail(seg, data, scan.valid_end, scan.problem, is_last)
+                if not allow_torn_tail:
+                    raise CorruptionError(seg.path, torn.offset, f"{torn.problem} at the log's end")
+            for offset, body in scan.frames:
+                try:
+                    entry = decode_entry(body)
+                except RecordError as exc:
+                    raise CorruptionError(seg.path, offset, str(exc)) from None
+                index = entry.index
+                if offset == 0 and index != seg.first_index:
+                    problem = f"first record has index {index} but the file is named for {seg.first_index}"
+                    raise CorruptionError(seg.path, offset, problem)
+                if index <= prev:
+                    problem = f"record index {index} follows {prev} (indices must increase)"
+                    raise CorruptionError(seg.path, offset, problem)
+                if index > snapshot_index:
+                    expected = max(prev, snapshot_index) + 1
+                    if index != expected:
+                        problem = (
+                            f"record index {index} where {expected} was expected: log records "
+                            "are missing (was a segment file removed?)"
+                        )
+                        raise CorruptionError(seg.path, offset, problem)
+                    entries.append(entry)
+                prev = index
+        return Replay(entries, prev, torn)
+
+    @staticmethod
+    def _torn_tail(seg: Segment, data: bytes, offset: int, problem: str, is_last: bool) -> TornTail:
+        """Decide whether a bad frame is a torn tail (returned) or corruption (raised)."""
+        if not is_last:
+            raise CorruptionError(
+                seg.path,
+                offset,
+                f"{problem} in a segment that is not the last one (those are complete and fsynced)",
+            )
+        later = find_frame_after(data, offset, ENTRY_BODY_PREFIX)
+        if later is not None:
+            raise CorruptionError(
+                seg.path, offset, f"{problem}, yet a valid record follows at byte offset {later}"
+            )
+        return TornTail(seg, offset, problem)
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the record with ``index``; None if the WAL holds no such record.
+        Reads one segment: used only when a snapshot arrives, which is rare."""
+        holding = [seg for seg in self._segments if seg.first_index <= index]
+        if not holding:
+            return None
+        for _, body in scan_frames(holding[-1].path.read_bytes()).frames:
+            entry = decode_entry(body)
+            if entry.index >= index:
+                return entry.term if entry.index == index else None
+        return None
+
+    def read_entries(self, snapshot_index: int) -> list[Entry]:
+        return self.replay(snapshot_index, allow_torn_tail=False).entries
+
+    # --- opening ---------------------------------------------------------------
+
+    def start(self, replay: Replay) -> None:
+        """Cut a torn tail found by ``replay`` (loudly), then get ready to append."""
+        if replay.torn is not None:
+            seg, offset = replay.torn.segment, replay.torn.offset
+            log.warning(
+                "%s: torn record at byte offset %d (%s): cutting %d bytes; expected after a "
+                "crash during a write, which was therefore never acknowledged",
+                seg.path,
+                offset,
+                replay.torn.problem,
+                seg.size - offset,
+            )
+            fd = os.open(seg.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, offset)
+                self._ops.sync_fd(fd, "wal.repair")
+            finally:
+                os.close(fd)
+            seg.size = offset
+        if self._segments and self._segments[-1].size == 0:
+            # nothing to lose, so no fsync: if it comes back after a crash it is cut again
+            os.unlink(self._segments.pop().path)
+        self.last_record_index = replay.last_record_index
+        self._open_last()
+
+    def _open_last(self) -> None:
+        self._close_fd()
+        if self._segments:
+            self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def close(self) -> None:
+        self._close_fd()
+
+    # --- writing ---------------------------------------------------------------
+
+    def append(self, entries: list[Entry]) -> None:
+        """Make ``entries`` durable, replacing every record from ``entries[0].index`` on.
+
+        The caller has checked that the indices are contiguous and fit the log.
+        """
+        if entries[0].index <= self.last_record_index:
+            self.truncate_from(entries[0].index)
+        pending = bytearray()
+        for entry in entries:
+            record = frame(encode_entry(entry))
+            if self._needs_new_segment(len(pending), len(record)):
+                self._flush(pending)
+                pending = bytearray()
+                self._new_segment(entry.index)
+            pending += record
+        self._flush(pending)
+        self.last_record_index = entries[-1].index
+
+    def _needs_new_segment(self, pending: int, record: int) -> bool:
+        if not self._segments:
+            return True
+        used = self._segments[-1].size + pending
+        # a record larger than a whole segment still gets one of its own
+        return used > 0 and used + record > self.segment_bytes
+
+    def _flush(self, pending: bytearray) -> None:
+        if not pending:
+            return
+        assert self._fd is not None
+        self._ops.point("wal.write")
+        self._ops.write_all(self._fd, bytes(pending), "wal")
+        self._segments[-1].size += len(pending)
+        self._ops.point("wal.fsync")
+        self._ops.sync_fd(self._fd, "wal")
+
+    def _new_segment(self, first_index: int) -> None:
+        assert not self._segments or first_index > self._segments[-1].first_index
+        self._ops.point("wal.rollover")
+        path = self.directory / segment_name(first_index)
+        self._close_fd()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._segments.append(Segment(first_index, path, 0))
+        self._ops.sync_dir(self.directory, "wal.dir")
+
+    def truncate_from(self, index: int) -> None:
+        """Durably remove every record with an index ``>= index`` (see the module
+        docstring for the order of steps and why a crash in between is safe)."""
+        self._ops.point("wal.truncate")
+        self._close_fd()
+        removed = False
+        while self._segments and self._segments[-1].first_index >= index:
+            os.unlink(self._segments.pop().path)
+            removed = True
+        if removed:
+            self._ops.sync_dir(self.directory, "wal.dir")
+        self.last_record_index = 0
+        if self._segments:
+            seg = self._segments[-1]
+            cut, self.last_record_index = self._locate(seg, index)
+            if cut is not None:
+                fd = os.open(seg.path, os.O_WRONLY)
+                try:
+                    os.ftruncate(fd, cut)
+                    self._ops.sync_fd(fd, "wal.truncate")
+                finally:
+                    os.close(fd)
+                seg.size = cut
+        self._open_last()
+
+    @staticmethod
+    def _locate(seg: Segment, index: int) -> tuple[int | None, int]:
+        """The offset of the first record ``>= index`` in ``seg`` (None if there is none)
+        and the index of the last record before it."""
+        before = 0
+        for offset, body in scan_frames(seg.path.read_bytes()).frames:
+            entry_index = decode_entry(body).index
+            if entry_index >= index:
+                return offset, before
+            before = entry_index
+        return None, before
+
+    def drop_covered(self, snapshot_index: int) -> list[Path]:
+        """Delete the segments whose every record is covered by a snapshot at
+        ``snapshot_index``; the last segment is kept (it is the one being appended to).
+
+        No fsync of the directory: a deletion that a crash undoes brings back a
+        segment that the durable snapshot still covers, which is skipped on replay
+        and deleted again at the next compaction.
+        """
+        covered = 0
+        segs = self._segments
+        while covered + 1 < len(segs) and segs[covered + 1].first_index <= snapshot_index + 1:
+            covered += 1
+        if not covered:
+            return []
+        self._ops.point("compact.delete")
+        dropped = [seg.path for seg in segs[:covered]]
+        for path in dropped:
+            os.unlink(path)
+        del segs[:covered]
+        return dropped
