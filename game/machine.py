@@ -60,6 +60,15 @@ class GameMachine:
             "message": f"unknown game query {query!r:.80}; use op 'state' or 'player_of'",
         }
 
+    def due_command(self, now_ms: int) -> dict | None:
+        """What the leader should propose now, on its own clock: a ``tick`` once the
+        current phase's deadline has passed (the tick carries the leader's timestamp
+        in the log, so every node ends the phase at the same entry)."""
+        deadline = self.state["game_state"]["phase_deadline_ms"]
+        if deadline is not None and now_ms >= deadline:
+            return {"type": "tick"}
+        return None
+
     def snapshot(self) -> object:
         """A copy of the state: plain msgpack data, equal for replicas with equal logs."""
         return copy.deepcopy(self.state)

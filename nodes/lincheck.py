@@ -251,30 +251,85 @@ class _Search:
             last = node
         return nxt, prv
 
+    def _unknown_classes(self) -> tuple[list[int], list[int], int]:
+        """Group unknown ops that would have identical effects.
+
+        Once invoked, such ops are interchangeable (their returns are all at
+        +inf), so the memo records only how many of each group were used: the
+        k-th use of group g sets bit ``base[g] + k``. Returns the group of
+        every op (-1 for ok ops), each group's first bit, and the flag bit.
+        """
+        group_of: list[int] = []
+        groups: dict[tuple[int, int, int], int] = {}
+        sizes: list[int] = []
+        for i, op in enumerate(self.ops):
+            if op.status == "ok":
+                group_of.append(-1)
+                continue
+            signature = (self.kinds[i], self.arg_a[i], self.arg_b[i])
+            if signature not in groups:
+                groups[signature] = len(sizes)
+                sizes.append(0)
+            group_of.append(groups[signature])
+            sizes[groups[signature]] += 1
+        base: list[int] = []
+        total = 0
+        for size in sizes:
+            base.append(total)
+            total += size
+        return group_of, base, total
+
     def run(self) -> Result:
         n = len(self.ops)
         nxt, prv = self._build_list()
         head = 2 * n
         kinds, arg_a, arg_b = self.kinds, self.arg_a, self.arg_b
-        # ok ops and unknown ops are numbered separately: one bitset each.
         definite = [op.status == "ok" for op in self.ops]
-        counters = {True: 0, False: 0}
-        bit_index: list[int] = []
-        for is_definite in definite:
-            bit_index.append(counters[is_definite])
-            counters[is_definite] += 1
-        remaining = counters[True]
+        deadline = [math.inf if op.complete is None else op.complete for op in self.ops]
+        ok_bit = [0] * n  # ok ops get their own dense bit numbering
+        ok_index = 0
+        for i, is_definite in enumerate(definite):
+            if is_definite:
+                ok_bit[i] = 1 << ok_index
+                ok_index += 1
+        remaining = ok_index
+        group_of, group_base, flag_shift = self._unknown_classes()
+        group_used = [0] * len(group_base)
+        # Set in the memo mask while the last linearized op is an unknown one.
+        # Unset dominates set: that configuration may try more moves.
+        after_unknown_flag = 1 << flag_shift
         max_states = self.max_states
 
+        def window() -> tuple[list[int], int]:
+            """The ops that may go next (every call before the first return),
+            ok ops earliest deadline first, then unknown ops; and the op of
+            that first return, which must be among the next ones placed."""
+            ok_ops: list[int] = []
+            unknown_ops: list[int] = []
+            node = nxt[head]
+            while not node & 1:
+                (ok_ops if definite[node >> 1] else unknown_ops).append(node >> 1)
+                node = nxt[node]
+            # Deadline order finds linearizations that need fewer unknown ops
+            # first, which lets the dominance check prune the others.
+            if len(ok_ops) > 1:
+                ok_ops.sort(key=deadline.__getitem__)
+            ok_ops.extend(unknown_ops)
+            return ok_ops, node >> 1
+
         state = self.initial
-        done_ok = 0
-        done_unknown = 0
+        done_ok = 0  # bitset of linearized ok ops
+        unknown_mask = 0  # canonical use counts of unknown ops + the flag bit
         depth = 0
-        # Frame: (call node, state before it, parent frame); None is the bottom.
+        candidates, blocked = window()
+        tried = 0
+        # Frame: (candidates, blocked, tried, op, state, mask, parent); the
+        # window and what was tried there, then the op placed and what it
+        # changed. None is the bottom.
         top: tuple | None = None
-        # (done_ok, state) -> unknown-op sets already explored with it. A set
-        # that includes an explored one is pruned too: unknown ops are optional,
-        # so having used more of them can only remove ways to finish.
+        # (done_ok, state) -> unknown masks explored with it. A mask including
+        # an explored one is pruned too: unknown ops are optional, so having
+        # used more of them only removes ways to go on.
         seen: dict[tuple[int, int], list[int]] = {(0, state): [0]}
         stored = 1
         best_depth = -1
@@ -282,74 +337,82 @@ class _Search:
         best_state = state
         best_blocked = -1
 
-        node = nxt[head]
         while remaining:
-            assert node != -1, "an ok op's return is always still in the list"
-            op_index = node >> 1
-            if not node & 1:
+            if tried < len(candidates):
+                op_index = candidates[tried]
+                tried += 1
+                is_definite = definite[op_index]
                 kind = kinds[op_index]
                 if kind == _WRITE:
-                    new_state = arg_a[op_index]
+                    # Unknown op then blind write: the unknown op could as well
+                    # never have happened, so only that shorter order is tried.
+                    new_state = -1 if unknown_mask >= after_unknown_flag else arg_a[op_index]
                 elif kind == _READ:
                     new_state = state if state == arg_a[op_index] else -1
                 elif kind == _CAS:
                     new_state = arg_b[op_index] if state == arg_a[op_index] else -1
                 else:
                     new_state = state if state != arg_a[op_index] else -1
-                if new_state >= 0:
-                    if definite[op_index]:
-                        new_ok = done_ok | (1 << bit_index[op_index])
-                        new_unknown = done_unknown
-                    else:
-                        new_ok = done_ok
-                        new_unknown = done_unknown | (1 << bit_index[op_index])
-                    explored = seen.get((new_ok, new_state))
-                    if explored is None:
-                        seen[(new_ok, new_state)] = [new_unknown]
-                        fresh = True
-                    else:
-                        for old in explored:
-                            if old & new_unknown == old:
-                                fresh = False
-                                break
-                        else:
-                            explored.append(new_unknown)
-                            fresh = True
-                    if fresh:
-                        stored += 1
-                        if stored > max_states:
-                            return self._timed_out()
-                        top = (node, state, top)
-                        state = new_state
-                        done_ok = new_ok
-                        done_unknown = new_unknown
-                        depth += 1
-                        if definite[op_index]:
-                            remaining -= 1
-                        ret = node + 1
-                        nxt[prv[node]] = nxt[node]
-                        if nxt[node] != -1:
-                            prv[nxt[node]] = prv[node]
-                        nxt[prv[ret]] = nxt[ret]
-                        if nxt[ret] != -1:
-                            prv[nxt[ret]] = prv[ret]
-                        node = nxt[head]
+                # An unknown op that leaves the register as it was is likewise
+                # better left out.
+                if new_state < 0 or (not is_definite and new_state == state):
+                    continue
+                if is_definite:
+                    new_ok = done_ok | ok_bit[op_index]
+                    new_mask = unknown_mask & ~after_unknown_flag
+                else:
+                    new_ok = done_ok
+                    group = group_of[op_index]
+                    new_mask = (
+                        unknown_mask | (1 << (group_base[group] + group_used[group]))
+                        | after_unknown_flag
+                    )
+                explored = seen.get((new_ok, new_state))
+                if explored is None:
+                    seen[(new_ok, new_state)] = [new_mask]
+                else:
+                    if any(old & new_mask == old for old in explored):
                         continue
-                node = nxt[node]
+                    # Masks that include the new one are now redundant.
+                    explored[:] = [old for old in explored if old & new_mask != new_mask]
+                    explored.append(new_mask)
+                stored += 1
+                if stored > max_states:
+                    return self._timed_out()
+                top = (candidates, blocked, tried, op_index, state, unknown_mask, top)
+                state = new_state
+                done_ok = new_ok
+                unknown_mask = new_mask
+                depth += 1
+                if is_definite:
+                    remaining -= 1
+                else:
+                    group_used[group_of[op_index]] += 1
+                call = 2 * op_index
+                ret = call + 1
+                nxt[prv[call]] = nxt[call]
+                if nxt[call] != -1:
+                    prv[nxt[call]] = prv[call]
+                nxt[prv[ret]] = nxt[ret]
+                if nxt[ret] != -1:
+                    prv[nxt[ret]] = prv[ret]
+                if remaining:
+                    candidates, blocked = window()
+                    tried = 0
                 continue
-            # A return whose op is not linearized yet: undo the last choice.
+            # Nothing more to try here: undo the last choice.
             if depth > best_depth:
-                best_depth, best_top, best_state, best_blocked = depth, top, state, op_index
+                best_depth, best_top, best_state, best_blocked = depth, top, state, blocked
             if top is None:
                 return self._violation(best_top, best_state, best_blocked)
-            call, state, top = top
+            candidates, blocked, tried, undone, state, unknown_mask, top = top
             depth -= 1
-            undone = call >> 1
             if definite[undone]:
-                done_ok ^= 1 << bit_index[undone]
+                done_ok ^= ok_bit[undone]
                 remaining += 1
             else:
-                done_unknown ^= 1 << bit_index[undone]
+                group_used[group_of[undone]] -= 1
+            call = 2 * undone
             ret = call + 1
             if nxt[ret] != -1:
                 prv[nxt[ret]] = ret
@@ -357,7 +420,6 @@ class _Search:
             if nxt[call] != -1:
                 prv[nxt[call]] = call
             nxt[prv[call]] = call
-            node = nxt[call]
         return Result(True, None, f"linearizable: {n} ops on {self.key!r}", n, False)
 
     def _timed_out(self) -> Result:
@@ -371,8 +433,8 @@ class _Search:
     def _violation(self, top: tuple | None, state: int, blocked: int) -> Result:
         prefix: list[int] = []
         while top is not None:
-            prefix.append(top[0] >> 1)
-            top = top[2]
+            prefix.append(top[3])
+            top = top[6]
         prefix.reverse()
         ops = self.ops
         op = ops[blocked]

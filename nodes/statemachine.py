@@ -86,7 +86,12 @@ class Applied:
     ``events`` are the machine's change events, each tagged ``"machine": name``;
     a duplicate (a retry of an already applied command) carries the first result
     and no events, since nothing changed. A no-op entry has ``client_id`` "",
-    ``seq`` 0 and ``result`` None."""
+    ``seq`` 0 and ``result`` None.
+
+    ``machine``, ``command`` and ``clock_ms`` are set only when the command was
+    applied to a machine: a subscriber holding the same deterministic machine can
+    apply ``command`` with ``ApplyContext(index, term, clock_ms, client_id)`` and
+    reach the same state (the view a client keeps is replicated to the edge)."""
 
     index: int
     client_id: str
@@ -94,6 +99,9 @@ class Applied:
     result: object
     events: list[dict] = field(default_factory=list)
     duplicate: bool = False
+    machine: str = ""
+    command: dict | None = None
+    clock_ms: int = 0
 
 
 def error_result(code: str, message: str, **extra: object) -> dict[str, object]:
@@ -289,7 +297,8 @@ class Replicated:
         result, events = self._apply_to_machine(envelope["m"], envelope["cmd"], ctx)
         session.last_seq = seq
         session.result = result
-        return Applied(index, client_id, seq, result, events)
+        return Applied(index, client_id, seq, result, events, machine=envelope["m"],
+                       command=envelope["cmd"], clock_ms=self.clock_ms)
 
     def _apply_to_machine(
         self, name: str, command: dict, ctx: ApplyContext

@@ -309,7 +309,10 @@ def generate_history(rng: random.Random, n_ops: int, keys: int, clients: int,
         succeeded = True
         if p["kind"] == "cas":
             # Expect the current value most of the time, so many cas succeed.
-            guess = current if rng.random() < 0.6 else p["value"]
+            if rng.random() < 0.6:
+                guess = current
+            else:
+                guess = rng.randrange(value_range) if value_range else rng.randrange(n_ops)
             p["expected"] = guess
             succeeded = current == guess
         if p["applies"]:

@@ -193,12 +193,14 @@ class RaftNode:
     def propose(self, data: bytes) -> int:
         """Append a command to the leader's log; returns its index. Raises NotLeader
         or TransferInProgress: the command was not taken and may be retried."""
+        self._check_no_ready()
         self._require_leader()
         return self._append_own(data, EntryKind.NORMAL)
 
     def propose_config_change(self, change: ConfigChange) -> int:
         """One server at a time (thesis 4.1). Raises ConfigChangeInProgress while an
         earlier change (or the leader's first entry of its term) is uncommitted."""
+        self._check_no_ready()
         self._require_leader()
         if self.pending_conf_index > self.commit:
             raise ConfigChangeInProgress(self.pending_conf_index)
@@ -220,6 +222,7 @@ class RaftNode:
     def read_index(self, context: object) -> None:
         """Thesis 6.4: request a linearizable read. A ReadState with ``context`` comes
         out of a later Ready once leadership is confirmed by a quorum."""
+        self._check_no_ready()
         if self.role is not Role.LEADER:
             raise NotLeader(self.id, self.leader_id)
         if not self._committed_in_current_term():
@@ -229,6 +232,7 @@ class RaftNode:
 
     def transfer_leadership(self, to: str) -> None:
         """Thesis 3.10: bring ``to`` up to date, then tell it to campaign now."""
+        self._check_no_ready()
         if self.role is not Role.LEADER:
             raise NotLeader(self.id, self.leader_id)
         if to == self.id:
@@ -598,8 +602,19 @@ class RaftNode:
                 self._send_heartbeat(peer)
         for peer in self._peers():
             pr = self.progress[peer]
-            if not self._send_append(peer) and pr.commit_sent < min(pr.match, self.commit):
+            if not self._send_appends(peer) and pr.commit_sent < min(pr.match, self.commit):
                 self._send_heartbeat(peer)  # nothing new to send: carry the commit index
+
+    def _send_appends(self, peer: str) -> bool:
+        """Send as many AppendEntries as flow control allows (a backlog larger than
+        max_batch_bytes is pipelined up to max_inflight messages, not sent one batch
+        per round trip). True if anything was sent."""
+        sent = False
+        while self._send_append(peer):
+            sent = True
+            if self.progress[peer].state is not ProgressState.REPLICATE:
+                break  # probe and snapshot states send one message at a time
+        return sent
 
     def _send_append(self, peer: str, allow_empty: bool = False) -> bool:
         pr = self.progress[peer]
@@ -686,7 +701,7 @@ class RaftNode:
                     self._send(TimeoutNow(self.term, self.id, m.sender))
             elif pr.state is ProgressState.PROBE:
                 pr.probe_sent = False
-            self._send_append(m.sender)
+            self._send_appends(m.sender)
         else:
             if m.match_index <= pr.match or (
                 pr.state is ProgressState.PROBE and m.match_index != pr.next - 1

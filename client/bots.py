@@ -1,0 +1,141 @@
+"""Headless agent players: the multi-agent side of the game, and load for benchmarks.
+
+A bot is a policy over the same session a window uses: join, mark ready, start
+the game when it hosts, hit targets, ask for a rematch. Strategies:
+
+- ``eager``: hits the first open target as soon as it sees one;
+- ``slow``: thinks 300-800 ms before each hit;
+- ``random``: picks a random open target after a random pause.
+
+Each bot's choices come from a ``random.Random`` seeded from ``--seed`` and its
+name, so a run can be repeated.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from game import view
+
+STRATEGIES = ("eager", "slow", "random")
+
+
+class _Session(Protocol):
+    client_id: str
+
+    def poll(self) -> None: ...
+
+    @property
+    def state(self) -> dict | None: ...
+
+    def submit(self, cmd: dict) -> Any: ...
+
+    def leader_time_ms(self) -> int: ...
+
+
+@dataclass
+class Bot:
+    name: str
+    session: _Session
+    strategy: str = "eager"
+    rng: random.Random = field(default_factory=random.Random)
+    games_to_play: int = 0  # 0 = forever
+    rematch_after_s: float = 2.0
+    hits_sent: int = 0
+    hits_won: int = 0
+    games_seen: int = 0
+    _busy: Any = None
+    _next_action: float = 0.0
+    _last_game: int = -1
+    _over_since: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; use one of {STRATEGIES}")
+
+    def done(self) -> bool:
+        return bool(self.games_to_play) and self.games_seen >= self.games_to_play
+
+    def step(self) -> None:
+        """One decision; call after ``session.poll()``. Never blocks."""
+        state = self.session.state
+        if state is None:
+            return
+        if self._busy is not None:
+            if not self._busy.done:
+                return
+            self._note_result(self._busy)
+            self._busy = None
+        now = time.monotonic()
+        if now < self._next_action:
+            return
+        me = view.player_of(state, self.session.client_id)
+        phase = view.phase(state)
+        gs = state["game_state"]
+        if phase == "game_over" and gs["game_number"] != self._last_game:
+            self._last_game = gs["game_number"]
+            self.games_seen += 1
+            self._over_since = now
+        if me is None:
+            self._send({"type": "join", "name": self.name})
+            return
+        player = state["players"][me]
+        if phase == "lobby":
+            if not player["ready"]:
+                self._send({"type": "ready", "ready": True})
+            elif gs["host"] == me and not self.done():
+                ready = sum(1 for p in state["players"].values() if p["ready"] and not p["spectator"])
+                if ready >= 2:
+                    self._send({"type": "start"})
+        elif phase == "round" and not player["spectator"]:
+            targets = view.open_targets(state)
+            if targets:
+                self._hit(state, targets, now)
+        elif phase == "game_over" and gs["host"] == me and not self.done():
+            if self._over_since is not None and now - self._over_since >= self.rematch_after_s:
+                self._send({"type": "rematch"})
+
+    def _hit(self, state: dict, targets: list[dict], now: float) -> None:
+        if self.strategy == "eager":
+            target = targets[0]
+        else:
+            target = self.rng.choice(targets)
+        if self.strategy == "slow":
+            self._next_action = now + self.rng.uniform(0.3, 0.8)
+        elif self.strategy == "random":
+            self._next_action = now + self.rng.uniform(0.05, 0.6)
+        self.hits_sent += 1
+        self._send({"type": "hit", "round": state["current_round"]["number"],
+                    "target": target["id"]})
+
+    def _send(self, cmd: dict) -> None:
+        self._busy = self.session.submit(cmd)
+        self._busy_cmd = cmd
+
+    def _note_result(self, pending: Any) -> None:
+        result = getattr(pending, "result", None)
+        if getattr(self, "_busy_cmd", {}).get("type") == "hit" and isinstance(result, dict):
+            if result.get("ok"):
+                self.hits_won += 1
+        if getattr(pending, "error", None):
+            self._next_action = time.monotonic() + 0.05  # the session is failing over
+
+
+def run_bots(bots: list[Bot], sessions: list[Any], duration: float | None = None,
+             poll_every: float = 0.005) -> None:
+    """Drive bots until all are done (or ``duration`` passes, or Ctrl-C)."""
+    end = time.monotonic() + duration if duration else None
+    try:
+        while not all(b.done() for b in bots):
+            if end is not None and time.monotonic() >= end:
+                break
+            for s in sessions:
+                s.poll()
+            for b in bots:
+                b.step()
+            time.sleep(poll_every)
+    except KeyboardInterrupt:
+        pass

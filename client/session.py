@@ -1,0 +1,164 @@
+"""The player's session with a cluster (the real ``GameSession``).
+
+Connects to any node of the cluster file, follows the leader, fails over on its
+own when a node dies, submits game commands exactly once (sequence numbers),
+and keeps the game view from a snapshot plus the ordered updates of the node it
+talks to. Everything is polled without blocking, once per frame, so a dead
+node never freezes the window. It also measures round trips and failovers and
+turns them into notices ("leader n1 lost, n3 elected, 240 ms").
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from game.machine import GameMachine
+from nodes.clusterfile import ClusterFile
+from nodes.codec import Update
+
+from .link import Call, ClusterLink
+from .view import ReplicatedView
+from .viewmodel import NodeInfo, Notice, Pending
+
+INFO_STALE_S = 0.6  # a node silent this long is shown as down
+
+
+class NetworkSession:
+    def __init__(self, cluster: ClusterFile, client_id: str | None = None,
+                 request_timeout: float = 0.4, deadline: float = 10.0) -> None:
+        self.link = ClusterLink(cluster, client_id, request_timeout=request_timeout,
+                                deadline=deadline)
+        self.client_id = self.link.client_id
+        self.view = ReplicatedView({"game": GameMachine})
+        self.link.on_update = self._on_update
+        self.link.on_switch = self._on_switch
+        self._notices: list[Notice] = []
+        self._snapshot_call: Call | None = None
+        self._state_at = time.monotonic()
+        self._leader: str | None = None
+        self._leader_term = 0
+        self._leader_lost_at: float | None = None
+        self._leader_last_seen = time.monotonic()
+        self.failover_ms: list[float] = []
+        self.link.follow_updates(self.link.current)
+        self._request_snapshot()
+
+    # --- the GameSession interface ---------------------------------------------------
+
+    def poll(self) -> None:
+        self.link.poll(0)
+        if self.view.needs_snapshot and (self._snapshot_call is None or self._snapshot_call.done):
+            self._request_snapshot()
+        self._watch_leader()
+
+    @property
+    def state(self) -> dict | None:
+        if not self.view.loaded:
+            return None
+        m = self.view.machines["game"]
+        return m.state  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def state_index(self) -> int:
+        return self.view.index
+
+    @property
+    def cluster(self) -> list[NodeInfo]:
+        now = time.monotonic()
+        rows = []
+        for n in self.link.nodes.values():
+            info = n.info
+            if info is None or now - n.info_at > INFO_STALE_S:
+                role = "down" if info is not None or now - self._state_at > 1.0 else "unknown"
+                rows.append(NodeInfo(n.id, role, info.term if info else 0, n.id == self.link.current))
+            else:
+                rows.append(NodeInfo(n.id, info.role, info.term, n.id == self.link.current))
+        return rows
+
+    def submit(self, cmd: dict) -> Pending:
+        pending = Pending()
+
+        def done(c: Call) -> None:
+            pending.done = True
+            if c.ok:
+                pending.result = c.result if isinstance(c.result, dict) else {"ok": True}
+            elif c.error is not None and c.error.code == "rejected":
+                pending.result = {"ok": False, "error": c.error.code, "message": c.error.message}
+            else:
+                pending.error = c.error.message if c.error else "no answer"
+
+        self.link.submit("game", cmd, done)
+        return pending
+
+    def drain_notices(self) -> list[Notice]:
+        out, self._notices = self._notices, []
+        return out
+
+    @property
+    def rtt_ms(self) -> float | None:
+        r = self.link.stats.rtts_ms
+        return sorted(r[-20:])[len(r[-20:]) // 2] if r else None
+
+    def leader_time_ms(self) -> int:
+        st = self.state
+        base = int(st.get("now_ms", 0)) if st else 0
+        return base + int((time.monotonic() - self._state_at) * 1000)
+
+    def close(self) -> None:
+        self.link.close()
+
+    # --- internals ------------------------------------------------------------------
+
+    def _request_snapshot(self) -> None:
+        node = self.link.update_node
+        self._snapshot_call = self.link.call("snapshot", {"machines": ["game"]},
+                                             self._on_snapshot, node=node)
+
+    def _on_snapshot(self, c: Call) -> None:
+        if not c.ok or not isinstance(c.result, dict):
+            return
+        if c.answered_by != self.link.update_node:
+            return  # an answer from a node we no longer follow
+        result: dict[str, Any] = c.result
+        self.view.load_snapshot(int(result["index"]), result["machines"])
+        self._state_at = time.monotonic()
+
+    def _on_update(self, nid: str, u: Update) -> None:
+        if self.view.apply(u):
+            self._state_at = time.monotonic()
+
+    def _on_switch(self, old: str, new: str) -> None:
+        # follow the new node's stream: subscribe first, then snapshot (Clone pattern)
+        self.link.follow_updates(new)
+        self.view.resubscribed()
+        self._request_snapshot()
+
+    def _watch_leader(self) -> None:
+        """Notice failovers from the nodes' cluster info: the leader's info stops,
+        another node reports leading a newer term; the gap is the failover time."""
+        now = time.monotonic()
+        leaders = [n for n in self.link.nodes.values()
+                   if n.info and n.info.role == "leader" and now - n.info_at < INFO_STALE_S]
+        if self._leader is not None:
+            cur = self.link.nodes.get(self._leader)
+            if cur and cur.info and now - cur.info_at < INFO_STALE_S and cur.info.role == "leader":
+                self._leader_last_seen = cur.info_at
+            elif self._leader_lost_at is None:
+                self._leader_lost_at = self._leader_last_seen
+        best = max(leaders, key=lambda n: n.info.term if n.info else 0, default=None)
+        if best is None or best.info is None:
+            return
+        if best.id != self._leader and best.info.term > self._leader_term:
+            if self._leader is not None:
+                lost = self._leader_lost_at or self._leader_last_seen
+                gap = max(0.0, (best.info_at - lost) * 1000)
+                self.failover_ms.append(gap)
+                self._notices.append(Notice(
+                    "failover", f"leader {self._leader} lost, {best.id} elected, {gap:.0f} ms",
+                    time.time()))
+            self._leader, self._leader_term = best.id, best.info.term
+            self._leader_lost_at = None
+            self._leader_last_seen = best.info_at
+            if self.link.current != best.id:
+                self.link._switch(best.id)

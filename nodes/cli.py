@@ -1,0 +1,396 @@
+"""The ``arena`` command line. Entry points only wire; logic lives in the packages.
+
+The cluster file is found with --cluster, else $ARENA_CLUSTER, else
+./.arena/cluster.toml (where ``arena up`` writes it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import clusterfile
+
+cluster_option = click.option(
+    "--cluster", "cluster_path", envvar="ARENA_CLUSTER", default=None,
+    help="Cluster file (default: $ARENA_CLUSTER, else .arena/cluster.toml).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+admin_key_option = click.option("--admin-key", envvar="ARENA_ADMIN_KEY", default=None,
+                                help="Admin key, if the cluster requires one.")
+
+
+def _cluster(path: str | None) -> clusterfile.ClusterFile:
+    try:
+        return clusterfile.load(clusterfile.find(path))
+    except clusterfile.ClusterFileError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _client(path: str | None, admin_key: str | None = None, deadline: float = 5.0):  # noqa: ANN202
+    from client.api import Client
+
+    cf = _cluster(path)
+    return Client(cf, admin_key=admin_key or cf.admin_key, deadline=deadline)
+
+
+def _emit(data: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(data if isinstance(data, str) else json.dumps(data, default=str))
+
+
+def _fail(e: Exception) -> click.ClickException:
+    return click.ClickException(str(e))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="arena")
+def main() -> None:
+    """Arena: a multiplayer game backend whose state is replicated with Raft."""
+
+
+# --- nodes --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--id", "node_id", required=True, help="This node's id in the cluster file.")
+@cluster_option
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Data directory (default: from the cluster file, else <file dir>/<id>).")
+@click.option("--no-fsync", is_flag=True, help="Do not fsync (unsafe; for experiments only).")
+@click.option("--rate-limit", type=float, default=0.0, show_default=True,
+              help="Requests per second per client (0 = unlimited).")
+@click.option("--log-level", default="INFO", show_default=True)
+def node(node_id: str, cluster_path: str | None, data_dir: Path | None, no_fsync: bool,
+         rate_limit: float, log_level: str) -> None:
+    """Run one node process (foreground; SIGTERM stops it cleanly)."""
+    from .node_main import run_node
+
+    cf = _cluster(cluster_path)
+    try:
+        run_node(cf, node_id, data_dir, fsync=not no_fsync, rate_limit=rate_limit,
+                 log_level=log_level)
+    except Exception as e:
+        from .storage.errors import StorageError
+
+        if isinstance(e, StorageError | clusterfile.ClusterFileError):
+            raise click.ClickException(str(e)) from e
+        raise
+
+
+@main.command()
+@click.option("--nodes", "count", type=click.IntRange(1, 15), default=3, show_default=True)
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path(".arena"),
+              show_default=True, help="Where the cluster file, data and logs go.")
+@click.option("--players", type=click.IntRange(0, 8), default=0, show_default=True,
+              help="Player windows to open.")
+@click.option("--bots", type=click.IntRange(0, 32), default=0, show_default=True,
+              help="Headless bots to start.")
+@click.option("--keep", is_flag=True, help="Reuse the data of a previous run in --dir.")
+@click.option("--election-ms", nargs=2, type=float, default=(150.0, 300.0), show_default=True)
+@click.option("--no-status", is_flag=True, help="Do not draw the live status table.")
+def up(count: int, directory: Path, players: int, bots: int, keep: bool,
+       election_ms: tuple[float, float], no_status: bool) -> None:
+    """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all."""
+    from .launcher import launch
+
+    launch(directory, count, players=players, bots=bots, keep=keep,
+           election_ms=election_ms, live_status=not no_status)
+
+
+@main.command()
+@cluster_option
+@json_option
+def status(cluster_path: str | None, as_json: bool) -> None:
+    """Per node: id, address, role, term, leader, commit, applied, reachable."""
+    from .launcher import cluster_status, render_status
+
+    cf = _cluster(cluster_path)
+    rows = cluster_status(cf)
+    if as_json:
+        _emit(rows, True)
+    else:
+        render_status(rows)
+
+
+def _local(cluster_path: str | None):  # noqa: ANN202
+    from .local import LocalCluster
+
+    path = clusterfile.find(cluster_path)
+    if not path.exists():
+        raise click.ClickException(f"no cluster file at {path}; start one with 'arena up'")
+    return LocalCluster.attach(path)
+
+
+def _process_command(name: str, doc: str) -> None:
+    @main.command(name=name, help=doc)
+    @click.argument("node_id")
+    @cluster_option
+    def _cmd(node_id: str, cluster_path: str | None) -> None:
+        lc = _local(cluster_path)
+        lc.cluster.node(node_id)
+        try:
+            if name == "restart":
+                pid = lc.restart(node_id)
+                click.echo(f"{node_id} restarted (pid {pid})")
+                return
+            getattr(lc, name)(node_id)
+        except (RuntimeError, clusterfile.ClusterFileError) as e:
+            raise _fail(e) from e
+        click.echo(f"{node_id}: {name} done (pid {lc.pid(node_id)})")
+
+
+_process_command("kill", "SIGKILL a node: it dies at once, keeping only what it fsynced.")
+_process_command("stop", "SIGTERM a node: it stops cleanly.")
+_process_command("restart", "Start a node again with the same data directory.")
+_process_command("pause", "SIGSTOP a node (it freezes; its peers see it as silent).")
+_process_command("resume", "SIGCONT a paused node.")
+
+
+@main.command()
+@click.argument("node_ids", nargs=-1, required=True)
+@cluster_option
+@admin_key_option
+def partition(node_ids: tuple[str, ...], cluster_path: str | None, admin_key: str | None) -> None:
+    """Cut NODE_IDS off from the rest of the cluster (nodes drop that traffic)."""
+    with _client(cluster_path, admin_key, deadline=2.0) as c:
+        for nid in c.cluster.ids():
+            try:
+                c.admin("partition", {"nodes": list(node_ids)}, node=nid)
+            except Exception as e:
+                click.echo(f"{nid}: {e}", err=True)
+    click.echo(f"partitioned {', '.join(node_ids)} from the rest")
+
+
+@main.command()
+@cluster_option
+@admin_key_option
+def heal(cluster_path: str | None, admin_key: str | None) -> None:
+    """Undo every partition."""
+    with _client(cluster_path, admin_key, deadline=2.0) as c:
+        for nid in c.cluster.ids():
+            try:
+                c.admin("heal", {}, node=nid)
+            except Exception as e:
+                click.echo(f"{nid}: {e}", err=True)
+    click.echo("healed")
+
+
+@main.command()
+@click.argument("node_id")
+@cluster_option
+@admin_key_option
+def transfer(node_id: str, cluster_path: str | None, admin_key: str | None) -> None:
+    """Hand leadership to NODE_ID (thesis 3.10)."""
+    with _client(cluster_path, admin_key) as c:
+        try:
+            c.admin("transfer", {"to": node_id})
+        except Exception as e:
+            raise _fail(e) from e
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            s = c.status(node_id, timeout=0.5)
+            if s and s.get("role") == "leader":
+                click.echo(f"{node_id} leads term {s['term']}")
+                return
+            time.sleep(0.05)
+    raise click.ClickException(f"{node_id} did not take over within 3 s")
+
+
+@main.group()
+def kv() -> None:
+    """Key-value operations (linearizable unless --stale)."""
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@kv.command("get")
+@click.argument("key")
+@click.option("--stale", is_flag=True, help="Fast local read from any node, possibly stale.")
+@cluster_option
+@json_option
+def kv_get(key: str, stale: bool, cluster_path: str | None, as_json: bool) -> None:
+    """Read KEY."""
+    with _client(cluster_path) as c:
+        try:
+            r = c.get_full(key, stale=stale)
+        except Exception as e:
+            raise _fail(e) from e
+    if as_json:
+        _emit(r, True)
+    elif not r.get("found"):
+        raise click.ClickException(f"key {key!r} not found")
+    else:
+        click.echo(json.dumps(r.get("value")))
+
+
+def _kv_command(name: str, args: list[str], doc: str) -> None:
+    params = [click.Argument([a]) for a in args]
+
+    def run(cluster_path: str | None, as_json: bool, **kw: str) -> None:
+        cmd: dict[str, Any] = {"op": {"del": "delete"}.get(name, name)}
+        for a in args:
+            v = kw[a]
+            cmd[a] = _value(v) if a in ("value", "expected", "by", "ttl_ms") else v
+        with _client(cluster_path) as c:
+            try:
+                r = c.kv(cmd)
+            except Exception as e:
+                raise _fail(e) from e
+        _emit(r, as_json)
+        if not r.get("ok"):
+            sys.exit(1)
+
+    cmd = click.Command(name, callback=run, help=doc, params=[
+        *params,
+        click.Option(["--cluster", "cluster_path"], envvar="ARENA_CLUSTER", default=None,
+                     help="Cluster file."),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print JSON."),
+    ])
+    kv.add_command(cmd)
+
+
+_kv_command("put", ["key", "value"], "Set KEY to VALUE (JSON if it parses, else a string).")
+_kv_command("del", ["key"], "Delete KEY.")
+_kv_command("cas", ["key", "expected", "value"],
+            "Set KEY to VALUE only if it holds EXPECTED (null = absent).")
+_kv_command("incr", ["key", "by"], "Add BY to the counter KEY.")
+_kv_command("decr", ["key", "by"], "Subtract BY from the counter KEY.")
+_kv_command("lock", ["name", "holder", "ttl_ms"], "Acquire (or renew) lock NAME for HOLDER.")
+_kv_command("unlock", ["name", "holder"], "Release lock NAME held by HOLDER.")
+
+
+@main.command()
+@cluster_option
+@json_option
+def game(cluster_path: str | None, as_json: bool) -> None:
+    """Print the current game state (a linearizable read)."""
+    from game.render_text import describe
+
+    with _client(cluster_path) as c:
+        try:
+            r = c.read("game", {"op": "state"})
+        except Exception as e:
+            raise _fail(e) from e
+    state = r.get("state") if isinstance(r, dict) else None
+    if as_json:
+        _emit(state, True)
+    else:
+        click.echo(describe(state or {}))
+
+
+@main.command()
+@click.option("--name", required=True, help="Your player name.")
+@cluster_option
+@click.option("--offline", is_flag=True, help="Play against simulated opponents, no cluster.")
+@click.option("--fps", type=int, default=60, show_default=True)
+def play(name: str, cluster_path: str | None, offline: bool, fps: int) -> None:
+    """Open a player window."""
+    from client.app import run
+
+    if offline:
+        from client.fake import FakeSession
+
+        session = FakeSession.with_opponents()  # type: ignore[attr-defined]
+    else:
+        from client.session import NetworkSession
+
+        session = NetworkSession(_cluster(cluster_path))
+    sys.exit(run(session, name, fps=fps))
+
+
+@main.command()
+@click.option("--count", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--strategy", type=click.Choice(["eager", "slow", "random", "mixed"]),
+              default="mixed", show_default=True)
+@click.option("--name", "prefix", default="bot", show_default=True, help="Name prefix.")
+@click.option("--games", type=int, default=0, show_default=True,
+              help="Stop after this many games (0 = run until Ctrl-C).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--seed", type=int, default=None, help="Seed of the bots' choices.")
+@cluster_option
+def bots(count: int, strategy: str, prefix: str, games: int, duration: float | None,
+         seed: int | None, cluster_path: str | None) -> None:
+    """Run headless agent players (eager, slow, random)."""
+    import random as _random
+
+    from client.bots import STRATEGIES, Bot, run_bots
+    from client.session import NetworkSession
+
+    cf = _cluster(cluster_path)
+    seed = seed if seed is not None else _random.SystemRandom().randrange(1 << 30)
+    click.echo(f"bots seed={seed}")
+    sessions, players = [], []
+    for i in range(count):
+        name = prefix if count == 1 else f"{prefix}{i + 1}"
+        strat = STRATEGIES[i % 3] if strategy == "mixed" else strategy
+        s = NetworkSession(cf)
+        sessions.append(s)
+        players.append(Bot(name, s, strat, _random.Random(f"{seed}:{name}"), games_to_play=games))
+    try:
+        run_bots(players, sessions, duration)
+    finally:
+        for s in sessions:
+            s.close()
+    for b in players:
+        click.echo(f"{b.name} ({b.strategy}): {b.hits_won}/{b.hits_sent} hits won, "
+                   f"{b.games_seen} games")
+
+
+@main.command()
+@click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds of faults.")
+@click.option("--clients", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--nodes", type=click.IntRange(3, 9), default=3, show_default=True)
+@click.option("--nemesis", default="kill,pause,partition,restart", show_default=True,
+              help="Comma-separated faults: kill, pause, partition, restart.")
+@click.option("--seed", type=int, default=None, help="Seed of every random choice.")
+@json_option
+def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | None,
+          as_json: bool) -> None:
+    """Jepsen-style run on real processes; checks linearizability and that no
+    acknowledged write is lost. Exits 1 on any anomaly."""
+    from .chaos import run_chaos
+
+    kinds = tuple(k.strip() for k in nemesis.split(",") if k.strip())
+    try:
+        r = run_chaos(duration, clients, nodes, kinds, seed, progress=not as_json)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        _emit(r.to_dict(), True)
+    else:
+        click.echo(f"seed={r.seed} nodes={r.nodes} clients={r.clients} duration={r.duration_s:g}s")
+        click.echo(f"operations: {r.operations} ({r.ok} ok, {r.failed} failed, "
+                   f"{r.unknown} unknown); acknowledged writes: {r.acknowledged_writes}")
+        click.echo(f"faults injected: {len(r.faults)}")
+        click.echo(f"linearizable: {'yes' if r.linearizable else 'NO'}; "
+                   f"missing acknowledged writes: {len(r.missing_writes)}")
+        click.echo(f"anomalies: {r.anomalies}")
+        if r.anomalies:
+            click.echo(r.lincheck_explanation)
+            click.echo(f"reproduce with: arena chaos --seed {r.seed} --duration {duration:g}")
+    sys.exit(1 if r.anomalies else 0)
+
+
+def setup_logging(level: str, node_id: str = "") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s node={node_id} %(name)s: %(message)s",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""``arena up`` and ``arena status``: launch a local cluster (plus player windows
+and bots), show its live status, and stop everything it started on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .clusterfile import DEFAULT_NAME, ClusterFile, Timing
+from .local import PROCS_FILE, LocalCluster
+
+
+def cluster_status(cf: ClusterFile, timeout: float = 0.4) -> list[dict]:
+    """Ask every node for its status; unreachable nodes are listed as such."""
+    from client.api import Client
+
+    rows = []
+    with Client(cf, deadline=timeout) as c:
+        for n in cf.nodes:
+            s = c.status(n.id, timeout=timeout)
+            if s is None:
+                rows.append({"id": n.id, "address": n.client, "reachable": False})
+                continue
+            rows.append({
+                "id": n.id, "address": n.client, "reachable": True, "role": s["role"],
+                "term": s["term"], "leader": s["leader"], "commit": s["commit"],
+                "applied": s["applied"], "last_index": s["last_index"], "pid": s.get("pid"),
+                "blocked": s.get("blocked", []),
+            })
+    return rows
+
+
+def status_table(rows: list[dict], title: str = "cluster") -> Table:
+    t = Table(title=title)
+    for col in ("node", "address", "role", "term", "leader", "commit", "applied", "reachable"):
+        t.add_column(col)
+    colours = {"leader": "bold green", "follower": "cyan", "candidate": "yellow",
+               "pre-candidate": "yellow"}
+    for r in rows:
+        if not r["reachable"]:
+            t.add_row(r["id"], r["address"], "[red]down[/red]", "-", "-", "-", "-", "no")
+            continue
+        role = r["role"]
+        part = " (partitioned)" if r.get("blocked") else ""
+        t.add_row(r["id"], r["address"], f"[{colours.get(role, 'white')}]{role}[/]{part}",
+                  str(r["term"]), str(r["leader"] or "-"), str(r["commit"]),
+                  str(r["applied"]), "yes")
+    return t
+
+
+def render_status(rows: list[dict]) -> None:
+    Console().print(status_table(rows))
+
+
+def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: bool = False,
+           election_ms: tuple[float, float] = (150.0, 300.0), live_status: bool = True,
+           block: bool = True) -> LocalCluster:
+    """Start the cluster; with ``block`` show status until Ctrl-C, then stop all."""
+    console = Console()
+    directory = directory.resolve()
+    if (directory / PROCS_FILE).exists():
+        old = LocalCluster.attach(directory / DEFAULT_NAME)
+        running = [n for n in old.procs if old.alive(n)]
+        if running:
+            raise SystemExit(
+                f"a cluster is already running in {directory} (nodes {', '.join(running)}); "
+                f"stop it first (Ctrl-C in its terminal, or 'arena stop NODE')"
+            )
+    if not keep and directory.exists():
+        shutil.rmtree(directory)
+    timing = Timing(election_ms=election_ms)
+    if keep and (directory / DEFAULT_NAME).exists():
+        lc = LocalCluster.attach(directory / DEFAULT_NAME)
+    else:
+        lc = LocalCluster.create(directory, nodes, timing=timing)
+    lc.start_all()
+    extras: list[subprocess.Popen] = []
+    env = {**os.environ, "ARENA_CLUSTER": str(lc.cluster_path)}
+    for i in range(bots):
+        extras.append(subprocess.Popen(
+            [sys.executable, "-m", "nodes", "bots", "--count", "1", "--strategy",
+             ["eager", "slow", "random"][i % 3], "--name", f"bot{i + 1}"],
+            env=env, stdout=open(directory / f"bot{i + 1}.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT, start_new_session=True))
+    for i in range(players):
+        extras.append(subprocess.Popen(
+            [sys.executable, "-m", "nodes", "play", "--name", f"Player{i + 1}"],
+            env=env, stdout=open(directory / f"player{i + 1}.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT, start_new_session=True))
+    (directory / "extras.json").write_text(json.dumps([p.pid for p in extras]))
+    console.print(f"cluster {lc.cluster.cluster_id}: {nodes} nodes, file {lc.cluster_path}")
+    console.print(f"  export ARENA_CLUSTER={lc.cluster_path}   # for other arena commands")
+    if not block:
+        return lc
+    stop = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if live_status:
+            with Live(console=console, refresh_per_second=4) as live:
+                while not stop:
+                    live.update(status_table(cluster_status(lc.cluster), "arena (Ctrl-C stops all)"))
+                    _sleep_unless(lambda: stop, 0.5)
+        else:
+            while not stop:
+                _sleep_unless(lambda: stop, 0.5)
+    finally:
+        console.print("stopping...")
+        for p in extras:
+            if p.poll() is None:
+                p.terminate()
+        for p in extras:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        # other arena commands (restart) may have replaced pids: read them again
+        lc = LocalCluster.attach(lc.cluster_path)
+        lc.stop_all()
+        console.print("all stopped")
+    return lc
+
+
+def _sleep_unless(stop: object, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not stop():  # type: ignore[operator]
+        time.sleep(0.05)

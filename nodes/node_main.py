@@ -1,0 +1,49 @@
+"""Compose one node process: the key-value machine, the game's machine, the server,
+and logs that carry the node id, term and role on every line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from game.machine import GameMachine, seed_from
+
+from .clusterfile import ClusterFile
+from .kv import KeyValue
+from .server import NodeOptions, NodeServer
+
+
+class _RaftContext(logging.Filter):
+    """Adds term and role to every record, read from the running server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server: NodeServer | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        s = self.server
+        record.term = s.raft.term if s else 0
+        record.role = s.raft.role.value if s else "starting"
+        return True
+
+
+def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
+             fsync: bool = True, rate_limit: float = 0.0, log_level: str = "INFO") -> None:
+    ctx = _RaftContext()
+    handler = logging.StreamHandler()
+    handler.addFilter(ctx)
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s %(levelname)s node={node_id} term=%(term)s role=%(role)s "
+        "%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, log_level.upper(), logging.INFO))
+    opts = NodeOptions(
+        node_id=node_id, cluster=cluster,
+        data_dir=data_dir or cluster.data_dir(node_id),
+        fsync=fsync, rate_limit_per_s=rate_limit,
+    )
+    machines = [KeyValue(), GameMachine(seed=seed_from(cluster.cluster_id))]
+    server = NodeServer(opts, machines)
+    ctx.server = server
+    server.run()

@@ -1,0 +1,628 @@
+"""The node process: one event loop that drives the Raft core over ZeroMQ.
+
+Each loop turn: wait on the sockets until the next tick is due; feed peer
+messages to the core; take client requests (proposals, reads, snapshots,
+status, admin); tick; then handle every Ready in the contract's order --
+persist (one fsync) -> send -> apply (and publish, and answer clients) ->
+advance. Proposals that arrive together share one Ready, one fsync and one
+AppendEntries per follower (group commit and batching come from the loop).
+
+The server knows no game: it runs the state machines it is given (the CLI
+composes the key-value one and the game's). A machine may offer
+``due_command(now_ms) -> dict | None``: the leader proposes it (the game's
+clock ticks that end rounds on the leader's time, carried in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import Random
+
+import zmq
+
+from . import codec
+from .clusterfile import ClusterFile
+from .codec import ClusterInfo, ErrorInfo, Request, Response, Update
+from .raft.core import RaftConfig, RaftNode
+from .raft.errors import (
+    ConfigChangeInProgress,
+    InvalidConfigChange,
+    NotLeader,
+    RaftError,
+    TransferInProgress,
+)
+from .raft.messages import ChangeKind, ClusterConfig, ConfigChange, EntryKind, Snapshot
+from .raft.ready import Ready, Role
+from .statemachine import Replicated, StateMachine, encode_command
+from .storage import DiskStorage
+from .transport import PeerTransport
+
+log = logging.getLogger("arena.node")
+
+CLUSTER_INFO_EVERY_S = 0.1
+MAX_REQUESTS_PER_TURN = 5_000
+
+
+@dataclass(slots=True)
+class NodeOptions:
+    node_id: str
+    cluster: ClusterFile
+    data_dir: Path
+    fsync: bool = True
+    max_frame: int = codec.DEFAULT_MAX_FRAME
+    admin_key: str | None = None
+    rate_limit_per_s: float = 0.0  # per client id; 0 = off
+    rate_burst: int = 200
+    seed: int | None = None  # election jitter; random when None
+
+
+@dataclass(slots=True)
+class _PendingSubmit:
+    ident: bytes
+    req_id: int
+    term: int
+
+
+@dataclass(slots=True)
+class _TokenBucket:
+    tokens: float
+    at: float
+
+
+@dataclass(slots=True)
+class Counters:
+    proposals: int = 0
+    applied: int = 0
+    reads: int = 0
+    fsyncs: int = 0
+    client_errors: Counter[str] = field(default_factory=Counter)
+    client_dropped: Counter[str] = field(default_factory=Counter)
+
+
+class NodeServer:
+    def __init__(
+        self,
+        opts: NodeOptions,
+        machines: Iterable[StateMachine],
+        on_event: Callable[[str, dict], None] | None = None,
+    ) -> None:
+        self.opts = opts
+        self.id = opts.node_id
+        self.cluster = opts.cluster
+        self.me = self.cluster.node(self.id)
+        self.on_event = on_event or (lambda name, data: None)
+        timing = self.cluster.timing
+        hb, emin, emax = timing.ticks()
+        self.tick_s = timing.tick_ms / 1000.0
+        self.raft_config = RaftConfig(heartbeat_ticks=hb, election_ticks_min=emin,
+                                      election_ticks_max=emax)
+        self.stopping = False
+        self.counters = Counters()
+        self.started_at = time.time()
+
+        initial = ClusterConfig(frozenset(self.cluster.ids()))
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = DiskStorage(
+            opts.data_dir, self.id, self.cluster.cluster_id, initial_config=initial,
+            fsync=opts.fsync, compress_snapshots=self.cluster.compression,
+        )
+        seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
+        self.raft = RaftNode(self.id, self.storage, Random(seed), self.raft_config)
+        self.sm = Replicated(machines)
+        snap = self.storage.snapshot()
+        if snap is not None:
+            self.sm.restore(snap.data)
+        self.last_applied = self.raft.applied
+        self.addresses = {n.id: n for n in self.cluster.nodes}
+
+        self.ctx = zmq.Context()
+        peers = {n.id: n.raft for n in self.cluster.nodes}
+        self.transport = self._make_transport(peers)
+        self.clients = self.ctx.socket(zmq.ROUTER)
+        self.clients.setsockopt(zmq.LINGER, 0)
+        self.clients.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.clients.setsockopt(zmq.MAXMSGSIZE, opts.max_frame + 1024)
+        self.clients.setsockopt(zmq.SNDHWM, 100_000)
+        self.clients.bind(self.me.client)
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.setsockopt(zmq.SNDHWM, 100_000)
+        self.pub.bind(self.me.pub)
+        self.poller = zmq.Poller()
+        self._register_poll()
+
+        self.pending_submits: dict[int, _PendingSubmit] = {}
+        self.pending_reads: list[tuple[int, bytes, int, str, dict]] = []  # (index, ...)
+        self._read_ctx = 0
+        self._reads_by_ctx: dict[int, tuple[bytes, int, str, dict]] = {}
+        self._timer_seq: dict[str, int] = {}
+        self._timer_inflight: dict[str, int] = {}
+        self._buckets: dict[str, _TokenBucket] = {}
+        self._last_info = 0.0
+        self.leader_changes: list[tuple[float, str | None, int]] = []
+        log.info("node %s starting: term %d, commit %d, applied %d, log %d entries, seed %d",
+                 self.id, self.raft.term, self.raft.commit, self.raft.applied,
+                 self.raft.log.last_index - self.raft.log.offset_index, seed)
+
+    def _make_transport(self, peers: dict[str, str]) -> PeerTransport:
+        return PeerTransport(self.ctx, self.id, self.cluster.cluster_id, self.me.raft, peers,
+                             self.opts.max_frame, on_event=self._peer_event)
+
+    def _register_poll(self) -> None:
+        self.poller = zmq.Poller()
+        for s in [*self.transport.sockets(), self.clients]:
+            self.poller.register(s, zmq.POLLIN)
+
+    # --- the loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        try:
+            self.serve_forever()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def serve_forever(self) -> None:
+        next_tick = time.monotonic() + self.tick_s
+        while not self.stopping:
+            timeout_ms = max(0.0, (next_tick - time.monotonic()) * 1000)
+            self.poller.poll(timeout_ms)
+            self.turn()
+            now = time.monotonic()
+            ticks = 0
+            while now >= next_tick:
+                next_tick += self.tick_s
+                ticks += 1
+            if ticks:
+                # after a pause (SIGSTOP) count at most one election timeout's worth
+                for _ in range(min(ticks, self.raft_config.election_ticks_max)):
+                    self.raft.tick()
+                    self._drain_ready()
+                self._leader_timers()
+                self._drain_ready()
+
+    def turn(self) -> None:
+        """One pass over every input, then the Ready loop."""
+        self.transport.poll_monitors()
+        for m in self.transport.receive():
+            self.raft.step(m)
+        self._drain_ready()
+        self._serve_clients()
+        self._drain_ready()
+        now = time.monotonic()
+        if now - self._last_info >= CLUSTER_INFO_EVERY_S:
+            self._last_info = now
+            self._publish_info()
+
+    # --- the Ready contract ------------------------------------------------------------
+
+    def _drain_ready(self) -> None:
+        raft = self.raft
+        while raft.has_ready():
+            rd = raft.ready()
+            # 1. persist: one group commit, before anything that speaks of it leaves
+            if rd.must_sync():
+                self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
+                self.counters.fsyncs += 1
+            # 2. send
+            for m in rd.messages:
+                self.transport.send(m)
+            # 3. apply
+            if rd.snapshot is not None:
+                self.sm.restore(rd.snapshot.data)
+                self.last_applied = rd.snapshot.meta.index
+                self._publish(Update(self.last_applied, rd.snapshot.meta.term, "", "", 0,
+                                     {"snapshot": True}, []))
+            for e in rd.committed_entries:
+                self._apply_entry(e.index, e.term, e.kind, e.data)
+            for rs in rd.read_states:
+                req = self._reads_by_ctx.pop(rs.context, None)  # type: ignore[arg-type]
+                if req is not None:
+                    self.pending_reads.append((rs.index, *req))
+            for ctx in rd.aborted_reads:
+                req = self._reads_by_ctx.pop(ctx, None)  # type: ignore[arg-type]
+                if req is not None:
+                    self._reply_error(req[0], req[1], "not_leader", "leadership was lost; retry")
+            if rd.soft_state is not None:
+                self._on_soft_state(rd)
+            raft.advance(rd)
+            self._serve_reads()
+            self._maybe_snapshot()
+
+    def _apply_entry(self, index: int, term: int, kind: EntryKind, data: bytes) -> None:
+        self.last_applied = index
+        self.counters.applied += 1
+        if kind is EntryKind.CONFIG:
+            self._on_config_applied()
+            self._publish(Update(index, term, "", "", 0, {"config": self.raft.status()}, []))
+            self._answer_submit(index, term, {"ok": True, "config": True})
+            return
+        applied = self.sm.apply_entry(index, term, data)
+        self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
+                             applied.result, applied.events, command=applied.command,
+                             clock_ms=applied.clock_ms))
+        self._answer_submit(index, term, applied.result)
+        if applied.client_id.startswith("@"):
+            self._timer_inflight.pop(applied.client_id.split("/")[0][1:], None)
+
+    def _answer_submit(self, index: int, term: int, result: object) -> None:
+        p = self.pending_submits.pop(index, None)
+        if p is None:
+            return
+        if p.term != term:
+            # another entry took that index: ours was never committed (retry is safe)
+            self._reply_error(p.ident, p.req_id, "not_leader",
+                              "the proposal was overwritten by a new leader; retry",
+                              leader=self.raft.leader_id)
+            return
+        self._reply(p.ident, Response(p.req_id, True, result, None, index))
+
+    def _on_soft_state(self, rd: Ready) -> None:
+        s = rd.soft_state
+        assert s is not None
+        log.info("node %s: %s in term %d, leader %s", self.id, s.role.value, s.term, s.leader_id)
+        self.leader_changes.append((time.time(), s.leader_id, s.term))
+        if s.role is Role.LEADER:
+            self.on_event("leader:elected", {"leader_id": self.id, "term": s.term})
+        elif s.leader_id is not None:
+            self.on_event("leader:elected", {"leader_id": s.leader_id, "term": s.term})
+        if s.role is not Role.LEADER and self.pending_submits:
+            # proposals in flight may or may not commit: the client retries with the
+            # same sequence number and the session table applies it at most once
+            for p in self.pending_submits.values():
+                self._reply_error(p.ident, p.req_id, "not_leader",
+                                  "leadership changed while the command was in flight; retry "
+                                  "(the retry is applied at most once)", leader=s.leader_id)
+            self.pending_submits.clear()
+        self._publish_info()
+
+    def _on_config_applied(self) -> None:
+        cfg = self.raft.config
+        for nid in cfg.members():
+            addr = self.addresses.get(nid)
+            if addr is not None:
+                self.transport.add_peer(nid, addr.raft)
+        for peer in list(self.transport.dealers):
+            if peer not in cfg.members():
+                self.transport.remove_peer(peer)
+        self._register_poll()
+        if self.raft.removed:
+            log.warning("node %s was removed from the cluster", self.id)
+
+    def _maybe_snapshot(self) -> None:
+        interval = self.cluster.snapshot_interval
+        if not interval:
+            return
+        applied = self.raft.applied
+        if applied - self.raft.log.offset_index < interval:
+            return
+        meta = self.raft.snapshot_meta(applied)
+        self.storage.compact(Snapshot(meta, self.sm.snapshot()))
+        self.raft.compact(applied)
+
+    def _serve_reads(self) -> None:
+        if not self.pending_reads:
+            return
+        still = []
+        for item in self.pending_reads:
+            index, ident, req_id, machine, query = item
+            if index <= self.last_applied:
+                self._reply(ident, Response(req_id, True, self._query(machine, query), None,
+                                            self.last_applied))
+            else:
+                still.append(item)
+        self.pending_reads = still
+
+    def _query(self, machine: str, query: dict) -> object:
+        try:
+            return self.sm.query(machine, query)
+        except (KeyError, ValueError) as e:
+            return {"ok": False, "error": "bad_query", "message": str(e)}
+
+    # --- leader timers (e.g. the game clock) ---------------------------------------------
+
+    def _leader_timers(self) -> None:
+        if self.raft.role is not Role.LEADER or self.raft.lead_transferee is not None:
+            return
+        now_ms = int(time.time() * 1000)
+        for name, machine in self.sm.machines.items():
+            due = getattr(machine, "due_command", None)
+            if due is None or name in self._timer_inflight:
+                continue
+            cmd = due(now_ms)
+            if cmd is None:
+                continue
+            client = f"@{name}/{self.id}/{self.raft.term}"
+            seq = self._timer_seq.get(client, 0) + 1
+            self._timer_seq[client] = seq
+            try:
+                index = self.raft.propose(encode_command(client, seq, now_ms, name, cmd))
+            except RaftError:
+                return
+            self._timer_inflight[name] = index
+
+    # --- clients -----------------------------------------------------------------------
+
+    def _serve_clients(self) -> None:
+        for _ in range(MAX_REQUESTS_PER_TURN):
+            try:
+                frames = self.clients.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.counters.client_dropped["bad_envelope"] += 1
+                continue
+            ident, payload = frames
+            try:
+                req = codec.decode_request(payload, self.cluster.cluster_id, self.opts.max_frame)
+            except codec.ProtocolError as e:
+                self.counters.client_dropped[e.code] += 1
+                self._reply(ident, Response(0, False, None, ErrorInfo("protocol", str(e))))
+                continue
+            if not self._admit(req.client_id):
+                self._reply_error(ident, req.req_id, "rate_limited",
+                                  f"client {req.client_id} exceeds "
+                                  f"{self.opts.rate_limit_per_s:g} requests/s; slow down")
+                continue
+            try:
+                self._handle_request(ident, req)
+            except Exception as e:  # a bad request must never stop the node
+                log.exception("request %s from %s failed", req.kind, req.client_id)
+                self._reply_error(ident, req.req_id, "bad_request", f"{type(e).__name__}: {e}")
+
+    def _admit(self, client_id: str) -> bool:
+        rate = self.opts.rate_limit_per_s
+        if rate <= 0:
+            return True
+        now = time.monotonic()
+        b = self._buckets.get(client_id)
+        if b is None:
+            b = self._buckets[client_id] = _TokenBucket(float(self.opts.rate_burst), now)
+        b.tokens = min(float(self.opts.rate_burst), b.tokens + (now - b.at) * rate)
+        b.at = now
+        if b.tokens < 1:
+            return False
+        b.tokens -= 1
+        return True
+
+    def _handle_request(self, ident: bytes, req: Request) -> None:
+        kind, body = req.kind, req.body
+        if kind == "submit":
+            self._submit(ident, req)
+        elif kind == "read":
+            self._read(ident, req)
+        elif kind == "snapshot":
+            names = body.get("machines") or list(self.sm.machines)
+            state = {n: self.sm.machines[n].snapshot() for n in names if n in self.sm.machines}
+            self._reply(ident, Response(req.req_id, True,
+                                        {"index": self.last_applied, "machines": state},
+                                        None, self.last_applied))
+        elif kind in ("status", "hello"):
+            self._reply(ident, Response(req.req_id, True, self.status(), None, self.last_applied))
+        elif kind == "admin":
+            self._admin(ident, req)
+        else:
+            self._reply_error(ident, req.req_id, "bad_request", f"unknown request kind {kind!r}")
+
+    def _not_leader(self, ident: bytes, req_id: int) -> None:
+        leader = self.raft.leader_id
+        self._reply_error(ident, req_id, "not_leader",
+                          f"node {self.id} is not the leader"
+                          + (f"; the leader is {leader}" if leader else "; no leader is known yet"),
+                          leader=leader)
+
+    def _submit(self, ident: bytes, req: Request) -> None:
+        body = req.body
+        machine, seq, cmd = body.get("machine"), body.get("seq"), body.get("cmd")
+        if not isinstance(machine, str) or machine not in self.sm.machines:
+            self._reply_error(ident, req.req_id, "bad_request",
+                              f"unknown state machine {machine!r}; this node runs "
+                              f"{sorted(self.sm.machines)}")
+            return
+        if not isinstance(seq, int) or seq < 1 or not isinstance(cmd, dict):
+            self._reply_error(ident, req.req_id, "bad_request",
+                              "submit needs seq (int >= 1) and cmd (map)")
+            return
+        if req.client_id.startswith("@"):
+            self._reply_error(ident, req.req_id, "bad_request", "client ids starting with @ are reserved")
+            return
+        try:
+            data = encode_command(req.client_id, seq, int(time.time() * 1000), machine, cmd)
+            index = self.raft.propose(data)
+        except NotLeader:
+            self._not_leader(ident, req.req_id)
+            return
+        except TransferInProgress as e:
+            self._reply_error(ident, req.req_id, "transfer_in_progress", str(e), leader=e.target)
+            return
+        except ValueError as e:
+            self._reply_error(ident, req.req_id, "bad_request", str(e))
+            return
+        self.counters.proposals += 1
+        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term)
+
+    def _read(self, ident: bytes, req: Request) -> None:
+        body = req.body
+        machine, query = body.get("machine"), body.get("query")
+        if not isinstance(machine, str) or machine not in self.sm.machines or not isinstance(query, dict):
+            self._reply_error(ident, req.req_id, "bad_request",
+                              "read needs machine (one of "
+                              f"{sorted(self.sm.machines)}) and query (map)")
+            return
+        self.counters.reads += 1
+        if not body.get("linearizable", True):
+            result = self._query(machine, query)
+            if isinstance(result, dict):
+                result = {**result, "stale": True, "applied_index": self.last_applied,
+                          "node": self.id, "role": self.raft.role.value}
+            self._reply(ident, Response(req.req_id, True, result, None, self.last_applied))
+            return
+        self._read_ctx += 1
+        ctx = self._read_ctx
+        try:
+            self.raft.read_index(ctx)
+        except NotLeader:
+            self._not_leader(ident, req.req_id)
+            return
+        self._reads_by_ctx[ctx] = (ident, req.req_id, machine, query)
+
+    def _admin(self, ident: bytes, req: Request) -> None:
+        body = req.body
+        key = self.opts.admin_key or self.cluster.admin_key
+        if key and body.get("key") != key:
+            self._reply_error(ident, req.req_id, "unauthorized",
+                              "admin commands need the cluster's admin key (--admin-key)")
+            return
+        action, args = body.get("action"), body.get("args") or {}
+        ok = lambda result: self._reply(ident, Response(req.req_id, True, result))  # noqa: E731
+        if action == "partition":
+            group = set(args.get("nodes", []))
+            everyone = set(self.addresses) | set(self.raft.config.members())
+            blocked = (everyone - group) if self.id in group else group
+            blocked.discard(self.id)
+            self.transport.blocked = blocked
+            log.warning("node %s: partitioned from %s", self.id, sorted(blocked))
+            self.on_event("partition:detected", {"blocked": sorted(blocked)})
+            ok({"blocked": sorted(blocked)})
+        elif action == "heal":
+            self.transport.blocked = set()
+            self.on_event("partition:healed", {})
+            ok({"blocked": []})
+        elif action == "transfer":
+            try:
+                self.raft.transfer_leadership(str(args.get("to")))
+            except NotLeader:
+                self._not_leader(ident, req.req_id)
+                return
+            except InvalidConfigChange as e:
+                self._reply_error(ident, req.req_id, "rejected", str(e))
+                return
+            ok({"transferring_to": args.get("to")})
+        elif action in ("add_node", "remove_node"):
+            self._membership(ident, req, action, args)
+        else:
+            self._reply_error(ident, req.req_id, "bad_request",
+                              f"unknown admin action {action!r} (partition, heal, transfer, "
+                              "add_node, remove_node)")
+
+    def _membership(self, ident: bytes, req: Request, action: str, args: dict) -> None:
+        nid = str(args.get("id", ""))
+        if action == "add_node":
+            addrs = {k: args.get(k) for k in ("raft", "client", "pub")}
+            if not all(isinstance(v, str) for v in addrs.values()):
+                self._reply_error(ident, req.req_id, "bad_request",
+                                  "add_node needs id, raft, client and pub addresses")
+                return
+            from .clusterfile import NodeAddress
+
+            self.addresses[nid] = NodeAddress(nid, addrs["raft"], addrs["client"], addrs["pub"])
+            change = ConfigChange(ChangeKind.ADD_LEARNER, nid)
+        else:
+            change = ConfigChange(ChangeKind.REMOVE, nid)
+        try:
+            index = self.raft.propose_config_change(change)
+        except NotLeader:
+            self._not_leader(ident, req.req_id)
+            return
+        except (ConfigChangeInProgress, InvalidConfigChange, TransferInProgress) as e:
+            self._reply_error(ident, req.req_id, "rejected", str(e))
+            return
+        if change.kind is ChangeKind.ADD_LEARNER:
+            self.transport.add_peer(nid, self.addresses[nid].raft)
+            self._register_poll()
+        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term)
+
+    def _peer_event(self, event: str, peer: str) -> None:
+        log.info("node %s: %s %s", self.id, event, peer)
+        self.on_event(event, {"node_id": peer})
+
+    # --- output -------------------------------------------------------------------------
+
+    def _reply(self, ident: bytes, resp: Response) -> None:
+        try:
+            self.clients.send_multipart(
+                [ident, codec.encode_response(self.cluster.cluster_id, resp)], zmq.NOBLOCK
+            )
+        except zmq.ZMQError:
+            self.counters.client_dropped["reply_undeliverable"] += 1
+
+    def _reply_error(self, ident: bytes, req_id: int, code: str, message: str,
+                     leader: str | None = None) -> None:
+        self.counters.client_errors[code] += 1
+        addr = self.addresses[leader].client if leader in self.addresses else None
+        self._reply(ident, Response(req_id, False, None, ErrorInfo(code, message, leader, addr)))
+
+    def _publish(self, upd: Update) -> None:
+        try:
+            self.pub.send_multipart([codec.UPDATE_TOPIC,
+                                     codec.encode_update(self.cluster.cluster_id, upd)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def _publish_info(self) -> None:
+        info = ClusterInfo(self.id, self.raft.term, self.raft.role.value, self.raft.leader_id,
+                           self.raft.commit, self.last_applied, self._peer_view())
+        try:
+            self.pub.send_multipart([codec.CLUSTER_TOPIC,
+                                     codec.encode_cluster_info(self.cluster.cluster_id, info)],
+                                    zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def _peer_view(self) -> dict[str, dict]:
+        cfg = self.raft.config
+        view = {}
+        for nid in sorted(set(self.addresses) | cfg.members()):
+            a = self.addresses.get(nid)
+            view[nid] = {
+                "connected": True if nid == self.id else self.transport.connected.get(nid, False),
+                "voter": nid in cfg.voters,
+                "learner": nid in cfg.learners,
+                "client": a.client if a else None,
+                "pub": a.pub if a else None,
+            }
+        return view
+
+    def status(self) -> dict:
+        s = self.raft.status()
+        s.update({
+            "cluster_id": self.cluster.cluster_id,
+            "applied": self.last_applied,
+            "address": self.me.client,
+            "pid": os.getpid(),
+            "nodes": self._peer_view(),
+            "blocked": sorted(self.transport.blocked),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "counters": {
+                "proposals": self.counters.proposals,
+                "applied": self.counters.applied,
+                "reads": self.counters.reads,
+                "fsyncs": self.counters.fsyncs,
+                "peer_sent": self.transport.sent,
+                "peer_received": self.transport.received,
+                "peer_dropped": dict(self.transport.dropped),
+                "client_errors": dict(self.counters.client_errors),
+                "client_dropped": dict(self.counters.client_dropped),
+            },
+        })
+        return s
+
+    def close(self) -> None:
+        log.info("node %s stopping (term %d, commit %d)", self.id, self.raft.term, self.raft.commit)
+        self.transport.close()
+        self.clients.close(0)
+        self.pub.close(0)
+        self.storage.close()
+        self.ctx.term()
+
