@@ -101,6 +101,7 @@ class App:
     def update(self) -> None:
         session, now = self.session, self._now()
         session.poll()
+        self.screen = pygame.display.get_surface() or self.screen  # resized by the window
         self.ui.size = self.screen.get_size()
         self.ui.update(session.state, session.client_id, session.drain_notices(), now)
         if self.ui.wants_join(session.state, session.client_id):
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("only --offline is available here; `arena play` connects to a cluster")
     width, _, height = args.size.partition("x")
     opponents = tuple(n for n in args.opponents.split(",") if n)
-    session = FakeSession.demo(args.name, opponents, seed=args.seed)
+    session = FakeSession.with_opponents(args.name, opponents, seed=args.seed)
     return run(
         session,
         args.name,

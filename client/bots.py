@@ -51,6 +51,8 @@ class Bot:
     _next_action: float = 0.0
     _last_game: int = -1
     _over_since: float | None = None
+    _name_tries: int = 0
+    _busy_cmd: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -77,10 +79,12 @@ class Bot:
         gs = state["game_state"]
         if phase == "game_over" and gs["game_number"] != self._last_game:
             self._last_game = gs["game_number"]
-            self.games_seen += 1
             self._over_since = now
+            if me is not None and me in state["scores"]:
+                self.games_seen += 1  # a game this bot played in, not one it found over
         if me is None:
-            self._send({"type": "join", "name": self.name})
+            name = self.name if not self._name_tries else f"{self.name}-{self._name_tries + 1}"
+            self._send({"type": "join", "name": name})
             return
         player = state["players"][me]
         if phase == "lobby":
@@ -117,11 +121,28 @@ class Bot:
 
     def _note_result(self, pending: Any) -> None:
         result = getattr(pending, "result", None)
-        if getattr(self, "_busy_cmd", {}).get("type") == "hit" and isinstance(result, dict):
-            if result.get("ok"):
-                self.hits_won += 1
+        kind = self._busy_cmd.get("type")
+        if isinstance(result, dict) and result.get("ok") and kind == "hit":
+            self.hits_won += 1
+        elif isinstance(result, dict) and not result.get("ok"):
+            if kind == "join" and result.get("error") == "name_taken":
+                self._name_tries += 1
+            elif kind != "hit":
+                # a refusal will not change until the state does: do not hammer the log
+                self._next_action = time.monotonic() + self.rng.uniform(0.2, 0.5)
         if getattr(pending, "error", None):
             self._next_action = time.monotonic() + 0.05  # the session is failing over
+
+    def leave(self, timeout: float = 1.0) -> None:
+        """Leave the table (so a departed host hands over), waiting briefly."""
+        state = self.session.state
+        if state is None or view.player_of(state, self.session.client_id) is None:
+            return
+        p = self.session.submit({"type": "leave"})
+        end = time.monotonic() + timeout
+        while not p.done and time.monotonic() < end:
+            self.session.poll()
+            time.sleep(0.005)
 
 
 def run_bots(bots: list[Bot], sessions: list[Any], duration: float | None = None,
@@ -139,3 +160,6 @@ def run_bots(bots: list[Bot], sessions: list[Any], duration: float | None = None
             time.sleep(poll_every)
     except KeyboardInterrupt:
         pass
+    finally:
+        for b in bots:
+            b.leave()

@@ -46,7 +46,7 @@ class Opponent:
     name: str
     client_id: str
     rng: random.Random
-    aim_s: tuple[float, float] = (1.5, 4.5)  # pause between shots
+    aim_s: tuple[float, float] = (2.0, 5.0)  # pause between shots
     lobby_wait_s: float = 3.0  # as host, how long to leave the lobby open once it could start
     rematch_after_s: float = 6.0
     _busy: Pending | None = None
@@ -138,14 +138,18 @@ class FakeSession:
     _restarts: list[tuple[float, str]] = field(default_factory=list)
 
     @classmethod
-    def demo(
+    def with_opponents(
         cls,
         name: str = "you",
         opponents: tuple[str, ...] = ("bob", "cy"),
         seed: int = 1,
         config: GameConfig | None = None,
     ) -> FakeSession:
-        """A live table for the offline window: opponents, a little latency, failovers."""
+        """A live table for the offline window: opponents, a little latency, failovers.
+
+        ``name`` is the window's player name; an opponent of the same name is renamed
+        so the window's join is not refused.
+        """
         rng = random.Random(seed)
         session = cls(
             LocalTable(config, seed=seed),
@@ -156,7 +160,8 @@ class FakeSession:
             failover_every_s=30.0,
         )
         for i, opponent in enumerate(opponents):
-            session.add_opponent(opponent, f"sim-{i}")
+            clash = opponent.casefold() == name.casefold()
+            session.add_opponent(f"{opponent[:12]}-bot" if clash else opponent, f"sim-{i}")
         return session
 
     def add_opponent(self, name: str, client_id: str) -> Opponent:
@@ -262,7 +267,7 @@ class FakeSession:
     def _run_cluster(self, now: float) -> None:
         if self.failover_every_s is not None:
             if self._next_failover is None:
-                self._next_failover = now + min(9.0, self.failover_every_s)
+                self._next_failover = now + min(11.0, self.failover_every_s)
             elif now >= self._next_failover and self._election is None:
                 self._next_failover = now + self.failover_every_s
                 lost = self.fail_leader()

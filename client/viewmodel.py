@@ -257,6 +257,9 @@ HELP_TEXT = "click: hit target    R: ready    S: start (host)    M: rematch (hos
 CONFIRMED_S = 0.8  # how long "+1" floats over a confirmed hit
 LOST_S = 1.0  # how long a rolled-back hit flashes red
 PENDING_GIVE_UP_S = 5.0  # a hit with no answer and no committed taker by then is rolled back
+# A transport failure means "maybe applied" (the session retries exactly once), so the
+# committed state gets this long to show the point before the guess is rolled back.
+TRANSPORT_GRACE_S = 1.0
 NOTICE_S = 4.0
 MAX_NOTICES = 3
 _TOO_LATE = {"round_over", "stale_round", "wrong_phase", "future_round"}
@@ -379,7 +382,7 @@ def _reconcile(marker: HitMarker, taker: str | None, me: str | None, now: float)
         _settle(marker, "confirmed", "+1", now)
     elif pending.rejected:
         _settle(marker, "lost", _rejection_text(pending.result or {}), now)
-    elif pending.error is not None:
+    elif pending.error is not None and now - marker.since >= TRANSPORT_GRACE_S:
         _settle(marker, "lost", "no answer", now)
     elif now - marker.since > PENDING_GIVE_UP_S:
         _settle(marker, "lost", "no answer", now)

@@ -13,7 +13,10 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class GameConfig:
-    """Game length, timing (milliseconds of leader time) and arena geometry.
+    """Game length, timing (milliseconds of leader time), presence and arena geometry.
+
+    ``idle_ms``: a member whose session has had no command accepted for this long
+    is removed by the next ``drop_idle`` (see ``game.presence``).
 
     Invariants (checked in ``__post_init__``): every count and duration is at
     least 1, ``1 <= min_players <= max_players``, and a target fits inside the
@@ -30,6 +33,7 @@ class GameConfig:
     arena_width: int = 1000
     arena_height: int = 700
     target_radius: int = 40
+    idle_ms: int = 15_000
 
     def __post_init__(self) -> None:
         for f in fields(self):

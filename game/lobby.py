@@ -4,7 +4,8 @@ Every handler has the signature ``(state, command, client_id, now_ms) ->
 (result_fields, events)``, checks everything first and raises ``Rejected``
 before its first write, so a rejected command leaves the state untouched.
 
-Leaving, decided here once:
+Leaving, decided here once (``remove_members``, shared by ``leave`` and by
+``drop_idle`` in ``game.presence``, which removes several members at once):
 
 - the host's role passes to the next member by join order (spectators
   included, so a table of spectators after game over can still rematch);
@@ -14,6 +15,11 @@ Leaving, decided here once:
   included), the game ends at once ("players_left") and is scored as usual;
 - when the last member leaves, the table resets to an empty lobby, so the next
   person to arrive finds a playable table instead of a headless game over.
+
+Members who go together (``drop_idle``) leave at once, not one after another:
+all of them forfeit, the host passes once to the first remaining member, and
+the game-over check runs once, so a departing player is never scored by a game
+that ended because the one before them left.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from game.state import (
     phase_of,
 )
 
-Handled = tuple[dict[str, Any], list[dict[str, Any]]]
+Events = list[dict[str, Any]]
+Handled = tuple[dict[str, Any], Events]
 
 
 def join(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms: int) -> Handled:
@@ -63,6 +70,7 @@ def join(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms:
         "ready": False,
         "spectator": spectator,
         "joined_index": gs["joins"],
+        "last_seen_ms": now_ms,
     }
     gs["joins"] += 1
     events: list[dict[str, Any]] = [{"type": "player_joined", "name": name, "spectator": spectator}]
@@ -75,14 +83,28 @@ def join(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms:
 def leave(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms: int) -> Handled:
     """Remove the caller's player; see the module docstring for what follows."""
     name = guards.member(state, client_id)
+    return {"name": name}, remove_members(state, [name], reason=None)
+
+
+def remove_members(state: dict[str, Any], names: list[str], reason: str | None) -> Events:
+    """Remove ``names`` (existing members, in join order) together; see the module docstring.
+
+    Each gets a ``player_left`` event, carrying ``reason`` unless it is None (a
+    voluntary ``leave``).
+    """
     players, gs = state["players"], state["game_state"]
     running = phase_of(state) in RUNNING_PHASES
 
-    del players[name]
-    events: list[dict[str, Any]] = [{"type": "player_left", "name": name}]
-    if running:
-        state["scores"].pop(name, None)
-    if gs["host"] == name:
+    events: Events = []
+    for name in names:
+        del players[name]
+        if running:
+            state["scores"].pop(name, None)
+        left: dict[str, Any] = {"type": "player_left", "name": name}
+        if reason is not None:
+            left["reason"] = reason
+        events.append(left)
+    if gs["host"] in names:
         successors = members_by_join_order(state)
         gs["host"] = successors[0] if successors else None
         events.append({"type": "host_changed", "host": gs["host"]})
@@ -92,7 +114,7 @@ def leave(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms
             events += timeline.back_to_lobby(state)
     elif running and len(active_players(state)) < config_of(state).min_players:
         events += timeline.finish_game(state, reason="players_left")
-    return {"name": name}, events
+    return events
 
 
 def ready(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms: int) -> Handled:

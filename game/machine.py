@@ -15,7 +15,7 @@ import copy
 import hashlib
 from typing import Any, Protocol
 
-from game import rules, view
+from game import presence, rules, view
 from game.config import GameConfig
 from game.state import new_state
 
@@ -63,10 +63,17 @@ class GameMachine:
     def due_command(self, now_ms: int) -> dict | None:
         """What the leader should propose now, on its own clock: a ``tick`` once the
         current phase's deadline has passed (the tick carries the leader's timestamp
-        in the log, so every node ends the phase at the same entry)."""
+        in the log, so every node ends the phase at the same entry); else a
+        ``drop_idle`` once some member has been silent for ``idle_ms``.
+
+        Called every few milliseconds, so it costs O(members). The rules judge
+        idleness with the same ``presence.is_idle`` at ``max(now_ms, state now)``,
+        so a ``drop_idle`` proposed here drops someone unless they speak first."""
         deadline = self.state["game_state"]["phase_deadline_ms"]
         if deadline is not None and now_ms >= deadline:
             return {"type": "tick"}
+        if presence.anyone_idle(self.state, now_ms):
+            return {"type": "drop_idle"}
         return None
 
     def snapshot(self) -> object:
@@ -77,5 +84,11 @@ class GameMachine:
         """Replace the state with one from ``snapshot``; refuses data of another shape."""
         if not isinstance(data, dict) or set(data) != set(new_state()):
             raise ValueError("not a game snapshot: expected the keys of game.state.new_state")
-        GameConfig.from_dict(data["config"])  # raises ValueError if the config is invalid
-        self.state = copy.deepcopy(data)
+        config = GameConfig.from_dict(data["config"])  # raises ValueError if invalid
+        state = copy.deepcopy(data)
+        # A snapshot from before presence existed: fill in the new fields the same
+        # way on every node (default idle_ms, everyone seen at the snapshot's now).
+        state["config"] = config.to_dict()
+        for player in state["players"].values():
+            player.setdefault("last_seen_ms", state["now_ms"])
+        self.state = state

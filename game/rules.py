@@ -15,6 +15,12 @@ Commands (dicts with ``"type"``)::
     hit {round, target}  first committed hit on a target scores a point
     tick                 only lets time pass (the leader proposes it periodically)
     rematch              host only, game over -> lobby
+    ping                 any member: only refreshes the member's presence
+    drop_idle            removes members silent for idle_ms, as if they left (the
+                         leader proposes it; never rejected; see ``game.presence``)
+
+Every accepted command from a member's session sets that member's
+``last_seen_ms`` to the command's ``now_ms``; a rejected one does not.
 
 Each command first lets time pass up to its timestamp (the same transitions as
 ``tick``) and is then judged in the resulting phase, so a hit that commits
@@ -30,7 +36,8 @@ deadline is only ever as precise as the leaders' clocks agree.)
 
 Events (small dicts, in the order things happened)::
 
-    player_joined {name, spectator}   player_left {name}   host_changed {host}
+    player_joined {name, spectator}   host_changed {host}
+    player_left {name}  (from leave)  or  {name, reason: "idle"}  (from drop_idle)
     player_ready {name, ready}        players_promoted {names}
     phase {phase, round, deadline_ms}
     target_hit {target, player, round, score}
@@ -45,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from game import lobby, shooting, timeline
+from game import lobby, presence, shooting, timeline
 from game.errors import Rejected
 from game.state import new_state
 
@@ -80,6 +87,8 @@ COMMANDS: dict[str, Handler] = {
     "hit": shooting.hit,
     "tick": _tick,
     "rematch": lobby.rematch,
+    "ping": presence.ping,
+    "drop_idle": presence.drop_idle,
 }
 
 
@@ -105,6 +114,7 @@ def apply(
         except Rejected as rejection:
             return rejection.result(), []
         state["now_ms"] = now_ms
+        presence.touch(state, ctx.client_id, now_ms)
         return {"ok": True, **fields}, events
 
     # A phase change is due: run it and the command on a copy, and keep the copy
@@ -116,6 +126,7 @@ def apply(
         fields, more = handler(trial, command, ctx.client_id, now_ms)
     except Rejected as rejection:
         return rejection.result(), []
+    presence.touch(trial, ctx.client_id, now_ms)
     state.clear()
     state.update(trial)
     return {"ok": True, **fields}, events + more

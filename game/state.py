@@ -8,7 +8,8 @@ compared byte for byte. Its top-level keys::
     seed          int, fixed at creation; every target position derives from it
     now_ms        leader time seen so far: max over applied timestamps, never decreases
     game_state    {phase, phase_deadline_ms, host, winners, game_number, joins}
-    players       name -> {client_id, ready, spectator, joined_index}
+    players       name -> {client_id, ready, spectator, joined_index, last_seen_ms}
+                  (last_seen_ms: now_ms of the member's last accepted command)
     current_round {number, targets: [{id, x, y, r, taken_by}], deadline_ms, ended_ms}
     scores        name -> points in the current (or last finished) game
     leaderboard   name.casefold() -> {name, points, games, wins}, across games
@@ -16,8 +17,8 @@ compared byte for byte. Its top-level keys::
 Invariants (checked by ``check_invariants``, which the tests run after every
 command): ``host`` is None exactly when ``players`` is empty, and otherwise names
 a member; an empty table is a lobby; a client id holds at most one player;
-names are unique ignoring case; members never exceed ``max_players``; a lobby
-holds no spectators; ``phase_deadline_ms`` is set exactly in the timed phases
+names are unique ignoring case; members never exceed ``max_players``; no
+member was last seen after ``now_ms``; a lobby holds no spectators; ``phase_deadline_ms`` is set exactly in the timed phases
 (countdown, round, intermission); while a game runs, ``scores`` has exactly the
 active players.
 """
@@ -119,6 +120,8 @@ def check_invariants(state: dict[str, Any]) -> None:
     assert len(client_ids) == len(set(client_ids)), client_ids
     assert len({n.casefold() for n in players}) == len(players), list(players)
     assert len(players) <= state["config"]["max_players"]
+    for name, player in players.items():
+        assert player["last_seen_ms"] <= state["now_ms"], (name, player, state["now_ms"])
     if gs["phase"] == LOBBY:
         assert not any(p["spectator"] for p in players.values()), players
     assert (gs["phase_deadline_ms"] is not None) == (gs["phase"] in TIMED_PHASES), gs

@@ -1,8 +1,9 @@
 """Read-only questions a renderer or a bot asks of a (committed) game state.
 
 Nothing here changes the state: drawing reads the view and never writes it.
-``time_left_ms`` takes ``now_ms`` from the caller because only the caller knows
-its best estimate of the leader's clock; the rules never read a clock.
+``time_left_ms`` and ``needs_ping`` take ``now_ms`` from the caller because only
+the caller knows its best estimate of the leader's clock; the rules never read
+a clock.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def time_left_ms(state: dict[str, Any], now_ms: int) -> int | None:
 def player_of(state: dict[str, Any], client_id: str) -> str | None:
     """The name this session plays (or spectates) under, or None."""
     return name_of_client(state, client_id)
+
+
+def needs_ping(state: dict[str, Any], client_id: str, now_ms: int) -> bool:
+    """True when this session's member (player or spectator) should send ``ping``.
+
+    That is once its last accepted command is older than a third of ``idle_ms``,
+    which leaves a live but quiet client two more chances before ``drop_idle``
+    would remove it. A session without a member never needs to ping.
+    """
+    name = name_of_client(state, client_id)
+    if name is None:
+        return False
+    silent_ms = now_ms - state["players"][name]["last_seen_ms"]
+    return 3 * silent_ms > state["config"]["idle_ms"]  # silent_ms > idle_ms / 3, in ints
 
 
 def standings(state: dict[str, Any]) -> list[tuple[str, int]]:

@@ -304,7 +304,7 @@ def play(name: str, cluster_path: str | None, offline: bool, fps: int) -> None:
     if offline:
         from client.fake import FakeSession
 
-        session = FakeSession.with_opponents()  # type: ignore[attr-defined]
+        session = FakeSession.with_opponents(name)
     else:
         from client.session import NetworkSession
 

@@ -170,7 +170,12 @@ def check_key(ops: Iterable[Op], initial: object = None, max_states: int = 2_000
         if op.key != key:
             raise ValueError(f"check_key got ops on {key!r} and {op.key!r}; use check() for many keys")
     kept = [op for op in ops if _takes_part(op)]
-    return _Search(key, kept, initial, max_states).run()
+    search = _Search(key, kept, initial, max_states)
+    if any(op.status == "unknown" for op in kept):
+        relaxed = search.run(reuse_unknown=True)
+        if not relaxed.ok:
+            return relaxed
+    return search.run()
 
 
 def _takes_part(op: Op) -> bool:
@@ -279,13 +284,16 @@ class _Search:
             total += size
         return group_of, base, total
 
-    def run(self) -> Result:
+    def run(self, reuse_unknown: bool = False) -> Result:
+        """Search for a linearization. With ``reuse_unknown`` every unknown op
+        may take effect any number of times: a relaxation whose memo needs no
+        record of used unknown ops, so a violation it finds is found fast and
+        is real, while a success must be confirmed by the exact search."""
         n = len(self.ops)
         nxt, prv = self._build_list()
         head = 2 * n
         kinds, arg_a, arg_b = self.kinds, self.arg_a, self.arg_b
         definite = [op.status == "ok" for op in self.ops]
-        deadline = [math.inf if op.complete is None else op.complete for op in self.ops]
         ok_bit = [0] * n  # ok ops get their own dense bit numbering
         ok_index = 0
         for i, is_definite in enumerate(definite):
@@ -300,32 +308,15 @@ class _Search:
         after_unknown_flag = 1 << flag_shift
         max_states = self.max_states
 
-        def window() -> tuple[list[int], int]:
-            """The ops that may go next (every call before the first return),
-            ok ops earliest deadline first, then unknown ops; and the op of
-            that first return, which must be among the next ones placed."""
-            ok_ops: list[int] = []
-            unknown_ops: list[int] = []
-            node = nxt[head]
-            while not node & 1:
-                (ok_ops if definite[node >> 1] else unknown_ops).append(node >> 1)
-                node = nxt[node]
-            # Deadline order finds linearizations that need fewer unknown ops
-            # first, which lets the dominance check prune the others.
-            if len(ok_ops) > 1:
-                ok_ops.sort(key=deadline.__getitem__)
-            ok_ops.extend(unknown_ops)
-            return ok_ops, node >> 1
-
         state = self.initial
         done_ok = 0  # bitset of linearized ok ops
         unknown_mask = 0  # canonical use counts of unknown ops + the flag bit
         depth = 0
-        candidates, blocked = window()
-        tried = 0
-        # Frame: (candidates, blocked, tried, op, state, mask, parent); the
-        # window and what was tried there, then the op placed and what it
-        # changed. None is the bottom.
+        # Phase 0 tries the ok calls of the current window, phase 1 the
+        # unknown ones: finding paths that use fewest unknown ops first lets
+        # the dominance check below prune the paths that use more.
+        phase = 0
+        # Frame: (call node, state before it, mask before it, parent frame).
         top: tuple | None = None
         # (done_ok, state) -> unknown masks explored with it. A mask including
         # an explored one is pruned too: unknown ops are optional, so having
@@ -337,11 +328,15 @@ class _Search:
         best_state = state
         best_blocked = -1
 
+        node = nxt[head]
         while remaining:
-            if tried < len(candidates):
-                op_index = candidates[tried]
-                tried += 1
+            assert node != -1, "an ok op's return is always still in the list"
+            op_index = node >> 1
+            if not node & 1:
                 is_definite = definite[op_index]
+                if is_definite == (phase == 1):
+                    node = nxt[node]
+                    continue
                 kind = kinds[op_index]
                 if kind == _WRITE:
                     # Unknown op then blind write: the unknown op could as well
@@ -355,64 +350,86 @@ class _Search:
                     new_state = state if state != arg_a[op_index] else -1
                 # An unknown op that leaves the register as it was is likewise
                 # better left out.
-                if new_state < 0 or (not is_definite and new_state == state):
-                    continue
-                if is_definite:
-                    new_ok = done_ok | ok_bit[op_index]
-                    new_mask = unknown_mask & ~after_unknown_flag
-                else:
-                    new_ok = done_ok
-                    group = group_of[op_index]
-                    new_mask = (
-                        unknown_mask | (1 << (group_base[group] + group_used[group]))
-                        | after_unknown_flag
-                    )
-                explored = seen.get((new_ok, new_state))
-                if explored is None:
-                    seen[(new_ok, new_state)] = [new_mask]
-                else:
-                    if any(old & new_mask == old for old in explored):
+                if new_state >= 0 and (is_definite or new_state != state):
+                    if is_definite:
+                        new_ok = done_ok | ok_bit[op_index]
+                        new_mask = unknown_mask & ~after_unknown_flag
+                    elif reuse_unknown:
+                        new_ok = done_ok
+                        new_mask = after_unknown_flag
+                    else:
+                        new_ok = done_ok
+                        group = group_of[op_index]
+                        new_mask = (
+                            unknown_mask | (1 << (group_base[group] + group_used[group]))
+                            | after_unknown_flag
+                        )
+                    explored = seen.get((new_ok, new_state))
+                    if explored is None:
+                        seen[(new_ok, new_state)] = [new_mask]
+                        fresh = True
+                    else:
+                        for old in explored:
+                            if old & new_mask == old:
+                                fresh = False
+                                break
+                        else:
+                            # Masks that include the new one are now redundant.
+                            explored[:] = [old for old in explored if old & new_mask != new_mask]
+                            explored.append(new_mask)
+                            fresh = True
+                    if fresh:
+                        stored += 1
+                        if stored > max_states:
+                            return self._timed_out()
+                        top = (node, state, unknown_mask, top)
+                        state = new_state
+                        done_ok = new_ok
+                        unknown_mask = new_mask
+                        depth += 1
+                        if is_definite:
+                            remaining -= 1
+                        elif reuse_unknown:
+                            phase = 0  # a reusable op stays in the list
+                            node = nxt[head]
+                            continue
+                        else:
+                            group_used[group_of[op_index]] += 1
+                        ret = node + 1
+                        nxt[prv[node]] = nxt[node]
+                        if nxt[node] != -1:
+                            prv[nxt[node]] = prv[node]
+                        nxt[prv[ret]] = nxt[ret]
+                        if nxt[ret] != -1:
+                            prv[nxt[ret]] = prv[ret]
+                        phase = 0
+                        node = nxt[head]
                         continue
-                    # Masks that include the new one are now redundant.
-                    explored[:] = [old for old in explored if old & new_mask != new_mask]
-                    explored.append(new_mask)
-                stored += 1
-                if stored > max_states:
-                    return self._timed_out()
-                top = (candidates, blocked, tried, op_index, state, unknown_mask, top)
-                state = new_state
-                done_ok = new_ok
-                unknown_mask = new_mask
-                depth += 1
-                if is_definite:
-                    remaining -= 1
-                else:
-                    group_used[group_of[op_index]] += 1
-                call = 2 * op_index
-                ret = call + 1
-                nxt[prv[call]] = nxt[call]
-                if nxt[call] != -1:
-                    prv[nxt[call]] = prv[call]
-                nxt[prv[ret]] = nxt[ret]
-                if nxt[ret] != -1:
-                    prv[nxt[ret]] = prv[ret]
-                if remaining:
-                    candidates, blocked = window()
-                    tried = 0
+                node = nxt[node]
                 continue
-            # Nothing more to try here: undo the last choice.
+            if phase == 0:
+                phase = 1
+                node = nxt[head]
+                continue
+            # A return whose op is not linearized yet: undo the last choice.
             if depth > best_depth:
-                best_depth, best_top, best_state, best_blocked = depth, top, state, blocked
+                best_depth, best_top, best_state, best_blocked = depth, top, state, op_index
             if top is None:
-                return self._violation(best_top, best_state, best_blocked)
-            candidates, blocked, tried, undone, state, unknown_mask, top = top
+                return self._violation(best_top, best_state, best_blocked, reuse_unknown)
+            call, state, unknown_mask, top = top
             depth -= 1
+            undone = call >> 1
             if definite[undone]:
                 done_ok ^= ok_bit[undone]
                 remaining += 1
+                phase = 0
+            elif reuse_unknown:
+                phase = 1  # it was never lifted out of the list
+                node = nxt[call]
+                continue
             else:
                 group_used[group_of[undone]] -= 1
-            call = 2 * undone
+                phase = 1
             ret = call + 1
             if nxt[ret] != -1:
                 prv[nxt[ret]] = ret
@@ -420,6 +437,7 @@ class _Search:
             if nxt[call] != -1:
                 prv[nxt[call]] = call
             nxt[prv[call]] = call
+            node = nxt[call]
         return Result(True, None, f"linearizable: {n} ops on {self.key!r}", n, False)
 
     def _timed_out(self) -> Result:
@@ -430,11 +448,11 @@ class _Search:
         )
         return Result(False, self.key, text, len(self.ops), True)
 
-    def _violation(self, top: tuple | None, state: int, blocked: int) -> Result:
+    def _violation(self, top: tuple | None, state: int, blocked: int, relaxed: bool) -> Result:
         prefix: list[int] = []
         while top is not None:
-            prefix.append(top[3])
-            top = top[6]
+            prefix.append(top[0] >> 1)
+            top = top[3]
         prefix.reverse()
         ops = self.ops
         op = ops[blocked]
@@ -444,6 +462,11 @@ class _Search:
             f"Longest linearizable prefix found: {len(prefix)} ops, "
             f"after which the register holds {held!r}:",
         ]
+        if relaxed:
+            lines.append(
+                "  (found letting each unknown-status op take effect any number of times,"
+                " which only makes linearizing easier; an op may be listed twice)"
+            )
         if len(prefix) > _EXPLAIN_TAIL:
             lines.append(f"  ... {len(prefix) - _EXPLAIN_TAIL} earlier ops")
         for index in prefix[-_EXPLAIN_TAIL:]:

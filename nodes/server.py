@@ -211,6 +211,9 @@ class NodeServer:
         raft = self.raft
         while raft.has_ready():
             rd = raft.ready()
+            # 0. a leader's replication may leave before its own write (thesis 10.2.1)
+            for m in rd.early_messages:
+                self.transport.send(m)
             # 1. persist: one group commit, before anything that speaks of it leaves
             if rd.must_sync():
                 self.storage.save(rd.hard_state, rd.entries, rd.snapshot)

@@ -29,12 +29,16 @@ object ``{"op": NAME, ...}`` and each reply a JSON object with ``"ok"``:
     ``commit_idx``, ``last_applied``, ``log_len`` (entries held), ``partners``, ``partners_connected``,
     ``has_quorum``, ``ready``, ``keys`` (size of the replicated dict), ``rss_kb``
     (VmRSS from /proc/self/status).
-``burst`` ``commits, clients, window, value_size, timeout_s``
+``burst`` ``commits, clients, window, value_size, timeout_s, call_timeout_s``
     ``commits`` pipelined ``set`` calls with callbacks from ``clients`` logical
     clients, each keeping at most ``window`` calls in flight (null: all of its calls
-    issued at once), the next call issued from the callback of the previous one.
-    Replies ``committed``, ``errors``, ``seconds`` (first call issued to last callback)
-    and ``commits_per_s`` (``committed / seconds``); ``ok`` is false on timeout.
+    issued at once), the next call issued from the callback of the previous one. A
+    call whose callback has not come after ``call_timeout_s`` is given up (PySyncObj
+    can drop callbacks around leader changes) and the client goes on. Replies
+    ``committed``, ``errors`` (failed callbacks, by FAIL_REASON in ``error_codes``),
+    ``timeouts``, ``seconds`` (first call issued to last call finished),
+    ``commits_per_s`` (``committed / seconds``), ``terms_elapsed`` (elections seen
+    during the burst) and ``still_leader``; ``ok`` is false past ``timeout_s``.
 ``latency`` ``writes, warmup, value_size, timeout_s, deadline_s``
     ``warmup + writes`` synchronous ``set(..., sync=True)`` one at a time; replies
     ``samples_ms`` (the ``writes`` measured ones), ``errors`` and ``truncated`` (the
@@ -185,6 +189,7 @@ class Controller:
         window_raw = req.get("window")
         value = "x" * int(req.get("value_size", 16))
         timeout_s = float(req.get("timeout_s", 120.0))
+        call_timeout_s = float(req.get("call_timeout_s", 5.0))
         if commits <= 0:
             return {"ok": True, "committed": 0, "errors": 0, "seconds": 0.0, "commits_per_s": 0.0}
 
@@ -192,59 +197,102 @@ class Controller:
         window = max(quota) if window_raw is None else max(1, int(window_raw))
         issued = [0] * clients
         in_flight = [0] * clients
+        # call id -> (client, issue time); ids grow with time, so the oldest come first
+        pending: dict[int, tuple[int, float]] = {}
+        next_id = [0]
         lock = threading.Lock()
         done = threading.Event()
-        counts = {"finished": 0, "committed": 0, "errors": 0}
+        counts = {"finished": 0, "committed": 0, "errors": 0, "timeouts": 0, "late": 0}
+        codes: dict[int, int] = {}
         t_end = [0.0]
         obj = self.obj
+        term_before = obj.raftCurrentTerm
 
-        def take(c: int) -> int | None:
-            """Reserve client c's next call if its quota and window allow (lock held)."""
+        def take(c: int) -> tuple[int, int] | None:
+            """Reserve client c's next call if quota and window allow (lock held)."""
             if issued[c] >= quota[c] or in_flight[c] >= window:
                 return None
             issued[c] += 1
             in_flight[c] += 1
-            return issued[c]
+            next_id[0] += 1
+            pending[next_id[0]] = (c, time.monotonic())
+            return next_id[0], issued[c]
 
-        def issue(c: int, seq: int) -> None:
-            obj.set(f"c{c}-{seq % KEYSPACE}", value, callback=functools.partial(on_result, c))
+        def finish(c: int, outcome: str) -> tuple[int, int] | None:
+            """Account for one finished call of client c and reserve its next (lock held)."""
+            in_flight[c] -= 1
+            counts["finished"] += 1
+            counts[outcome] += 1
+            if counts["finished"] == commits:
+                t_end[0] = time.perf_counter()
+                done.set()
+            return take(c)
 
-        def on_result(c: int, _res: Any, err: int) -> None:  # PySyncObj's thread
+        def issue(c: int, call: tuple[int, int]) -> None:
+            cid, seq = call
+            obj.set(f"c{c}-{seq % KEYSPACE}", value, callback=functools.partial(on_result, cid))
+
+        def on_result(cid: int, _res: Any, err: int) -> None:  # PySyncObj's thread
             with lock:
-                in_flight[c] -= 1
-                counts["finished"] += 1
+                entry = pending.pop(cid, None)
+                if entry is None:  # already counted as timed out
+                    counts["late"] += 1
+                    return
+                c = entry[0]
                 if err == FAIL_REASON.SUCCESS:
-                    counts["committed"] += 1
+                    nxt = finish(c, "committed")
                 else:
-                    counts["errors"] += 1
-                if counts["finished"] == commits:
-                    t_end[0] = time.perf_counter()
-                    done.set()
-                seq = take(c)
-            if seq is not None:
-                issue(c, seq)
+                    codes[int(err)] = codes.get(int(err), 0) + 1
+                    nxt = finish(c, "errors")
+            if nxt is not None:
+                issue(c, nxt)
 
         t0 = time.perf_counter()
+        deadline = time.monotonic() + timeout_s
         # Round-robin the first window of every client, so that they start together.
         for _ in range(window):
             for c in range(clients):
                 with lock:
-                    seq = take(c)
-                if seq is not None:
-                    issue(c, seq)
-        finished = done.wait(timeout_s)
+                    nxt = take(c)
+                if nxt is not None:
+                    issue(c, nxt)
+        # A callback PySyncObj never calls (it happens around leader changes) would
+        # stall a client for ever: like a real client, give up on a call after
+        # call_timeout_s, count it as timed out, and go on with the next one.
+        while not done.wait(0.05):
+            now = time.monotonic()
+            if now > deadline:
+                break
+            reissue: list[tuple[int, tuple[int, int]]] = []
+            with lock:
+                while pending:
+                    cid, (c, t_issue) = next(iter(pending.items()))
+                    if now - t_issue < call_timeout_s:
+                        break
+                    del pending[cid]
+                    nxt = finish(c, "timeouts")
+                    if nxt is not None:
+                        reissue.append((c, nxt))
+            for c, nxt in reissue:
+                issue(c, nxt)
+        finished = done.is_set()
         with lock:
-            committed, errors = counts["committed"], counts["errors"]
+            committed = counts["committed"]
             seconds = (t_end[0] if finished else time.perf_counter()) - t0
-        result = {
-            "ok": finished,
-            "committed": committed,
-            "errors": errors,
-            "seconds": seconds,
-            "commits_per_s": committed / seconds if seconds > 0 else 0.0,
-            "clients": clients,
-            "window": None if window_raw is None else window,
-        }
+            result: dict[str, Any] = {
+                "ok": finished,
+                "committed": committed,
+                "errors": counts["errors"],
+                "error_codes": {str(k): v for k, v in sorted(codes.items())},
+                "timeouts": counts["timeouts"],
+                "late_callbacks": counts["late"],
+                "seconds": seconds,
+                "commits_per_s": committed / seconds if seconds > 0 else 0.0,
+                "clients": clients,
+                "window": None if window_raw is None else window,
+                "terms_elapsed": obj.raftCurrentTerm - term_before,
+                "still_leader": bool(obj._isLeader()),
+            }
         if not finished:
             result["error"] = f"burst not finished after {timeout_s} s"
         return result

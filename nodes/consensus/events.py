@@ -77,13 +77,14 @@ class _Listener:
     max_positional: int | None  # None: takes *args
     keywords: frozenset[str] | None  # None: takes **kwargs
     positional_names: tuple[str, ...] = ()
+    first_arg: Any = None  # only events whose first argument equals this (None: all)
 
 
-def _listener(callback: Callback) -> _Listener:
+def _listener(callback: Callback, first_arg: Any = None) -> _Listener:
     try:
         sig = inspect.signature(callback)
     except (TypeError, ValueError):  # builtins without a signature: give everything
-        return _Listener(callback, None, None)
+        return _Listener(callback, None, None, (), first_arg)
     names: list[str] = []
     positional = 0
     var_positional = False
@@ -105,6 +106,7 @@ def _listener(callback: Callback) -> _Listener:
         None if var_positional else positional,
         None if var_keyword else frozenset(keywords),
         tuple(names),
+        first_arg,
     )
 
 
@@ -123,17 +125,22 @@ class EventBus:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.history_counts: dict[str, int] = {}
 
-    def on(self, event: str, callback: Callback) -> Callable[[], None]:
-        """Listen to ``event``; returns a function that stops listening."""
+    def on(self, event: str, callback: Callback, first_arg: Any = None) -> Callable[[], None]:
+        """Listen to ``event`` (only to those whose first argument is ``first_arg``,
+        if given); returns a function that stops listening."""
         if event not in self._known:
             raise ValueError(
                 f"unknown event {event!r}; known events: {', '.join(sorted(self._known))}"
             )
         if not callable(callback):
             raise TypeError(f"callback for {event!r} must be callable, got {callback!r}")
-        listener = _listener(callback)
+        listener = _listener(callback, first_arg)
         self._listeners.setdefault(event, []).append(listener)
-        return lambda: self.off(event, callback)
+
+        def unsubscribe() -> None:
+            self._listeners[event] = [li for li in self._listeners[event] if li is not listener]
+
+        return unsubscribe
 
     def off(self, event: str, callback: Callback) -> None:
         self._listeners[event] = [
@@ -151,7 +158,8 @@ class EventBus:
             for event, args, details in queue:
                 self.history_counts[event] = self.history_counts.get(event, 0) + 1
                 for listener in list(self._listeners.get(event, ())):
-                    self._call(event, listener, args, details)
+                    if listener.first_arg is None or (args and args[0] == listener.first_arg):
+                        self._call(event, listener, args, details)
 
     def _call(
         self, event: str, listener: _Listener, args: tuple[Any, ...], details: dict[str, Any]

@@ -12,9 +12,9 @@ The protocol (messages are ``(to, kind, body)``, bodies plain data):
 2. Every voter, the proposer included, decides through its vote policy: the
    core asks with a ``Proposal`` in ``Output.votes_needed`` and the driver
    answers ``cast_vote(proposal_id, granted)``. The default policy votes yes
-   unless the node has promised its vote to another pending proposal for the
-   same key with a different value (``Proposal.conflicting``): two conflicting
-   proposals can then not both win. A vote is sent to the proposer as ``vote``;
+   unless the node holds another pending proposal for the same key with a
+   different value -- one it voted yes on or is still deciding about
+   (``Proposal.conflicting``): two conflicting proposals can then not both win. A vote is sent to the proposer as ``vote``;
    a voter answers a retransmitted ``propose`` with the same vote.
 3. The proposer decides, and tells every voter with ``decide``:
    accepted once ``for_ >= quorum_required``; rejected once that can no longer
@@ -54,7 +54,8 @@ def quorum_required(quorum: float, total: int) -> int:
         raise ValueError(f"quorum must be a fraction in (0, 1], got {quorum!r}")
     if total <= 0:
         return 1
-    exact = Fraction(str(quorum)) * total  # decimal-exact: 0.29 * 100 is 29, not 28.99..
+    # the simplest fraction the float stands for: 2/3 (not 0.666..6), 0.29 (not 0.28999..)
+    exact = Fraction(quorum).limit_denominator(1_000_000) * total
     return min(total, math.floor(exact) + 1)
 
 
@@ -244,14 +245,19 @@ class MajorityCore:
     # --- voting ----------------------------------------------------------------------
 
     def conflicting(self, proposal: Proposal) -> bool:
+        """Another undecided proposal for the same key with a different value is
+        held here: one this node voted yes on, or one still waiting for its vote
+        (so two conflicting proposals that cross on the wire are never both
+        granted by the same node, whatever the order its votes are cast in)."""
         if proposal.key is None:
             return False
-        for pid, vote in self.my_votes.items():
-            other = vote.proposal
-            if (vote.granted and pid != proposal.proposal_id and other.key == proposal.key
-                    and not _same(other.value, proposal.value)):
-                return True
-        return False
+        held = [v.proposal for v in self.my_votes.values() if v.granted]
+        held += [p for p, _ in self.asking.values()]
+        return any(
+            other.proposal_id != proposal.proposal_id and other.key == proposal.key
+            and not _same(other.value, proposal.value)
+            for other in held
+        )
 
     def _ask(self, proposal: Proposal, now: float) -> None:
         self.asking[proposal.proposal_id] = (proposal, now + proposal.timeout)

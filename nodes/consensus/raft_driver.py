@@ -24,6 +24,15 @@ Application messages (``wire.App``) the driver exchanges:
   the leader, or leadership changed: ask again, same sequence number) or
   ``error`` (with ``error``, ``message``).
 - ``ping {role, term, leader}``: liveness.
+- ``removed {}``: the leader tells a node its removal committed. A removed
+  node never receives that entry itself (the leader stops replicating to it at
+  once), so without this it would campaign in vain forever (thesis 4.2.3). It
+  stops ticking its core until a leader replicates to it again (re-added).
+- ``cfg?`` / ``cfg {voters, learners}``: a node started with ``join=True``
+  asks any member for the cluster's *initial* configuration before it builds
+  its core. Membership entries in the log are changes relative to that
+  configuration, so a joiner replaying the log from index 1 must start from
+  the same one (from a snapshot it would get the absolute configuration anyway).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Any
 
-from nodes.raft.core import RaftConfig, RaftNode
+from nodes.raft.core import RaftConfig, RaftNode, decode_config_change
 from nodes.raft.errors import (
     ConfigChangeInProgress,
     InvalidConfigChange,
@@ -45,6 +54,7 @@ from nodes.raft.errors import (
     TransferInProgress,
 )
 from nodes.raft.messages import (
+    AppendEntries,
     AppendEntriesResponse,
     ChangeKind,
     ClusterConfig,
@@ -52,6 +62,7 @@ from nodes.raft.messages import (
     Entry,
     EntryKind,
     HardState,
+    InstallSnapshot,
     RequestVote,
     RequestVoteResponse,
     Snapshot,
@@ -146,6 +157,10 @@ class RaftDriver(Driver):
                                       election_ticks_max=hi)
         self.raft: RaftNode | None = None
         self.storage: Storage | None = None
+        self._initial: ClusterConfig | None = None  # the cluster's, once the core is built
+        self._join_config: ClusterConfig | None = None  # a joiner's, learned from a member
+        self._asked_config: dict[str, float] = {}
+        self._removed_notice = False
         self.last_applied = 0
         self._persisted_hs = HardState()
         self._persisted_through = 0
@@ -175,21 +190,33 @@ class RaftDriver(Driver):
             self._founders.add(node_id)
         return True
 
-    def _ensure_core(self) -> RaftNode:
+    def _ensure_core(self) -> RaftNode | None:
+        """Build the core on first need. None while a joiner does not know the
+        cluster's initial configuration yet (see the module docstring)."""
         if self.raft is not None:
             return self.raft
-        initial = ClusterConfig(frozenset(self._founders))
-        if self.opts.data_dir is not None:
+        data_dir = self.opts.data_dir
+        existing = data_dir is not None and (data_dir / "meta").exists()
+        if self.opts.join:
+            if self._join_config is None and not existing:
+                return None
+            initial = self._join_config
+        else:
+            initial = ClusterConfig(frozenset(self._founders))
+        if data_dir is not None:
             from nodes.storage import DiskStorage
 
             self.storage = DiskStorage(
-                self.opts.data_dir, self.id, self.opts.cluster_id, initial_config=initial,
+                data_dir, self.id, self.opts.cluster_id,
+                initial_config=None if existing else initial,
                 fsync=self.opts.fsync, compress_snapshots=self.opts.compression,
             )
         else:
+            assert initial is not None
             self.storage = MemoryStorage(initial)
         self.raft = RaftNode(self.id, self.storage, self.rng, self.raft_config)
         persisted = self.storage.load()
+        self._initial = persisted.initial_config
         self._persisted_hs = persisted.hard_state
         self._persisted_through = self.raft.log.last_index
         snap = self.storage.snapshot()
@@ -200,9 +227,14 @@ class RaftDriver(Driver):
         return self.raft
 
     def _on_first_run(self, now: float) -> None:
-        self._ensure_core()
         assert self.loop is not None
         self._epoch = self.loop.create_future()
+        if self._ensure_core() is None:  # a joiner: reach the peers we were given
+            for peer in sorted(self._static):
+                if self.link is not None:
+                    self.link.add_peer(peer, self.addresses.get(peer))
+                self.liveness.track(peer, now)
+            self._linked = set(self._static)
         for peer in self.liveness.peers.values():
             peer.last_heard = now
 
@@ -213,13 +245,29 @@ class RaftDriver(Driver):
 
     def _on_ticks(self, ticks: int, now: float) -> None:
         raft = self._ensure_core()
+        if raft is None:
+            for peer in sorted(self._static):
+                self._ask_config(peer, now)
+            return
+        if self._removed_notice:
+            return  # removed from the cluster: no campaigns (see "removed" above)
         for _ in range(ticks):
             raft.tick()
             self._drain()
 
+    def _ask_config(self, peer: str, now: float) -> None:
+        if now - self._asked_config.get(peer, -1e9) >= self.opts.timing.ping_interval:
+            self._asked_config[peer] = now
+            self.send_app(peer, "cfg?", {})
+
     def _receive(self, packet: Packet, now: float) -> None:
         raft = self._ensure_core()
+        if raft is None:
+            self._receive_joining(packet, now)
+            return
         if is_raft(packet):
+            if isinstance(packet, AppendEntries | InstallSnapshot):
+                self._removed_notice = False  # a leader replicates to us: a member again
             if isinstance(packet, RequestVote) and not packet.pre_vote and packet.recipient == self.id:
                 self.bus.emit("vote:requested", packet.sender, term=packet.term)
             raft.step(packet)  # type: ignore[arg-type]
@@ -231,11 +279,46 @@ class RaftDriver(Driver):
             "admin": self._on_admin,
             "read": self._on_read,
             "res": self._on_response,
+            "cfg?": self._on_config_request,
+            "removed": self._on_removed,
         }.get(packet.kind)
         if handler is not None:
             handler(packet)
-        elif packet.kind != "ping":
+        elif packet.kind not in ("ping", "cfg"):
             raise ValueError(f"unknown application message {packet.kind!r}")
+
+    def _receive_joining(self, packet: Packet, now: float) -> None:
+        """Before a joiner's core exists: learn the initial configuration; ask
+        whoever talks to us for it (the leader's AppendEntries will be resent)."""
+        if isinstance(packet, App) and packet.kind == "cfg":
+            voters, learners = packet.body.get("voters"), packet.body.get("learners")
+            if not (isinstance(voters, list) and isinstance(learners, list)
+                    and all(isinstance(v, str) for v in [*voters, *learners])):
+                raise ValueError("malformed cfg")
+            self._join_config = ClusterConfig(frozenset(voters), frozenset(learners))
+            self._ensure_core()
+            return
+        if isinstance(packet, App) and packet.kind in ("fwd", "admin", "read"):
+            self.send_app(packet.sender, "res", {"rid": _rid(packet), "status": "retry",
+                                                 "leader": None})
+        elif isinstance(packet, App) and packet.kind == "res":
+            self._on_response(packet)
+        if packet.sender not in self._linked and self.link is not None:
+            self.link.add_peer(packet.sender, self.addresses.get(packet.sender))
+        self._ask_config(packet.sender, now)
+
+    def _on_removed(self, packet: App) -> None:
+        raft = self.raft
+        assert raft is not None
+        if raft.role is not Role.LEADER and packet.sender == raft.leader_id:
+            self._removed_notice = True
+            log.info("node %s: removed from the cluster by leader %s", self.id, packet.sender)
+
+    def _on_config_request(self, packet: App) -> None:
+        initial = self._initial
+        if initial is not None:
+            self.send_app(packet.sender, "cfg", {"voters": sorted(initial.voters),
+                                                 "learners": sorted(initial.learners)})
 
     # --- the Ready contract --------------------------------------------------------------
 
@@ -247,6 +330,10 @@ class RaftDriver(Driver):
         assert storage is not None
         while raft.has_ready():
             rd = raft.ready()
+            # 0. a leader's replication may leave before its own write (thesis 10.2.1)
+            if self.link is not None:
+                for m in rd.early_messages:
+                    self.link.send(m.recipient, m)
             # 1. persist: one group commit before anything that speaks of it leaves
             if rd.must_sync():
                 storage.save(rd.hard_state, rd.entries, rd.snapshot)
@@ -313,6 +400,12 @@ class RaftDriver(Driver):
         self.last_applied = entry.index
         self.counters["applied"] += 1
         if entry.kind is EntryKind.CONFIG:
+            change = decode_config_change(entry.data)
+            raft = self.raft
+            assert raft is not None
+            if (change.kind is ChangeKind.REMOVE and change.node_id != self.id
+                    and raft.role is Role.LEADER):
+                self.send_app(change.node_id, "removed", {})
             self._sync_members()
             self._resolve(entry, {"ok": True})
             return
@@ -453,13 +546,20 @@ class RaftDriver(Driver):
         if self.link is not None:
             for peer in sorted(linked - self._linked):
                 self.link.add_peer(peer, self.addresses.get(peer))
-            for peer in sorted(self._linked - linked):
-                self.link.remove_peer(peer)
+            if self.loop is not None:
+                for peer in sorted(self._linked - linked):
+                    # later: what we just sent it (e.g. "removed") must get out first
+                    self.loop.call_later(self.opts.timing.failure_timeout,
+                                         self._unlink_if_gone, peer)
         self._linked = linked
+
+    def _unlink_if_gone(self, peer: str) -> None:
+        if peer not in self._linked and self.link is not None and not self.stopped:
+            self.link.remove_peer(peer)
 
     def _voters(self) -> frozenset[str]:
         if self.raft is None:
-            return frozenset(self._founders)
+            return frozenset(self._founders) if not self.opts.join else frozenset()
         return self.raft.config.voters
 
     def _ping_body(self) -> dict[str, Any]:
@@ -474,10 +574,12 @@ class RaftDriver(Driver):
     def role(self) -> str:
         raft = self.raft
         if raft is None:
-            return "follower"
+            return "joining" if self.opts.join else "follower"
         if raft.role is Role.FOLLOWER:
             if self.id in raft.config.learners:
                 return "learner"
+            if self._removed_notice:
+                return "removed"
             if self.id not in raft.config.voters:
                 return "removed" if raft.removed or raft.config.voters else "joining"
         return raft.role.value
@@ -591,12 +693,12 @@ class RaftDriver(Driver):
         self._rid += 1
         return self._rid
 
-    def _require_running(self) -> RaftNode:
+    def _require_running(self) -> RaftNode | None:
         if not self.started or self.loop is None:
             raise ConsensusError(f"node {self.id} is not started: call start() first")
         if self.stopped:
             raise ConsensusError(f"node {self.id} is stopped")
-        return self._ensure_core()
+        return self._ensure_core()  # type: ignore[return-value]
 
     async def _pause(self, remaining: float) -> None:
         """Wait for a leadership change, at most ``RETRY_PAUSE`` (or ``remaining``)."""
@@ -613,7 +715,9 @@ class RaftDriver(Driver):
         deadline. ``local`` returns a future, an immediate outcome, or None (retry)."""
         loop = self.loop
         assert loop is not None
-        attempt_timeout = max(0.25, 2 * self.opts.timing.election_timeout[1])
+        # a lost request or answer is resent after this long (same sequence number:
+        # applied at most once), a leader change resends at once
+        attempt_timeout = max(0.1, self.opts.timing.election_timeout[1])
         while True:
             remaining = deadline - loop.time()
             if self.stopped:
@@ -622,9 +726,9 @@ class RaftDriver(Driver):
                 return {"status": "timeout"}
             raft = self._ensure_core()
             epoch = self._epoch
-            leader = raft.leader_id
+            leader = raft.leader_id if raft is not None else None
             pause = leader is None
-            if raft.role is Role.LEADER:
+            if raft is not None and raft.role is Role.LEADER:
                 started = local()
                 if isinstance(started, dict):
                     outcome: dict[str, Any] | None = started

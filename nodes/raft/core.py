@@ -338,11 +338,22 @@ class RaftNode:
             committed = self.log.slice(
                 self.applied + 1, self.commit + 1, self.cfg.max_apply_bytes
             )
+        early: list[Message] = []
+        msgs = self._msgs
+        if self.role is Role.LEADER and (hs.term, hs.vote) == (
+            self._persisted_hs.term, self._persisted_hs.vote
+        ):
+            # thesis 10.2.1: a leader may replicate in parallel with its own disk
+            # write; it counts itself toward a commit only once persisted (advance)
+            early = [m for m in msgs if isinstance(m, AppendEntries | InstallSnapshot)]
+            if early:
+                msgs = [m for m in msgs if not isinstance(m, AppendEntries | InstallSnapshot)]
         rd = Ready(
             hard_state=hs if hs != self._persisted_hs else None,
             entries=self.log.unstable(),
             snapshot=self._pending_snapshot,
-            messages=self._msgs,
+            early_messages=early,
+            messages=msgs,
             committed_entries=committed,
             read_states=self._read_states,
             aborted_reads=self._aborted_reads,
@@ -697,6 +708,8 @@ class RaftNode:
                 if pr.state is ProgressState.PROBE:
                     pr.become_replicate()
                 self._maybe_commit()
+                if self.role is not Role.LEADER:
+                    return  # it committed its own removal and stepped down (thesis 4.2.2)
                 if m.sender == self.lead_transferee and pr.match == self.log.last_index:
                     self._send(TimeoutNow(self.term, self.id, m.sender))
             elif pr.state is ProgressState.PROBE:

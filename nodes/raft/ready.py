@@ -3,6 +3,12 @@
 The driver handles every ``Ready`` in this fixed order, and only then calls
 ``RaftNode.advance(ready)``; it feeds the core nothing else in between:
 
+0. **send early**: ``ready.early_messages`` may leave before the persist step:
+   a leader's AppendEntries and InstallSnapshot, whose term and vote are
+   already durable (thesis 10.2.1: the leader writes its log in parallel with
+   replicating it; it counts its own copy toward a commit only after
+   ``advance`` tells it the entries are durable). Sending them first lets the
+   leader's fsync overlap the followers'.
 1. **persist**: ``Storage.save(ready.hard_state, ready.entries, ready.snapshot)``
    and wait until it is durable (fsync; one group commit for the whole Ready).
    A vote or an acknowledgement among ``messages`` speaks about exactly this
@@ -54,6 +60,7 @@ class Ready:
     hard_state: HardState | None = None
     entries: list[Entry] = field(default_factory=list)
     snapshot: Snapshot | None = None
+    early_messages: list[Message] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)

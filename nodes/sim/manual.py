@@ -107,6 +107,7 @@ class ManualCluster:
         while n.raft.has_ready():
             rd = n.raft.ready()
             self.invariants.on_ready(n, rd)  # type: ignore[arg-type]
+            self.queue.extend(rd.early_messages)
             if rd.must_sync():
                 self.storages[nid].save(rd.hard_state, rd.entries, rd.snapshot)
             self.queue.extend(rd.messages)

@@ -92,6 +92,8 @@ class SimNode:
         while self.raft.has_ready():
             rd = self.raft.ready()
             self.hooks.on_ready(self.id, rd)
+            for m in rd.early_messages:
+                self.send(m)
             if rd.must_sync():
                 self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
                 self.hooks.on_persist(self.id, rd)

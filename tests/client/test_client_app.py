@@ -146,7 +146,7 @@ def test_quitting_gives_up_the_seat(display: pygame.Surface, clock: ScriptedCloc
 
 
 def test_run_plays_frames_with_a_fake_session_and_exits_cleanly(tmp_path: Path) -> None:
-    session = FakeSession.demo("you", ("bob", "cy"), seed=3)
+    session = FakeSession.with_opponents("you", ("bob", "cy"), seed=3)
     shot = tmp_path / "shot.png"
     assert run(session, "you", fps=200, size=(900, 600), max_frames=40, screenshot=str(shot)) == 0
     assert session.closed and not pygame.get_init()

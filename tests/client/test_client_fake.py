@@ -51,7 +51,7 @@ def test_a_lost_leader_is_replaced_with_a_failover_notice(clock: ScriptedClock) 
 
 
 def test_demo_opponents_play_a_whole_game_and_call_a_rematch(clock: ScriptedClock) -> None:
-    session = FakeSession.demo("you", ("bob", "cy"), seed=5)
+    session = FakeSession.with_opponents("you", ("bob", "cy"), seed=5)
     session.clock = clock
     phases: list[str] = []
     for _ in range(2000):  # 200 s of scripted time in 0.1 s steps
@@ -64,3 +64,8 @@ def test_demo_opponents_play_a_whole_game_and_call_a_rematch(clock: ScriptedCloc
     assert "game_over" in phases and phases.count("lobby") >= 2  # rematch went back to the lobby
     assert session.table.state["leaderboard"]
     assert any(n.kind == "failover" for n in session.drain_notices())
+
+
+def test_an_opponent_named_like_the_window_player_is_renamed(clock: ScriptedClock) -> None:
+    session = FakeSession.with_opponents("Bob", ("bob", "cy"))
+    assert [o.name for o in session.opponents] == ["bob-bot", "cy"]

@@ -9,6 +9,7 @@ from client.viewmodel import (
     CONFIRMED_S,
     LOST_S,
     PENDING_GIVE_UP_S,
+    TRANSPORT_GRACE_S,
     MarkerView,
     Pending,
     UiState,
@@ -116,3 +117,19 @@ def test_rejected_commands_other_than_hits_become_error_notices(clock: ScriptedC
     ui.watch("start", session.submit({"type": "start"}))
     vm = _frame(session, ui, clock)
     assert [(n.kind, n.text[:6]) for n in vm.notices] == [("error", "start:")]
+
+
+def test_a_transport_failure_waits_briefly_for_the_committed_state(clock: ScriptedClock) -> None:
+    table = round_table()
+    session, ui = session_for(table, clock), ui_for()
+    vm = build_view(session, ui, clock())
+    lost_on_wire, applied_anyway = [t for t in vm.targets if t.taken_by is None][:2]
+    for target in (lost_on_wire, applied_anyway):
+        ui.fire_hit(1, 1, target, Pending(done=True, error="node n1 timed out"), clock())
+    table.do("c1", "hit", round=1, target=applied_anyway.id)  # the retry did commit
+    ui.update(session.state, session.client_id, [], clock())
+    assert ui.markers[(1, 1, lost_on_wire.id)].status == "pending"
+    assert ui.markers[(1, 1, applied_anyway.id)].status == "confirmed"
+    clock.advance(TRANSPORT_GRACE_S)
+    ui.update(session.state, session.client_id, [], clock())
+    assert ui.markers[(1, 1, lost_on_wire.id)].text == "no answer"

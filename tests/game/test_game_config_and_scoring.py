@@ -22,6 +22,7 @@ def test_the_config_defaults_are_the_documented_ones() -> None:
         "arena_width": 1000,
         "arena_height": 700,
         "target_radius": 40,
+        "idle_ms": 15_000,
     }
 
 
@@ -39,6 +40,7 @@ def test_the_config_round_trips_through_msgpack() -> None:
         {"max_players": True},
         {"min_players": 3, "max_players": 2},
         {"target_radius": 350},
+        {"idle_ms": 0},
     ],
 )
 def test_an_impossible_config_is_refused_when_built(fields: dict) -> None:

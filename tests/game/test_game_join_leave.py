@@ -16,6 +16,7 @@ def test_join_in_the_lobby_adds_a_player_bound_to_the_session(table: LocalTable)
         "ready": False,
         "spectator": False,
         "joined_index": 0,
+        "last_seen_ms": table.clock_ms,
     }
     assert {"type": "player_joined", "name": "ann", "spectator": False} in table.events
 

@@ -80,7 +80,7 @@ def test_the_leader_appends_a_proposal_to_its_log_and_replicates_it() -> None:
     assert r.log.entry(last + 1) == Entry(last + 1, r.term, b"cmd")
     rd = r.ready()
     assert rd.entries == [Entry(last + 1, r.term, b"cmd")], "the entry is persisted..."
-    appends = [m for m in rd.messages if isinstance(m, AppendEntries)]
+    appends = [m for m in [*rd.early_messages, *rd.messages] if isinstance(m, AppendEntries)]
     assert sorted(m.recipient for m in appends) == ["n2", "n3"], "...and sent to each follower"
     assert all(
         m.entries == (Entry(last + 1, r.term, b"cmd"),) and m.prev_log_index == last

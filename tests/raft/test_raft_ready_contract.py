@@ -17,6 +17,7 @@ from nodes.raft.messages import (
     ClusterConfig,
     Entry,
     HardState,
+    InstallSnapshot,
     InstallSnapshotResponse,
     Message,
     RequestVote,
@@ -135,9 +136,15 @@ def test_no_message_ever_leaves_before_the_state_it_depends_on_is_durable(seed: 
     def on_ready(node: object, rd: Ready) -> None:
         inner(node, rd)  # type: ignore[arg-type]
         nid = node.id  # type: ignore[attr-defined]
+        before = c.storages[nid].load().hard_state
         durable = durable_after(c.storages[nid].load(), rd)
         for m in rd.messages:
             check_covered(nid, m, durable)
+        for m in rd.early_messages:
+            # thesis 10.2.1: only a leader's replication may leave before the write,
+            # and only in a term that is already durable
+            assert isinstance(m, AppendEntries | InstallSnapshot), (nid, m)
+            assert m.term == before.term, (nid, m, before)
 
     c.invariants.on_ready = on_ready  # type: ignore[method-assign]
     checked = 0

@@ -17,9 +17,9 @@ from nodes.raft.messages import (
     RequestVote,
     RequestVoteResponse,
 )
-from nodes.raft.ready import Ready, ReadState, Role
+from nodes.raft.ready import ReadState, Ready, Role
 from nodes.raft.storage import MemoryStorage
-from nodes.sim.manual import ManualCluster, both, of_type, to
+from nodes.sim.manual import ManualCluster, of_type, to
 
 DEFAULT = RaftConfig()  # pre-vote and check-quorum on
 HB = DEFAULT.heartbeat_ticks

@@ -1,0 +1,268 @@
+"""Arena's side of ``arena bench``: real node processes on loopback, durable (fsync).
+
+Workloads (each returns plain data; ``nodes.bench.report`` pairs them with
+PySyncObj's figures measured in the same run):
+
+- throughput: pipelined commits per second from several concurrent clients,
+  run in separate load processes (``window`` requests in flight per client);
+- latency: one client, one write at a time (p50/p99/max);
+- failover: kill -9 the leader, time until a client's next write commits;
+  the killed node is restarted and caught up before the next trial;
+- broadcast: 50 subscribers on the leader's PUB; time from the leader's
+  timestamp in the entry (taken when it proposed) to receipt by each subscriber;
+- memory: RSS of every node after N commits with snapshots on;
+- catchup: a follower is stopped, N more commits land, it restarts; time until
+  it has applied everything the leader had committed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from client.api import Client
+from client.link import ClusterLink
+
+from .. import codec
+from ..clusterfile import ClusterFile, Timing, load
+from ..local import LocalCluster
+from .stats import summarize
+
+WORKLOADS = ("throughput", "latency", "failover", "broadcast", "memory", "catchup")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _wait(cond: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.005)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def _leader(c: Client, ids: list[str]) -> str | None:
+    for nid in ids:
+        s = c.status(nid, timeout=0.3)
+        if s and s["role"] == "leader":
+            return nid
+    return None
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- load processes ---------------------------------------------------------------
+
+
+def _load_worker(cluster_path: str, clients: int, commits: int, window: int,
+                 out: Any, start: Any) -> None:
+    """Run ``clients`` logical clients, each keeping ``window`` puts in flight."""
+    cf = load(cluster_path)
+    ctx = zmq.Context()
+    links = [ClusterLink(cf, request_timeout=2.0, deadline=30.0, ctx=ctx) for _ in range(clients)]
+    # open every session (seq 1 goes alone), then wait for the start signal
+    for link in links:
+        link.wait(link.submit("kv", {"op": "put", "key": "warm", "value": 0}))
+    start.wait()
+    per = commits // clients
+    sent = [0] * clients
+    done = [0] * clients
+    failed = 0
+    t0 = time.perf_counter()
+
+    def on_done(k: int) -> Any:
+        def cb(c: Any) -> None:
+            nonlocal failed
+            done[k] += 1
+            if not c.ok:
+                failed += 1
+        return cb
+
+    while sum(done) < per * clients:
+        for k, link in enumerate(links):
+            while sent[k] < per and sent[k] - done[k] < window:
+                link.submit("kv", {"op": "put", "key": f"k{k}-{sent[k] % 100}", "value": sent[k]},
+                            on_done(k))
+                sent[k] += 1
+        for link in links:
+            link.poll(0)
+    elapsed = time.perf_counter() - t0
+    out.put({"commits": per * clients, "seconds": elapsed, "failed": failed})
+    for link in links:
+        link.close()
+    ctx.term()
+
+
+def throughput(lc: LocalCluster, commits: int, clients: int, processes: int = 2,
+               window: int = 64) -> dict:
+    mpctx = mp.get_context("spawn")
+    out, start = mpctx.Queue(), mpctx.Event()
+    procs = [mpctx.Process(target=_load_worker,
+                           args=(str(lc.cluster_path), max(1, clients // processes),
+                                 commits // processes, window, out, start))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every load process open its sessions (start is a barrier below)
+    t0 = time.perf_counter()
+    start.set()
+    results = [out.get(timeout=300) for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join(10)
+    total = sum(r["commits"] for r in results)
+    return {"commits_per_s": total / elapsed, "commits": total, "clients": clients,
+            "window": window, "failed": sum(r["failed"] for r in results),
+            "seconds": round(elapsed, 3)}
+
+
+def latency(c: Client, writes: int) -> dict:
+    c.put("lat", 0)
+    samples = []
+    for i in range(writes):
+        t0 = time.perf_counter()
+        c.put("lat", i)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return {"single_client": summarize(samples), "writes": writes}
+
+
+def failover(lc: LocalCluster, c: Client, trials: int) -> dict:
+    ids = lc.cluster.ids()
+    times = []
+    for t in range(trials):
+        lead = _wait(lambda: _leader(c, ids), 10, "a leader")
+        c.put("fo", t)
+        lc.kill(lead)
+        t0 = time.perf_counter()
+        c.put("fo", -t)  # fails over inside the client until it commits
+        times.append((time.perf_counter() - t0) * 1000)
+        lc.start(lead)
+        target = c.status(_wait(lambda: _leader(c, ids), 10, "a leader"))["commit"]
+        _wait(lambda: (c.status(lead, timeout=0.3) or {}).get("applied", 0) >= target, 20,
+              f"{lead} catching up")
+        _say(f"  failover trial {t + 1}/{trials}: {times[-1]:.0f} ms")
+    return {"trials": [round(x, 1) for x in times], **summarize(times)}
+
+
+def broadcast(lc: LocalCluster, c: Client, subscribers: int, writes: int) -> dict:
+    ids = lc.cluster.ids()
+    lead = _wait(lambda: _leader(c, ids), 10, "a leader")
+    pub = lc.cluster.node(lead).pub
+    ctx = zmq.Context()
+    subs = []
+    poller = zmq.Poller()
+    for _ in range(subscribers):
+        s = ctx.socket(zmq.SUB)
+        s.setsockopt(zmq.SUBSCRIBE, codec.UPDATE_TOPIC)
+        s.connect(pub)
+        subs.append(s)
+        poller.register(s, zmq.POLLIN)
+    time.sleep(0.5)  # slow joiner: let every SUB finish connecting before measuring
+    samples: list[float] = []
+    link = c.link
+    pending = 0
+    sent = 0
+    while sent < writes or pending:
+        if sent < writes and pending == 0:
+            link.submit("kv", {"op": "put", "key": "bc", "value": sent})
+            sent += 1
+            pending = subscribers
+        link.poll(0)
+        for s, _ in poller.poll(5):
+            while True:
+                try:
+                    _, payload = s.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                now_ms = time.time() * 1000
+                u = codec.decode_update(payload, lc.cluster.cluster_id)
+                if u.machine == "kv" and u.command and u.command.get("key") == "bc":
+                    samples.append(max(0.0, now_ms - u.clock_ms))
+                    pending -= 1
+    for s in subs:
+        s.close(0)
+    ctx.term()
+    return {"subscribers": subscribers, "writes": writes, **summarize(samples)}
+
+
+def memory(lc: LocalCluster, commits: int, clients: int) -> dict:
+    t = throughput(lc, commits, clients)
+    rss = {nid: round(_rss_mb(lc.pid(nid) or 0), 1) for nid in lc.cluster.ids()}
+    return {"commits": t["commits"], "rss_mb_per_node": rss, "max_rss_mb": max(rss.values())}
+
+
+def catchup(lc: LocalCluster, c: Client, commits: int, clients: int) -> dict:
+    ids = lc.cluster.ids()
+    lead = _wait(lambda: _leader(c, ids), 10, "a leader")
+    follower = next(n for n in ids if n != lead)
+    lc.stop(follower)
+    throughput(lc, commits, clients)
+    target = c.status(lead)["commit"]
+    t0 = time.perf_counter()
+    lc.start(follower)
+    _wait(lambda: (c.status(follower, timeout=0.3) or {}).get("applied", 0) >= target, 300,
+          f"{follower} catching up")
+    return {"node": follower, "behind_by_commits": commits,
+            "seconds": round(time.perf_counter() - t0, 3), "target_index": target}
+
+
+def run(workloads: set[str], nodes: int = 3, commits: int = 20_000, clients: int = 8,
+        latency_writes: int = 1000, failover_trials: int = 20, subscribers: int = 50,
+        memory_commits: int = 1_000_000, tmp_dir: Path | None = None,
+        snapshot_interval: int = 10_000) -> dict:
+    unknown = workloads - set(WORKLOADS)
+    if unknown:
+        raise ValueError(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
+    tmp = tempfile.TemporaryDirectory(prefix="arena-bench-") if tmp_dir is None else None
+    base = Path(tmp.name) if tmp else tmp_dir
+    assert base is not None
+    lc = LocalCluster.create(base / "arena", nodes, timing=Timing(election_ms=(150.0, 300.0)),
+                             snapshot_interval=snapshot_interval)
+    results: dict[str, Any] = {"nodes": nodes, "durable": True}
+    try:
+        lc.start_all()
+        with Client(lc.cluster, deadline=30.0) as c:
+            _wait(lambda: _leader(c, lc.cluster.ids()), 15, "a leader")
+            if "latency" in workloads:
+                _say("arena: latency")
+                results["latency"] = latency(c, latency_writes)
+            if "throughput" in workloads:
+                _say("arena: throughput")
+                results["throughput"] = throughput(lc, commits, clients)
+            if "broadcast" in workloads:
+                _say("arena: broadcast")
+                results["broadcast"] = broadcast(lc, c, subscribers, 200)
+            if "failover" in workloads:
+                _say("arena: failover")
+                results["failover"] = failover(lc, c, failover_trials)
+            if "memory" in workloads:
+                _say(f"arena: memory after {memory_commits} commits")
+                results["memory"] = memory(lc, memory_commits, clients)
+            if "catchup" in workloads:
+                _say("arena: catch-up")
+                results["catchup"] = catchup(lc, c, max(commits, 10_000), clients)
+    finally:
+        lc.kill_all()
+        if tmp is not None:
+            tmp.cleanup()
+    return results
+
+
+def cluster_of(lc: LocalCluster) -> ClusterFile:
+    return lc.cluster

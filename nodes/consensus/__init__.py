@@ -1,0 +1,47 @@
+"""The ``Consensus`` API: Raft or simple-majority agreement over a key-value state.
+
+Modules, one job each:
+
+- ``api``: ``Consensus``, the facade (lifecycle, proposals, reads, cluster,
+  events, patterns: CAS, counters, batches, locks, optimistic updates).
+- ``raft_driver``: drives the sans-I/O Raft core (``nodes.raft``) from asyncio
+  (Ready contract, forwarding to the leader, ReadIndex, membership).
+- ``majority``: the sans-I/O ``simple_majority`` core; ``majority_driver``
+  drives it.
+- ``driver``: the tick task, liveness pings and what both drivers share.
+- ``transports``: ``InProcessNetwork``, ZeroMQ, bring-your-own.
+- ``wire``: packets and their bytes; ``events``: event names and dispatch;
+  ``liveness``: reachability and partitions; ``directory``: the replicated
+  address book; ``types``: result values.
+"""
+
+from .api import Consensus
+from .events import EVENTS
+from .majority import Proposal, quorum_required
+from .majority_driver import default_vote_policy
+from .transports import InProcessNetwork
+from .types import (
+    ConsensusError,
+    LockResult,
+    NodeInfo,
+    NotStarted,
+    ProposalResult,
+    ValueInfo,
+    Votes,
+)
+
+__all__ = [
+    "EVENTS",
+    "Consensus",
+    "ConsensusError",
+    "InProcessNetwork",
+    "LockResult",
+    "NodeInfo",
+    "NotStarted",
+    "Proposal",
+    "ProposalResult",
+    "ValueInfo",
+    "Votes",
+    "default_vote_policy",
+    "quorum_required",
+]

@@ -1,0 +1,587 @@
+"""``Consensus``: the consensus trait an agent carries (DESIGN.md, "The seed's API").
+
+One object per node, living on an asyncio loop::
+
+    net = InProcessNetwork()                       # or address="tcp://..." for ZeroMQ
+    c = Consensus("node-001", transport=net, peers=["node-002", "node-003"])
+    c.on("leader:elected", lambda leader_id: print("leader", leader_id))
+    c.start()                                      # inside a running loop
+    ok = await c.propose("player_score", 100)
+    c.get("player_score")
+
+``start()`` must be called with a loop running (it schedules the node's task
+there and returns at once); ``await c.start_async()`` does the same and can
+wait for a leader. ``await c.stop()`` stops the node (its peers see it as
+crashed).
+
+Cluster bootstrap: the founding voters are this node plus the peers given as
+``peers=`` or added with ``add_node`` before the node's first tick (e.g. in
+the same synchronous block as ``start()``). Give every founder the same set.
+Afterwards ``add_node`` is a membership change through the leader: the new
+node (started with ``join=True``) joins as a learner and becomes a voter once
+caught up. Under ``simple_majority`` members are each node's own list.
+
+Mechanisms, transports and events: see ``nodes.consensus`` and its modules
+``raft_driver``, ``majority``, ``transports`` and ``events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+from typing import Any
+
+from .driver import Driver, Options
+from .events import Callback, EventBus
+from .majority import quorum_required
+from .majority_driver import MajorityDriver, VotePolicy
+from .raft_driver import RaftDriver
+from .transports import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
+from .types import (
+    ConsensusError,
+    LockResult,
+    NodeInfo,
+    NotStarted,
+    ProposalResult,
+    Timing,
+    ValueInfo,
+    Votes,
+)
+from .wire import DEFAULT_MAX_FRAME, Packet
+
+MECHANISMS = ("raft", "simple_majority")
+
+
+class _Resolved:
+    """An already known outcome that can be awaited (or ignored) without a loop."""
+
+    def __init__(self, value: ProposalResult) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, ProposalResult]:
+        return self.value
+        yield  # a generator, never reached
+
+
+class _NullLink:
+    """No transport: a single-node cluster talks to nobody."""
+
+    def send(self, to: str, packet: Packet) -> None:
+        pass
+
+    def add_peer(self, node_id: str, address: str | None) -> None:
+        raise ConsensusError(
+            f"cannot reach {node_id}: this node has no transport; give transport=, address= "
+            "or set_message_sender() before start()")
+
+    def remove_peer(self, node_id: str) -> None:
+        pass
+
+    def poll(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class _Optimistic:
+    token: int
+    value: Any
+
+
+class Consensus:
+    """A node of a replicated key-value store with consensus, events and patterns.
+
+    Arguments (seconds for every duration):
+
+    - ``mechanism``: ``"raft"`` (a replicated log; linearizable) or
+      ``"simple_majority"`` (one vote per proposal; see ``majority``).
+    - ``timeout``: default bound of every proposal / read / membership change.
+    - ``heartbeat_interval``, ``election_timeout`` (min, max): raft timing; the
+      core ticks every ``tick_interval`` (default ``heartbeat_interval / 5``).
+    - ``batch_updates``, ``batch_window``: proposals made within the window
+      share one persist and one AppendEntries per follower.
+    - ``compression``: compress snapshots on disk (with ``data_dir``).
+    - ``snapshot_interval``: snapshot the state every that many applied entries
+      and drop the log prefix (0: never).
+    - ``transport``: an ``InProcessNetwork``, or ``"zmq"``; with ``address=``
+      (this node's ``tcp://host:port`` to bind) ZeroMQ is the default. Or call
+      ``set_message_sender`` to bring your own.
+    - ``peers``: founding peers, ``{node_id: address}`` (or a list of ids for
+      the in-process network). ``join=True``: found nothing, wait to be added.
+    - ``data_dir``: durable storage (``nodes.storage.DiskStorage``; one
+      directory per node), ``fsync``: fsync it (True).
+    - ``seed``: makes the node's random choices (election jitter) reproducible.
+    - ``quorum``, ``vote_policy``: simple_majority only (see ``majority``).
+    - ``cluster_id``: frames of another cluster are dropped.
+    - ``failure_timeout``: silence after which a peer is ``node:unreachable``.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        mechanism: str = "raft",
+        *,
+        timeout: float = 3.0,
+        heartbeat_interval: float = 0.05,
+        election_timeout: tuple[float, float] = (0.15, 0.30),
+        batch_updates: bool = True,
+        batch_window: float = 0.002,
+        compression: bool = True,
+        snapshot_interval: int = 1000,
+        transport: InProcessNetwork | str | None = None,
+        address: str | None = None,
+        peers: Mapping[str, str | None] | Iterable[str] | None = None,
+        join: bool = False,
+        data_dir: str | os.PathLike[str] | None = None,
+        fsync: bool = True,
+        seed: int | str | None = None,
+        quorum: float = 0.5,
+        vote_policy: VotePolicy | None = None,
+        cluster_id: str = "arena",
+        failure_timeout: float | None = None,
+        tick_interval: float | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        if not isinstance(node_id, str) or not 0 < len(node_id) <= 64:
+            raise ValueError(f"node_id must be a non-empty str of at most 64 chars, got {node_id!r}")
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"unknown mechanism {mechanism!r}; choose one of {MECHANISMS}")
+        if timeout <= 0 or heartbeat_interval <= 0:
+            raise ValueError("timeout and heartbeat_interval must be positive")
+        lo, hi = election_timeout
+        if not heartbeat_interval < lo < hi:
+            raise ValueError(
+                f"need heartbeat_interval < election_timeout[0] < election_timeout[1], got "
+                f"{heartbeat_interval}, {election_timeout}")
+        quorum_required(quorum, 1)  # validates the fraction
+        if isinstance(transport, str) and transport != "zmq":
+            raise ValueError(f"transport must be an InProcessNetwork, 'zmq' or None, got {transport!r}")
+        self._node_id = node_id
+        self.mechanism = mechanism
+        self.timeout = timeout
+        self._transport = transport
+        self._max_frame = max_frame
+        self._sender: Sender | None = None
+        timing = Timing(
+            tick=tick_interval or max(0.001, heartbeat_interval / 5),
+            heartbeat_interval=heartbeat_interval,
+            election_timeout=(lo, hi),
+            failure_timeout=failure_timeout or max(2 * hi, 8 * heartbeat_interval),
+            ping_interval=2 * heartbeat_interval,
+        )
+        self.options = Options(
+            timeout=timeout, timing=timing, batch_updates=batch_updates,
+            batch_window=batch_window, compression=compression,
+            snapshot_interval=snapshot_interval, cluster_id=cluster_id,
+            data_dir=Path(data_dir) if data_dir is not None else None, fsync=fsync,
+            join=join, quorum=quorum, address=address,
+        )
+        if seed is not None:
+            rng = Random(f"{seed}/{node_id}")  # one seed for a cluster, distinct per node
+        else:
+            rng = Random(node_id.encode() + os.urandom(16))
+        if isinstance(peers, Mapping):
+            peer_map: dict[str, str | None] = dict(peers)
+        else:
+            peer_map = {p: None for p in (peers or ())}
+        self._bus = EventBus()
+        self._driver: Driver
+        if mechanism == "raft":
+            self._driver = RaftDriver(node_id, self.options, self._bus, rng, peer_map)
+        else:
+            self._driver = MajorityDriver(node_id, self.options, self._bus, rng, peer_map,
+                                          vote_policy)
+        self._optimistic: dict[str, list[_Optimistic]] = {}
+        self._opt_token = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._link: Link | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the node on the running loop (returns at once; idempotent)."""
+        if self._driver.started:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise NotStarted(
+                "Consensus.start() needs a running asyncio loop: call it from async code "
+                "(e.g. inside asyncio.run(main())), or use 'await c.start_async()'") from None
+        self._link = self._make_link(loop)
+        self._driver.start(loop, self._link)
+
+    async def start_async(self, wait_for_leader: bool = False,
+                          timeout: float | None = None) -> None:
+        """``start()``, then (optionally) wait until a leader is known."""
+        self.start()
+        if wait_for_leader:
+            await self.wait_for_leader(timeout)
+
+    async def stop(self) -> None:
+        """Stop the node: its task ends, its transport closes, pending calls fail
+        with error ``"stopped"``. To the other nodes it looks like a crash."""
+        for task in list(self._tasks):
+            task.cancel()
+        await self._driver.stop()
+        self._bus.cancel_tasks()
+
+    @property
+    def running(self) -> bool:
+        return self._driver.started and not self._driver.stopped
+
+    def _make_link(self, loop: asyncio.AbstractEventLoop) -> Link:
+        deliver = self._driver.deliver
+        opts = self.options
+        if self._sender is not None:
+            return CallbackLink(self._node_id, opts.cluster_id, self._sender, deliver, loop,
+                                self._max_frame)
+        if isinstance(self._transport, InProcessNetwork):
+            return self._transport.attach(self._node_id, deliver, loop)
+        if self._transport == "zmq" or opts.address is not None:
+            if opts.address is None:
+                raise ConsensusError("the ZeroMQ transport needs address='tcp://host:port' to bind")
+            peers = {p: a for p, a in self._driver.addresses.items() if a}
+            return ZmqLink(self._node_id, opts.cluster_id, opts.address, peers, deliver, loop,
+                           max_frame=self._max_frame)
+        if self._driver.addresses:
+            raise ConsensusError(
+                f"node {self._node_id} has peers {sorted(self._driver.addresses)} but no "
+                "transport: pass transport=InProcessNetwork(), address='tcp://...', or call "
+                "set_message_sender() before start()")
+        return _NullLink()
+
+    # --- bring your own transport ----------------------------------------------------------
+
+    def set_message_sender(self, sender: Sender) -> None:
+        """Bring your own transport: ``sender(to_id, data: bytes)`` sends a frame
+        (it may be a coroutine function). Feed frames you receive to
+        ``handle_message``. Set it before ``start()`` (or to replace the sender
+        of a node already using its own transport)."""
+        if not callable(sender):
+            raise TypeError("the message sender must be callable: fn(to_id, data)")
+        if self._driver.started:
+            if not isinstance(self._link, CallbackLink):
+                raise ConsensusError("this node already runs another transport; call "
+                                     "set_message_sender() before start()")
+            self._link.sender = sender
+        self._sender = sender
+
+    def handle_message(self, from_id: str, message: bytes) -> None:
+        """A frame that arrived from ``from_id`` on your transport. Safe to call from
+        any thread; malformed or foreign frames are dropped and counted."""
+        if not isinstance(self._link, CallbackLink):
+            if self._driver.started:
+                raise ConsensusError("handle_message() is for nodes using set_message_sender()")
+            return  # not started yet: like a frame lost on the way (peers retransmit)
+        self._link.receive_frame(from_id, message)
+
+    # --- events --------------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callback) -> Callable[[], None]:
+        """Listen to an event (see ``nodes.consensus.events``); returns an unsubscriber."""
+        return self._bus.on(event, callback)
+
+    def off(self, event: str, callback: Callback) -> None:
+        self._bus.off(event, callback)
+
+    def subscribe(self, key: str, callback: Callback) -> Callable[[], None]:
+        """``callback(key, new, old, **details)`` on every change of ``key`` in this
+        node's view (``"*"``: every key). Returns an unsubscriber."""
+        return self._bus.on("state:changed", callback, first_arg=None if key == "*" else key)
+
+    # --- proposals -------------------------------------------------------------------------
+
+    async def propose(self, key: str, value: Any, *, timeout: float | None = None) -> bool:
+        """Set ``key`` to ``value`` (None deletes it) through consensus. True once
+        accepted; False when rejected or not decided within the timeout."""
+        return (await self.propose_with_result(key, value, timeout=timeout)).accepted
+
+    async def propose_with_result(self, key: str, value: Any, *,
+                                  timeout: float | None = None) -> ProposalResult:
+        _check_key(key)
+        command = {"op": "delete", "key": key} if value is None else \
+            {"op": "put", "key": key, "value": value}
+        return await self._submit(command, key, value, timeout)
+
+    async def delete(self, key: str, *, timeout: float | None = None) -> bool:
+        return await self.propose(key, None, timeout=timeout)
+
+    async def _submit(self, command: dict[str, Any], key: str | None, value: Any,
+                      timeout: float | None) -> ProposalResult:
+        if not self._driver.started:
+            raise NotStarted(f"node {self._node_id} is not started: call start() first")
+        return await self._driver.submit(command, key, value, timeout or self.timeout)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """This node's current value (a local, possibly stale read; an optimistic
+        value shows here until it is confirmed or rolled back: see ``get_info``)."""
+        info = self.get_info(key)
+        return info.value if info.found else default
+
+    def get_info(self, key: str) -> ValueInfo:
+        layers = self._optimistic.get(key)
+        got = self._driver.kv.query({"op": "get", "key": key})
+        assert isinstance(got, dict)
+        if layers:
+            return ValueInfo(key, layers[-1].value, int(got.get("version", 0)), True, True)
+        return ValueInfo(key, got.get("value"), int(got.get("version", 0)),
+                         bool(got.get("found")))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        got = self._driver.kv.query({"op": "keys", "prefix": prefix, "limit": 10_000})
+        assert isinstance(got, dict)
+        return list(got.get("keys", []))
+
+    async def read(self, key: str, default: Any = None, *, timeout: float | None = None) -> Any:
+        """A linearizable read (raft: ReadIndex, thesis 6.4, through the leader):
+        reflects every write accepted before the call. Under simple_majority,
+        the same as ``get``. Raises ``ConsensusError`` if no leader answers."""
+        if not self._driver.started:
+            raise NotStarted(f"node {self._node_id} is not started: call start() first")
+        await self._driver.read_barrier(timeout or self.timeout)
+        got = self._driver.kv.query({"op": "get", "key": key})
+        assert isinstance(got, dict)
+        return got.get("value") if got.get("found") else default
+
+    # --- cluster ---------------------------------------------------------------------------
+
+    def add_node(self, node_id: str, address: str | None = None) -> Awaitable[ProposalResult]:
+        """Add a node. Before the first tick: a founding member (done at once).
+        After: a membership change through the leader (the node joins as a learner
+        and is promoted once caught up); await the result or ignore it."""
+        if self._driver.bootstrap_peer(node_id, address):
+            return _Resolved(ProposalResult(f"{self._node_id}/add/{node_id}", True, node_id,
+                                            Votes(), 0, value=address))
+        return self._spawn(self._driver.change_membership("add", node_id, address, self.timeout))
+
+    def remove_node(self, node_id: str) -> Awaitable[ProposalResult]:
+        """Remove a node (the leader included: it steps down once the change commits)."""
+        return self._spawn(self._driver.change_membership("remove", node_id, None, self.timeout))
+
+    def transfer_leadership(self, to: str) -> Awaitable[ProposalResult]:
+        """Ask the leader to hand leadership over to ``to`` (thesis 3.10)."""
+        if self.mechanism != "raft":
+            raise ConsensusError("simple_majority has no leader to transfer")
+        return self._spawn(self._driver.change_membership("transfer", to, None, self.timeout))
+
+    def _spawn(self, coro: Awaitable[ProposalResult]) -> asyncio.Task[ProposalResult]:
+        if not self._driver.started:
+            raise NotStarted(f"node {self._node_id} is not started: call start() first")
+
+        async def guarded() -> ProposalResult:
+            try:
+                return await coro
+            except ConsensusError as exc:
+                return ProposalResult(f"{self._node_id}/admin", False, None, error=str(exc))
+
+        task = asyncio.ensure_future(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def get_nodes(self) -> dict[str, NodeInfo]:
+        """Every member as this node sees it: id, address, role (if known),
+        voter/learner and ``connected`` (reachability)."""
+        return self._driver.nodes()
+
+    def get_leader(self) -> str | None:
+        return self._driver.leader_id
+
+    def is_leader(self) -> bool:
+        return self._driver.leader_id == self._node_id and self._driver.role == "leader"
+
+    def get_node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    def get_debug_state(self) -> dict[str, Any]:
+        """current_term, role, leader_id, commit_index, log_length, and more."""
+        return self._driver.debug_state()
+
+    async def wait_for_leader(self, timeout: float | None = None) -> str:
+        """The leader's id, once one is known (raft). Raises ``ConsensusError`` on timeout."""
+        if self.mechanism != "raft":
+            raise ConsensusError("simple_majority has no leader")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.timeout)
+        while (leader := self.get_leader()) is None:
+            if loop.time() >= deadline:
+                raise ConsensusError(f"node {self._node_id}: no leader within the timeout")
+            await asyncio.sleep(self.options.timing.tick)
+        return leader
+
+    # --- patterns (each one command, done atomically inside the state machine) ----------------
+
+    async def compare_and_swap(self, key: str, expected: Any, new: Any, *,
+                               timeout: float | None = None) -> bool:
+        """Set ``key`` to ``new`` only if it holds ``expected`` (None: absent)."""
+        _check_key(key)
+        command = {"op": "cas", "key": key, "expected": expected, "value": new}
+        return (await self._submit(command, key, new, timeout)).accepted
+
+    async def increment(self, key: str, by: int = 1, *, timeout: float | None = None) -> int:
+        """Add ``by`` to the integer counter ``key`` (absent counts as 0); returns
+        the new value. Raises ``ConsensusError`` if it could not be applied."""
+        return await self._add("incr", key, by, timeout)
+
+    async def decrement(self, key: str, by: int = 1, *, timeout: float | None = None) -> int:
+        return await self._add("decr", key, by, timeout)
+
+    async def _add(self, op: str, key: str, by: int, timeout: float | None) -> int:
+        _check_key(key)
+        result = await self._submit({"op": op, "key": key, "by": by}, key, by, timeout)
+        if not result.accepted:
+            raise ConsensusError(f"{op} {key!r} by {by} failed: {result.error} "
+                                 f"({_message(result)})")
+        return int(result.result["value"])
+
+    async def batch(self, ops: Iterable[Any], conditions: Iterable[Any] | None = None, *,
+                    timeout: float | None = None) -> ProposalResult:
+        """Apply all ``ops`` or none, if every condition holds. An op is a kv command
+        dict or a tuple: ``("put", key, value)``, ``("delete", key)``,
+        ``("incr", key[, by])``, ``("decr", key[, by])``, ``("cas", key, expected,
+        new)``. A condition is a dict ``{key, equals | version | absent}`` or a
+        tuple ``(key, expected_value)``."""
+        command: dict[str, Any] = {"op": "batch", "ops": [_op(o) for o in ops]}
+        if conditions is not None:
+            command["conditions"] = [_condition(c) for c in conditions]
+        return await self._submit(command, None, command["ops"], timeout)
+
+    async def acquire_lock(self, name: str, ttl: float = 10.0, *, wait: float = 0.0,
+                           timeout: float | None = None) -> LockResult:
+        """Take the lock ``name`` for ``ttl`` seconds (holder: this node; taking it
+        again renews it). With ``wait``, keep trying that long while someone else
+        holds it. Expiry is judged on the leader's timestamps, so all nodes agree."""
+        _check_key(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        command = {"op": "lock", "name": name, "holder": self._node_id,
+                   "ttl_ms": max(1, int(ttl * 1000))}
+        while True:
+            result = await self._submit(command, name, self._node_id, timeout)
+            r = result.result if isinstance(result.result, dict) else {}
+            if result.accepted:
+                return LockResult(name, True, self._node_id, int(r.get("token", 0)),
+                                  int(r.get("expires_ms", 0)))
+            if result.error != "lock_held" or loop.time() >= deadline:
+                return LockResult(name, False, r.get("holder"), 0, int(r.get("expires_ms", 0)),
+                                  result.error)
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+
+    async def release_lock(self, name: str, *, timeout: float | None = None) -> bool:
+        """Release the lock if this node holds it (False if it expired or is not ours)."""
+        _check_key(name)
+        command = {"op": "unlock", "name": name, "holder": self._node_id}
+        return (await self._submit(command, name, None, timeout)).accepted
+
+    def lock_info(self, name: str) -> dict[str, Any]:
+        """The lock as this node's state has it (judged at the last applied timestamp)."""
+        got = self._driver.kv.query({"op": "lock_info", "name": name})
+        assert isinstance(got, dict)
+        return got
+
+    def optimistic_update(self, key: str, fn: Callable[[Any], Any], *,
+                          timeout: float | None = None) -> asyncio.Task[ProposalResult]:
+        """Show ``fn(current value)`` at once, then make it real.
+
+        The new value is visible immediately through ``get`` (``get_info`` marks
+        it ``optimistic``) and a ``state:changed`` with ``optimistic=True``. A
+        compare-and-swap on the version read is proposed; if it is rejected or
+        loses (someone changed the key meanwhile), the local view is restored and
+        ``state:changed`` fires with ``rolled_back=True``. Returns a task with the
+        ``ProposalResult``."""
+        _check_key(key)
+        if not self._driver.started:
+            raise NotStarted(f"node {self._node_id} is not started: call start() first")
+        before = self.get_info(key)
+        committed = self._driver.kv.query({"op": "get", "key": key})
+        assert isinstance(committed, dict)
+        version = int(committed.get("version", 0))
+        new = fn(before.value if before.found else None)
+        self._opt_token += 1
+        layer = _Optimistic(self._opt_token, new)
+        self._optimistic.setdefault(key, []).append(layer)
+        self._bus.emit("state:changed", key, new, before.value if before.found else None,
+                       version=version, index=None, optimistic=True, rolled_back=False)
+        self._bus.flush()
+        command = {"op": "cas", "key": key, "expected_version": version, "value": new}
+
+        async def settle() -> ProposalResult:
+            try:
+                result = await self._submit(command, key, new, timeout)
+            except BaseException:
+                self._drop_layer(key, layer, rolled_back=True)
+                raise
+            self._drop_layer(key, layer, rolled_back=not result.accepted)
+            return result
+
+        task = asyncio.ensure_future(settle())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _drop_layer(self, key: str, layer: _Optimistic, rolled_back: bool) -> None:
+        layers = self._optimistic.get(key, [])
+        if layer in layers:
+            layers.remove(layer)
+        if not layers:
+            self._optimistic.pop(key, None)
+        if rolled_back:
+            now = self.get_info(key)
+            self._bus.emit("state:changed", key, now.value if now.found else None, layer.value,
+                           version=now.version, index=None, optimistic=bool(layers),
+                           rolled_back=True)
+            self._bus.flush()
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"a key must be a non-empty str, got {key!r}")
+
+
+def _message(result: ProposalResult) -> str:
+    r = result.result
+    if isinstance(r, dict):
+        return str(r.get("message", ""))
+    return str(r or "")
+
+
+def _op(op: Any) -> dict[str, Any]:
+    if isinstance(op, Mapping):
+        return dict(op)
+    if not isinstance(op, tuple | list) or not op:
+        raise ValueError(f"a batch op must be a dict or a tuple like ('put', key, value), got {op!r}")
+    name, *args = op
+    if name == "put" and len(args) == 2:
+        return {"op": "put", "key": args[0], "value": args[1]}
+    if name == "delete" and len(args) == 1:
+        return {"op": "delete", "key": args[0]}
+    if name in ("incr", "decr") and len(args) in (1, 2):
+        return {"op": name, "key": args[0], "by": args[1] if len(args) == 2 else 1}
+    if name == "cas" and len(args) == 3:
+        return {"op": "cas", "key": args[0], "expected": args[1], "value": args[2]}
+    raise ValueError(f"bad batch op {op!r}: use ('put', k, v), ('delete', k), ('incr', k[, by]), "
+                     "('decr', k[, by]) or ('cas', k, expected, new)")
+
+
+def _condition(cond: Any) -> dict[str, Any]:
+    if isinstance(cond, Mapping):
+        return dict(cond)
+    if isinstance(cond, tuple | list) and len(cond) == 2:
+        return {"key": cond[0], "equals": cond[1]}
+    raise ValueError(f"a batch condition must be a dict or (key, expected_value), got {cond!r}")
