@@ -44,8 +44,7 @@ def idle_members(state: dict[str, Any], now_ms: int, present_client: str) -> lis
     return [
         name
         for name in members_by_join_order(state)
-        if players[name]["client_id"] != present_client
-        and is_idle(players[name], now_ms, idle_ms)
+        if players[name]["client_id"] != present_client and is_idle(players[name], now_ms, idle_ms)
     ]
 
 

@@ -18,9 +18,9 @@ Invariants (checked by ``check_invariants``, which the tests run after every
 command): ``host`` is None exactly when ``players`` is empty, and otherwise names
 a member; an empty table is a lobby; a client id holds at most one player;
 names are unique ignoring case; members never exceed ``max_players``; no
-member was last seen after ``now_ms``; a lobby holds no spectators; ``phase_deadline_ms`` is set exactly in the timed phases
-(countdown, round, intermission); while a game runs, ``scores`` has exactly the
-active players.
+member was last seen after ``now_ms``; a lobby holds no spectators;
+``phase_deadline_ms`` is set exactly in the timed phases (countdown, round,
+intermission); while a game runs, ``scores`` has exactly the active players.
 """
 
 from __future__ import annotations

@@ -297,8 +297,17 @@ def game(cluster_path: str | None, as_json: bool) -> None:
 @cluster_option
 @click.option("--offline", is_flag=True, help="Play against simulated opponents, no cluster.")
 @click.option("--fps", type=int, default=60, show_default=True)
-def play(name: str, cluster_path: str | None, offline: bool, fps: int) -> None:
+@click.option("--size", default="1200x800", show_default=True, help="Window size, WxH.")
+def play(name: str, cluster_path: str | None, offline: bool, fps: int, size: str) -> None:
     """Open a player window."""
+    import os
+
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # the game makes no sound
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        w, h = (int(x) for x in size.lower().split("x"))
+    except ValueError as e:
+        raise click.BadParameter(f"{size!r}: expected WIDTHxHEIGHT, e.g. 1200x800") from e
     from client.app import run
 
     if offline:
@@ -309,7 +318,7 @@ def play(name: str, cluster_path: str | None, offline: bool, fps: int) -> None:
         from client.session import NetworkSession
 
         session = NetworkSession(_cluster(cluster_path))
-    sys.exit(run(session, name, fps=fps))
+    sys.exit(run(session, name, fps=fps, size=(w, h)))
 
 
 @main.command()

@@ -40,6 +40,8 @@ dataclass, fields in dataclass order::
     7 TimeoutNow               term uint, sender id, recipient id
 
     entry = [index uint >= 1, term uint >= 1, kind uint (0 normal, 1 config), data bin]
+            (a config entry's data is a membership change, b"<change kind>:<node id>",
+            change kind 0 add learner, 1 promote, 2 remove; see nodes.raft.core)
     meta  = [index uint, term uint, [voter id...], [learner id...]]   (no id twice in a list)
 
 The entries of an AppendEntries are well formed: consecutive indexes starting at
@@ -90,7 +92,8 @@ Errors
 ------
 Decoding raises only ``ProtocolError`` (the peer broke the protocol), one subclass
 per reason, each with a ``code`` used as a drop counter's name: ``BadVersion``,
-``ForeignCluster``, ``Malformed``, ``FrameTooLarge``, ``UnknownType``. It never
+``ForeignCluster``, ``Malformed``, ``FrameTooLarge``, ``UnknownType`` (and
+``TypeError`` when handed something that is not bytes: that is our bug). It never
 builds a dataclass whose fields have the wrong types. Encoding raises only
 ``EncodeError`` (we have a bug: we were asked to send what the protocol cannot
 carry). ``encode_peer`` trusts the Raft core and checks nothing beyond what
@@ -108,6 +111,7 @@ from typing import Any, Final
 
 import msgpack
 
+from .raft.core import decode_config_change
 from .raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -127,6 +131,11 @@ __all__ = [
     "CLUSTER_TOPIC",
     "DEFAULT_MAX_FRAME",
     "ERROR_CODES",
+    "MAX_BODY_DEPTH",
+    "MAX_CLIENT_ID_CHARS",
+    "MAX_NODE_ID_CHARS",
+    "MAX_VALUE_DEPTH",
+    "PEER_FRAMES",
     "PROTOCOL_VERSION",
     "REQUEST_KINDS",
     "UPDATE_TOPIC",
@@ -316,10 +325,14 @@ class ClusterInfo:
 # --- field checks: return the value or raise Malformed naming the field -------------
 
 
+_WIRE_TYPES: Final[dict[type, str]] = {
+    bool: "bool", int: "int", float: "float", str: "str", bytes: "bin", list: "array",
+    tuple: "array", dict: "map", type(None): "nil",
+}
+
+
 def _wire_type(value: object) -> str:
-    names = {bool: "bool", int: "int", float: "float", str: "str", bytes: "bin",
-             list: "array", tuple: "array", dict: "map", type(None): "nil"}
-    return names.get(type(value), type(value).__name__)
+    return _WIRE_TYPES.get(type(value), type(value).__name__)
 
 
 def _article(noun: str) -> str:
@@ -528,6 +541,8 @@ def _entries(value: Any, where: str) -> tuple[Entry, ...]:
                 f"{where}[{position}] must be [index >= 1, term >= 1, kind 0|1, bin], got "
                 f"[{_show(index)}, {_show(term)}, {_show(kind)}, {_show(data)}]"
             )
+        if kind == EntryKind.CONFIG:
+            _config_change(data, f"{where}[{position}].data")
         if index != expected_index and expected_index != -1:
             raise Malformed(f"{where}[{position}] has index {index}, expected {expected_index}")
         if term < last_term:
@@ -535,6 +550,15 @@ def _entries(value: Any, where: str) -> tuple[Entry, ...]:
         expected_index, last_term = index + 1, term
         out.append(Entry(index, term, data, kinds[kind]))
     return tuple(out)
+
+
+def _config_change(data: bytes, where: str) -> None:
+    """A membership entry's data must decode, or the follower's core would fail on it."""
+    try:
+        change = decode_config_change(data)
+    except Exception:  # the core's decoder raises ValueError, UnicodeDecodeError...
+        raise Malformed(f"{where} is not a membership change, got {_show(data)}") from None
+    _node_id(change.node_id, f"{where} node id")
 
 
 def _entries_to_wire(entries: tuple[Entry, ...]) -> list[list[Any]]:

@@ -47,9 +47,29 @@ search: the pair (bitset of linearized ops as a Python int, register state) is
 recorded, and a choice leading to a recorded pair is not explored again,
 because the rest of the search depends on nothing else.
 
-The number of recorded pairs per key is capped by ``max_states``. When the cap
-is hit the answer is ``ok=False, timed_out=True``: the checker never claims a
-history is linearizable when it did not finish.
+Unknown ops never expire, so left alone they multiply the search by every
+subset of them that might have happened. Five measures keep that in check:
+
+1. The memo key is (bitset of linearized ``ok`` ops, state), and under it we
+   keep the sets of unknown ops used so far. A set that includes one already
+   explored is pruned: unknown ops are optional, so having used more of them
+   only removes ways to go on.
+2. At each point the ``ok`` calls are tried before the unknown ones, so the
+   paths that use fewer unknown ops tend to be explored first and (1) prunes
+   the others.
+3. Unknown ops with the same effect are interchangeable once invoked, so the
+   memo records how many of each kind were used, not which.
+4. Two moves are never tried because a shorter linearization does the same:
+   an unknown op that leaves the register unchanged, and a write right after
+   an unknown op (that unknown op could as well not have happened).
+5. A first, relaxed pass lets every unknown op take effect any number of
+   times. It needs no record of used unknown ops, so it is fast; a violation
+   it finds is real (the relaxation only makes linearizing easier), and only
+   when it succeeds does the exact pass run.
+
+The number of recorded states per key and pass is capped by ``max_states``.
+When the cap is hit the answer is ``ok=False, timed_out=True``: the checker
+never claims a history is linearizable when it did not finish.
 
 Values are compared with ``==`` and must be hashable. The module is pure: no
 I/O, no clock, no randomness.
@@ -459,7 +479,7 @@ class _Search:
         held = self.values[state]
         lines = [
             f"key {self.key!r} is not linearizable ({len(ops)} ops checked).",
-            f"Longest linearizable prefix found: {len(prefix)} ops, "
+            f"Longest linearizable prefix found: {len(prefix)} op{'' if len(prefix) == 1 else 's'}, "
             f"after which the register holds {held!r}:",
         ]
         if relaxed:

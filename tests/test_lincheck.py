@@ -171,6 +171,20 @@ def test_unknown_write_cannot_explain_a_read_that_finished_before_it_was_invoked
     assert_violation([r("b", 1, 0, 1), w("a", 1, 2, None, status="unknown")])
 
 
+def test_unknown_write_takes_effect_at_most_once() -> None:
+    # Applying the unknown write twice would explain both reads of 1; once cannot.
+    assert_violation([
+        w("u", 1, 0, None, status="unknown"),
+        r("a", 1, 1, 2),
+        w("b", 2, 3, 4),
+        r("c", 1, 5, 6),
+    ])
+
+
+def test_unknown_cas_needs_its_expected_value_to_take_effect() -> None:
+    assert_violation([cas("u", 5, 1, 0, None, status="unknown"), r("a", 1, 1, 2)], initial=0)
+
+
 def test_failed_write_cannot_explain_a_read() -> None:
     assert_violation([w("a", 1, 0, 1, status="fail"), r("b", 1, 2, 3)])
 
@@ -259,7 +273,7 @@ def test_definite_violation_is_preferred_over_a_timed_out_key() -> None:
 
 # ----------------------------------------------------- randomized: ground truth
 
-VALUES_WRITTEN_ARE_INTS = "never-written"
+NEVER_WRITTEN = "never-written"
 
 
 def generate_history(rng: random.Random, n_ops: int, keys: int, clients: int,
@@ -331,13 +345,14 @@ def generate_history(rng: random.Random, n_ops: int, keys: int, clients: int,
     return history
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_histories_from_a_real_register_are_linearizable_and_a_corrupted_read_is_not(
         seed: int) -> None:
     rng = random.Random(seed)
     history = generate_history(rng, n_ops=rng.randrange(20, 300), keys=rng.randrange(1, 4),
                                clients=rng.randrange(2, 8),
-                               value_range=rng.choice([None, 3, 10]))
+                               value_range=rng.choice([None, 3, 10]),
+                               p_unknown=rng.choice([0.0, 0.02, 0.1]))
     result = check(history)
     assert result.ok, f"reproduce with seed={seed}\n{result.explanation}"
 
@@ -347,7 +362,7 @@ def test_histories_from_a_real_register_are_linearizable_and_a_corrupted_read_is
     victim = rng.choice(reads)
     original = history[victim]
     corrupted = list(history)
-    corrupted[victim] = Op(original.client, original.key, "read", value=VALUES_WRITTEN_ARE_INTS,
+    corrupted[victim] = Op(original.client, original.key, "read", value=NEVER_WRITTEN,
                            invoke=original.invoke, complete=original.complete)
     result = check(corrupted)
     assert not result.ok, f"reproduce with seed={seed}: corrupted read {corrupted[victim]}"
@@ -401,7 +416,7 @@ def random_small_history(rng: random.Random) -> list[Op]:
         start = rng.randrange(0, 8)
         end = start + rng.randrange(0, 4)
         kind = rng.choice(["read", "write", "cas"])
-        status = rng.choices(["ok", "unknown", "fail"], weights=[8, 2, 1])[0]
+        status = rng.choices(["ok", "unknown", "fail"], weights=[6, 3, 1])[0]
         history.append(Op(
             f"c{i}", "x", kind, value=rng.choice([None, 0, 1, 2]), expected=rng.choice([None, 0, 1]),
             invoke=start, complete=None if status == "unknown" else end, status=status,
@@ -413,7 +428,7 @@ def random_small_history(rng: random.Random) -> list[Op]:
 def test_checker_agrees_with_brute_force_on_small_random_histories() -> None:
     base_seed = 20240601
     verdicts = {True: 0, False: 0}
-    for case in range(1500):
+    for case in range(2000):
         seed = base_seed + case
         rng = random.Random(seed)
         history = random_small_history(rng)
@@ -438,6 +453,26 @@ def test_three_thousand_op_history_finishes_within_the_search_budget() -> None:
     result = check(history)
     assert not result.timed_out, f"reproduce with seed={seed}\n{result.explanation}"
     assert result.ok, f"reproduce with seed={seed}\n{result.explanation}"
+
+
+def test_three_thousand_op_history_with_a_stale_read_is_refuted_within_the_budget() -> None:
+    seed = 11
+    rng = random.Random(seed)
+    # Unique written values, so a value once overwritten can never be read again.
+    history = generate_history(rng, n_ops=3000, keys=5, clients=10, p_unknown=0.05)
+    last_read = max(i for i, op in enumerate(history) if op.kind == "read" and op.status == "ok")
+    read = history[last_read]
+    writes = [op for op in history
+              if op.key == read.key and op.kind == "write" and op.status == "ok"
+              and op.complete is not None and op.complete < read.invoke]
+    old = writes[0]
+    assert any(later.invoke > old.complete for later in writes), f"seed={seed}: no overwrite"
+    stale = Op(read.client, read.key, "read", value=old.value, invoke=read.invoke,
+               complete=read.complete)
+    result = check(history[:last_read] + [stale] + history[last_read + 1:])
+    assert not result.timed_out, f"reproduce with seed={seed}\n{result.explanation}"
+    assert not result.ok, f"reproduce with seed={seed}"
+    assert result.key == read.key, f"reproduce with seed={seed}"
 
 
 def test_long_single_key_history_needs_no_recursion() -> None:

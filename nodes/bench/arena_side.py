@@ -154,8 +154,8 @@ def failover(lc: LocalCluster, c: Client, trials: int) -> dict:
         times.append((time.perf_counter() - t0) * 1000)
         lc.start(lead)
         target = c.status(_wait(lambda: _leader(c, ids), 10, "a leader"))["commit"]
-        _wait(lambda: (c.status(lead, timeout=0.3) or {}).get("applied", 0) >= target, 20,
-              f"{lead} catching up")
+        _wait(lambda n=lead, t=target: (c.status(n, timeout=0.3) or {}).get("applied", 0) >= t,
+              20, f"{lead} catching up")
         _say(f"  failover trial {t + 1}/{trials}: {times[-1]:.0f} ms")
     return {"trials": [round(x, 1) for x in times], **summarize(times)}
 

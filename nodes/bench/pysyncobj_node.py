@@ -28,7 +28,8 @@ object ``{"op": NAME, ...}`` and each reply a JSON object with ``"ok"``:
     ``self``, ``pid``, ``batch``, ``is_leader``, ``leader`` (address or null), ``term``,
     ``commit_idx``, ``last_applied``, ``log_len`` (entries held), ``partners``, ``partners_connected``,
     ``has_quorum``, ``ready``, ``keys`` (size of the replicated dict), ``rss_kb``
-    (VmRSS from /proc/self/status).
+    (VmRSS from /proc/self/status) and, when asked with ``"digest": true``, ``digest``
+    (CRC32 of the dict's sorted items, to check that the replicas are identical).
 ``burst`` ``commits, clients, window, value_size, timeout_s, call_timeout_s``
     ``commits`` pipelined ``set`` calls with callbacks from ``clients`` logical
     clients, each keeping at most ``window`` calls in flight (null: all of its calls
@@ -67,6 +68,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -123,6 +125,16 @@ class BenchObj(SyncObj):
     def size(self) -> int:
         return len(self._store())
 
+    def digest(self) -> str:
+        """CRC32 of the replicated dict's sorted items, to compare replicas."""
+        for _ in range(10):
+            try:
+                items = sorted(self._store().items())
+            except RuntimeError:  # changed by PySyncObj's thread while copying
+                continue
+            return f"{zlib.crc32(repr(items).encode()):08x}"
+        return "busy"
+
 
 def read_rss_kb() -> int:
     """VmRSS of this process in kB (0 where /proc is not available)."""
@@ -178,6 +190,7 @@ class Controller:
             "has_quorum": bool(obj.hasQuorum),
             "ready": bool(obj.isReady()),
             "keys": obj.size(),
+            "digest": obj.digest() if req.get("digest") else None,
             "rss_kb": read_rss_kb(),
         }
 

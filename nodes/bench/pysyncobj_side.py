@@ -6,10 +6,13 @@ ports, drives them through their control sockets and returns plain metrics:
 
 ``throughput``
     on a cluster with batching on (PySyncObj's default and its throughput mode): a
-    warm-up burst, then ``commits`` pipelined ``set`` calls with callbacks, issued on
-    the leader by ``clients`` logical clients each keeping at most ``window`` calls in
-    flight (None: all of its calls at once). Commits/s = committed / (first call to
-    last callback).
+    warm-up burst, then ``throughput_repeats`` bursts of ``commits`` pipelined ``set``
+    calls with callbacks, issued on the leader by ``clients`` logical clients (inside
+    the leader's process: PySyncObj has no client protocol, its writers live in a
+    node) each keeping at most ``window`` calls in flight (None: all of its calls at
+    once). Commits/s of a burst = committed / (first call to last call finished); the
+    reported figure is the median burst. A call PySyncObj never answers is given up
+    after 5 s and counted in ``timeouts``.
 ``latency``
     one client on the leader, one synchronous ``set(..., sync=True)`` at a time:
     ``unbatched`` on a cluster with ``appendEntriesUseBatch=False`` (PySyncObj's
@@ -59,12 +62,20 @@ import zmq
 
 from nodes.bench.stats import summarize
 
-__all__ = ["WORKLOADS", "BenchError", "run"]
+__all__ = ["DEFAULT_WINDOW", "WORKLOADS", "BenchError", "run"]
 
 WORKLOADS = frozenset({"throughput", "latency", "failover", "memory"})
 
 ELECTION_TIMEOUT_S = (0.15, 0.30)
 HEARTBEAT_S = 0.045  # appendEntriesPeriod; see nodes.bench.pysyncobj_node
+# Calls in flight per throughput client. With batching, a round of proposals takes
+# about two heartbeats, so PySyncObj's rate is ~clients * window / 0.1 s until the CPU
+# is the limit: 8 x 128 gives ~10,000-16,000 commits/s, its figure in DESIGN.md. With
+# None (every call at once) it chews through one 20,000-entry backlog at 40,000-90,000/s
+# on a quiet machine, but on a loaded one the same backlog starves its heartbeats into
+# elections, DISCARDED/LEADER_CHANGED errors and callbacks that never come, and the
+# rate swings by 10x from run to run. Use the same window on both sides.
+DEFAULT_WINDOW = 128
 NODE_MODULE = "nodes.bench.pysyncobj_node"
 
 
@@ -197,11 +208,13 @@ class _Cluster:
             node.proc.wait(timeout=10)
         node.control.close()
 
-    def status(self, node: _Node, timeout_s: float = 2.0) -> dict[str, Any] | None:
+    def status(
+        self, node: _Node, timeout_s: float = 2.0, digest: bool = False
+    ) -> dict[str, Any] | None:
         if not node.alive:
             return None
         try:
-            reply = node.control.call("status", timeout_s)
+            reply = node.control.call("status", timeout_s, digest=digest)
         except (TimeoutError, zmq.ZMQError):
             return None
         return reply if reply.get("ok") else None
@@ -252,7 +265,15 @@ class _Cluster:
                 continue
             try:
                 remaining = max(0.5, deadline - time.monotonic())
-                self.call(leader, "write", remaining + 2.0, deadline_s=remaining)
+                # one write (a new attempt only if one fails), so that no duplicate
+                # lands after the check below
+                self.call(
+                    leader,
+                    "write",
+                    remaining + 2.0,
+                    deadline_s=remaining,
+                    retry_interval_s=remaining,
+                )
             except BenchError:
                 continue
             target = (self.status(leader) or {}).get("commit_idx")
@@ -267,6 +288,22 @@ class _Cluster:
                 time.sleep(0.02)
         states = {n.raft_addr: self.status(n) for n in self.nodes}
         raise BenchError(f"no stable PySyncObj cluster after {timeout_s:.0f} s: {states}")
+
+    def replicas_identical(self) -> bool:
+        """After a stable point with no write in flight: same applied index and the
+        same replicated dict (by digest) on every node."""
+        self.wait_stable(30.0)
+        deadline = time.monotonic() + 5.0
+        while True:
+            statuses = [self.status(node, timeout_s=10.0, digest=True) for node in self.nodes]
+            if all(s is not None for s in statuses):
+                applied = {s["last_applied"] for s in statuses if s}
+                digests = {s["digest"] for s in statuses if s}
+                if len(applied) == 1 and len(digests) == 1:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def rss_mb(self) -> list[float]:
         out = []
@@ -335,7 +372,8 @@ def _burst(
     timeout_s = 60.0 + commits / 200.0
     reply = cluster.call(
         leader, "burst", timeout_s + 5.0,
-        commits=commits, clients=clients, window=window, value_size=value_size, timeout_s=timeout_s,
+        commits=commits, clients=clients, window=window, value_size=value_size,
+        timeout_s=timeout_s, call_timeout_s=5.0,
     )  # fmt: skip
     cluster.committed += int(reply["committed"])
     return reply
@@ -388,6 +426,22 @@ def _failover(cluster: _Cluster, trials: int, quiet: bool) -> dict[str, Any]:
     return result
 
 
+def _scan_logs(log_dir: Path) -> dict[str, Any]:
+    """Count what PySyncObj logged at ERROR and CRITICAL level in this run's node logs."""
+    critical = errors = 0
+    sample = None
+    for path in sorted(log_dir.glob("pysyncobj-*.log")):
+        with open(path, errors="replace") as f:
+            for line in f:
+                if " CRITICAL " in line:
+                    critical += 1
+                    if sample is None:
+                        sample = line.split(" CRITICAL ", 1)[1].strip()
+                elif " ERROR " in line:
+                    errors += 1
+    return {"critical_log_lines": critical, "error_log_lines": errors, "sample_critical": sample}
+
+
 def run(
     workloads: Iterable[str],
     nodes: int = 3,
@@ -398,7 +452,8 @@ def run(
     *,
     latency_writes: int | None = None,
     batched_latency_writes: int | None = None,
-    window: int | None = None,
+    window: int | None = DEFAULT_WINDOW,
+    throughput_repeats: int = 3,
     value_size: int = 16,
     failover_batch: bool = False,
     quiet: bool = False,
@@ -407,14 +462,26 @@ def run(
 
     Returns a dict with a key per workload run, plus ``"config"``::
 
-        {"throughput": {"commits_per_s", "clients", "commits", "window", "errors", "seconds"},
+        {"throughput": {"commits_per_s", "clients", "commits", "window", "errors",
+                        "timeouts", "elections", "runs": [per-burst dicts]},
          "latency": {"unbatched": summarize(ms), "batched": summarize(ms)},
          "failover": {"trials": [ms, ...], **summarize(trials), "failed", "details", "batch"},
          "memory": {"rss_mb_per_node": [...], "rss_mb_per_node_idle": [...], "commits": n},
+         "checks": {"replicas_identical": {"batching_on": bool, "batching_off": bool},
+                    "critical_log_lines": n, "error_log_lines": n, "sample_critical": str},
          "config": {...}}
 
-    ``latency_writes`` defaults to ``min(1000, commits)`` and ``batched_latency_writes``
-    to ``min(latency_writes, 200)`` (each batched write waits for a heartbeat, ~25 ms).
+    ``checks`` compares the replicated dicts of all nodes at the end of each cluster's
+    workloads and counts the ERROR/CRITICAL lines PySyncObj logged (for instance its
+    "truncating already-applied log entries" warning).
+
+    ``window`` is the calls in flight per throughput client (see DEFAULT_WINDOW; None
+    for no limit) and ``throughput_repeats`` the number of measured bursts (the median
+    is reported). ``memory.commits`` counts every write the batching cluster committed
+    before the measurement (warm-up and all bursts). ``latency_writes`` defaults to
+    ``min(1000, commits)`` and ``batched_latency_writes`` to ``min(latency_writes,
+    200)`` (a lone batched write waits about two heartbeats, ~100 ms).
+    ``failover_batch`` runs failover on the batching cluster instead.
     ``tmp_dir`` receives the nodes' logs; when None a temporary directory is made and
     removed afterwards unless the run failed (its path is then printed to stderr).
     Raises :class:`BenchError` when the cluster misbehaves, ImportError when
@@ -449,6 +516,7 @@ def run(
         }
     }
     ok = False
+    checks: dict[str, Any] = {"replicas_identical": {}}
 
     def phase(batch: bool, steps: list[tuple[str, Callable[[_Cluster, _Node], None]]]) -> None:
         if not steps:
@@ -463,22 +531,48 @@ def run(
                 _progress(f"{name} ...", quiet)
                 leader = cluster.nodes[cluster.wait_stable(30.0)]
                 step(cluster, leader)
+            same = cluster.replicas_identical()
+            checks["replicas_identical"]["batching_on" if batch else "batching_off"] = same
+            if not same:
+                _progress(f"replicas differ ({label})!", quiet)
         finally:
             cluster.stop()
 
     def throughput(cluster: _Cluster, leader: _Node) -> None:
         warm = min(1000, max(1, commits // 10))
         _burst(cluster, leader, warm, clients, window, value_size)
-        reply = _burst(cluster, leader, commits, clients, window, value_size)
+        runs = []
+        for _ in range(max(1, throughput_repeats)):
+            leader = cluster.nodes[cluster.wait_stable(30.0)]
+            reply = _burst(cluster, leader, commits, clients, window, value_size)
+            runs.append(
+                {
+                    "commits_per_s": reply["commits_per_s"],
+                    "committed": reply["committed"],
+                    "errors": reply["errors"],
+                    "timeouts": reply["timeouts"],
+                    "elections": reply["terms_elapsed"],
+                    "seconds": reply["seconds"],
+                }
+            )
+            _progress(
+                f"throughput run {len(runs)}: {reply['commits_per_s']:.0f} commits/s"
+                f" ({reply['errors']} errors, {reply['timeouts']} timeouts,"
+                f" {reply['terms_elapsed']} elections)",
+                quiet,
+            )
+        rates = sorted(r["commits_per_s"] for r in runs)
         results["throughput"] = {
-            "commits_per_s": reply["commits_per_s"],
+            "commits_per_s": rates[(len(rates) - 1) // 2],  # median (lower middle)
             "clients": clients,
-            "commits": reply["committed"],
+            "commits": commits,
             "window": window,
-            "errors": reply["errors"],
-            "seconds": reply["seconds"],
+            "errors": sum(r["errors"] for r in runs),
+            "timeouts": sum(r["timeouts"] for r in runs),
+            "elections": sum(r["elections"] for r in runs),
+            "runs": runs,
         }
-        _progress(f"throughput: {reply['commits_per_s']:.0f} commits/s", quiet)
+        _progress(f"throughput: {results['throughput']['commits_per_s']:.0f} commits/s", quiet)
 
     def memory(cluster: _Cluster, leader: _Node) -> None:
         if "throughput" not in results:
@@ -532,6 +626,14 @@ def run(
         with _sigterm_raises():
             phase(True, batch_steps)
             phase(False, nobatch_steps)
+        checks.update(_scan_logs(log_dir))
+        if checks.get("critical_log_lines"):
+            _progress(
+                f"{checks['critical_log_lines']} CRITICAL lines in the node logs,"
+                f" e.g. {checks['sample_critical']}",
+                quiet,
+            )
+        results["checks"] = checks
         ok = True
     finally:
         for proc in started:  # belt and braces: every pid we started is gone

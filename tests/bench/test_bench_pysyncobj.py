@@ -102,8 +102,10 @@ def test_pysyncobj_throughput_and_latency(tmp_path: Path) -> None:
     assert _children() <= before, "node processes left running"
 
     tp = r["throughput"]
-    assert tp["commits"] == 300 and tp["clients"] == 8 and tp["errors"] == 0
+    assert tp["commits"] == 300 and tp["clients"] == 8 and tp["window"] == 128
     assert tp["commits_per_s"] > 0
+    assert len(tp["runs"]) == 3
+    assert all(r["committed"] + r["errors"] + r["timeouts"] == 300 for r in tp["runs"])
     for mode in ("unbatched", "batched"):
         lat = r["latency"][mode]
         assert set(lat) >= {"count", "p50", "p90", "p99", "max", "mean"}
@@ -114,6 +116,10 @@ def test_pysyncobj_throughput_and_latency(tmp_path: Path) -> None:
     # batching makes a lone synchronous write wait for a heartbeat
     assert r["latency"]["batched"]["p50"] > r["latency"]["unbatched"]["p50"]
     assert r["config"]["pysyncobj"] == "0.3.17"
+    identical = r["checks"]["replicas_identical"]
+    assert set(identical) == {"batching_on", "batching_off"}
+    assert all(isinstance(v, bool) for v in identical.values())
+    assert isinstance(r["checks"]["critical_log_lines"], int)
 
 
 @needs_pysyncobj

@@ -9,10 +9,13 @@ from hypothesis import strategies as st
 
 from nodes import codec
 from nodes.codec import ClusterInfo, ErrorInfo, Request, Response, Update
+from nodes.raft.core import encode_config_change
 from nodes.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
+    ChangeKind,
     ClusterConfig,
+    ConfigChange,
     Entry,
     EntryKind,
     InstallSnapshot,
@@ -30,6 +33,9 @@ MAX_UINT64 = (1 << 64) - 1
 uints = st.one_of(st.integers(0, 1000), st.integers(0, MAX_UINT64))
 node_ids = st.text(min_size=1, max_size=codec.MAX_NODE_ID_CHARS)
 payloads = st.binary(max_size=64)
+config_changes = st.builds(
+    encode_config_change, st.builds(ConfigChange, st.sampled_from(list(ChangeKind)), node_ids)
+)
 
 
 @st.composite
@@ -44,7 +50,8 @@ def entry_runs(draw: st.DrawFn, prev_index: int, prev_term: int, term: int) -> t
     for k in range(count):
         low = draw(st.integers(low, term))
         kind = draw(st.sampled_from(list(EntryKind)))
-        out.append(Entry(prev_index + 1 + k, low, draw(payloads), kind))
+        data = draw(config_changes if kind is EntryKind.CONFIG else payloads)
+        out.append(Entry(prev_index + 1 + k, low, data, kind))
     return tuple(out)
 
 

@@ -55,7 +55,7 @@ EXAMPLES = [
     RequestVoteResponse(5, "n2", "n1", True, pre_vote=True),
     AppendEntries(
         5, "n1", "n2", 10, 4,
-        (Entry(11, 4, b"a"), Entry(12, 5, b"", EntryKind.NORMAL), Entry(13, 5, b"c", EntryKind.CONFIG)),
+        (Entry(11, 4, b"a"), Entry(12, 5, b"", EntryKind.NORMAL), Entry(13, 5, b"0:n3", EntryKind.CONFIG)),
         9, seq=3,
     ),
     AppendEntriesResponse(5, "n2", "n1", False, match_index=10, hint_index=7, hint_term=3, seq=3),
@@ -110,7 +110,7 @@ def test_the_frame_is_the_documented_array() -> None:
     msg = EXAMPLES[2]
     assert frame_of(msg) == [
         1, CLUSTER, FrameType.APPEND_ENTRIES, 5, "n1", "n2", 10, 4,
-        [[11, 4, 0, b"a"], [12, 5, 0, b""], [13, 5, 1, b"c"]], 9, 3,
+        [[11, 4, 0, b"a"], [12, 5, 0, b""], [13, 5, 1, b"0:n3"]], 9, 3,
     ]
     assert frame_of(EXAMPLES[4])[6] == [100, 4, ["n1", "n2"], ["n3"]]
 
@@ -355,6 +355,11 @@ def append_frame(prev_index: int, prev_term: int, term: int, entries: list[list[
         (0, 0, 5, [[1, 1, True, b""]], "kind 0|1"),
         (0, 0, 5, [[1, 1, 0, "text"]], "bin"),
         (0, 0, 5, [[1.0, 1, 0, b""]], "index >= 1"),
+        (0, 0, 5, [[1, 1, 1, b"c"]], r"entries\[0\].data is not a membership change"),
+        (0, 0, 5, [[1, 1, 1, b"7:n1"]], "is not a membership change"),
+        (0, 0, 5, [[1, 1, 1, b"\xff:n1"]], "is not a membership change"),
+        (0, 0, 5, [[1, 1, 1, b"0:"]], "node id must be a node id"),
+        (0, 0, 5, [[1, 1, 1, b"0:" + b"n" * 65]], "node id must be a node id"),
     ],
 )
 def test_entries_that_no_leader_would_send_are_malformed(
@@ -365,7 +370,7 @@ def test_entries_that_no_leader_would_send_are_malformed(
 
 
 def test_entry_kinds_decode_as_the_enum() -> None:
-    msg = codec.decode_peer(append_frame(0, 0, 2, [[1, 1, 0, b""], [2, 2, 1, b"c"]]), CLUSTER)
+    msg = codec.decode_peer(append_frame(0, 0, 2, [[1, 1, 0, b""], [2, 2, 1, b"2:n1"]]), CLUSTER)
     assert isinstance(msg, AppendEntries)
     assert [e.kind for e in msg.entries] == [EntryKind.NORMAL, EntryKind.CONFIG]
     assert all(type(e.kind) is EntryKind for e in msg.entries)

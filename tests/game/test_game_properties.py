@@ -4,6 +4,8 @@
 - The same sequence applied to two fresh states gives identical msgpack bytes.
 - The state invariants hold after every command, leader time never decreases,
   and no target is ever scored twice.
+- An accepted command marks its sender's member as seen now; an accepted
+  drop_idle leaves nobody idle, and drop_idle is never rejected.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from hypothesis import strategies as st
 
 from game.config import GameConfig
 from game.errors import ERROR_CODES
+from game.presence import anyone_idle
 from game.rules import Context, apply, new_state
-from game.state import check_invariants
+from game.state import check_invariants, name_of_client
 
 # Short phases and few targets so random sequences reach every phase.
 CONFIG = GameConfig(
@@ -28,6 +31,7 @@ CONFIG = GameConfig(
     intermission_ms=30,
     min_players=2,
     max_players=3,
+    idle_ms=250,  # a few dozen steps of silence: members idle out often
 )
 CLIENTS = st.sampled_from(["c1", "c2", "c1", "c2", "c3", "c4"])
 NAMES = st.sampled_from(["ann", "Ann", "bob", "cy", " dee ", "", "x" * 17, "no!"])
@@ -44,6 +48,8 @@ commands = st.one_of(
     ),
     st.just({"type": "tick"}),
     st.just({"type": "rematch"}),
+    st.just({"type": "ping"}),
+    st.just({"type": "drop_idle"}),
     st.sampled_from([{"type": "dance"}, {}, {"type": "hit", "round": "1", "target": 0}]),
 )
 HITS = st.builds(
@@ -61,11 +67,20 @@ PROLOGUE: list[tuple[str, dict, int]] = [
     ("c2", {"type": "ready", "ready": True}, 0),
     ("c1", {"type": "start"}, 0),
 ]
+# What the leader's timer proposes (GameMachine.due_command), from its own session.
+LEADER_STEP = st.tuples(
+    st.just("@game/n1/1"),
+    st.sampled_from([{"type": "tick"}, {"type": "drop_idle"}]),
+    st.integers(-10, 60),
+)
 # Mostly forward steps, sometimes a lagging leader clock (a negative step).
-STEP = st.tuples(
-    CLIENTS,
-    st.one_of(commands, HITS, HITS, HITS, HITS, st.just({"type": "tick"})),
-    st.integers(-40, 60),
+STEP = st.one_of(
+    st.tuples(
+        CLIENTS,
+        st.one_of(commands, HITS, HITS, HITS, HITS, st.just({"type": "tick"})),
+        st.integers(-40, 60),
+    ),
+    LEADER_STEP,
 )
 any_traffic = st.builds(
     lambda prologue, rest: (PROLOGUE if prologue else []) + rest,
@@ -74,10 +89,13 @@ any_traffic = st.builds(
 )
 # Play after the prologue: the players shoot and the leader ticks, with the odd
 # stray command, so hits, races, stale rounds and game overs are common.
-PLAY_STEP = st.tuples(
-    st.sampled_from(["c1", "c2", "c3"]),
-    st.one_of(HITS, HITS, HITS, st.just({"type": "tick"}), commands),
-    st.integers(-10, 40),
+PLAY_STEP = st.one_of(
+    st.tuples(
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.one_of(HITS, HITS, HITS, st.just({"type": "tick"}), commands),
+        st.integers(-10, 40),
+    ),
+    LEADER_STEP,
 )
 play = st.builds(lambda rest: PROLOGUE + rest, st.lists(PLAY_STEP, min_size=10, max_size=120))
 steps = st.one_of(any_traffic, play)
@@ -96,6 +114,13 @@ def drive(sequence: list[tuple[str, dict, int]]):
         outputs.append((result, events))
         if result["ok"]:
             assert state["now_ms"] == max(before["now_ms"], ts)
+            sender = name_of_client(state, client)
+            if sender is not None:
+                assert state["players"][sender]["last_seen_ms"] == state["now_ms"]
+            if command.get("type") == "drop_idle":
+                assert not anyone_idle(state, state["now_ms"])
+        elif command.get("type") == "drop_idle":
+            raise AssertionError(f"drop_idle was rejected: {result}")
         else:
             assert result["error"] in ERROR_CODES and result["message"]
             assert events == []

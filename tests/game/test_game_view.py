@@ -37,6 +37,21 @@ def test_player_of_maps_a_session_to_its_name(lobby: LocalTable) -> None:
     assert view.player_of(lobby.state, "nobody") is None
 
 
+def test_needs_ping_once_a_third_of_idle_ms_has_passed_since_the_last_accepted_command(
+    lobby: LocalTable,
+) -> None:
+    seen = lobby.state["players"]["ann"]["last_seen_ms"]
+    assert view.needs_ping(lobby.state, "c1", seen + 5_000) is False  # idle_ms 15_000 / 3
+    assert view.needs_ping(lobby.state, "c1", seen + 5_001) is True
+    lobby.wait(5_001)
+    lobby.do("c1", "ping")
+    assert view.needs_ping(lobby.state, "c1", lobby.clock_ms) is False
+
+
+def test_a_session_without_a_member_never_needs_to_ping(lobby: LocalTable) -> None:
+    assert view.needs_ping(lobby.state, "nobody", 10**12) is False
+
+
 def test_standings_sort_by_score_then_name(in_round: LocalTable) -> None:
     in_round.do("c2", "hit", round=1, target=0)
     assert view.standings(in_round.state) == [("bob", 1), ("ann", 0)]
@@ -52,6 +67,7 @@ def test_the_view_helpers_never_change_the_state(in_round: LocalTable) -> None:
     view.open_targets(in_round.state)
     view.time_left_ms(in_round.state, 0)
     view.player_of(in_round.state, "c1")
+    view.needs_ping(in_round.state, "c1", 10**12)
     view.standings(in_round.state)
     view.leaderboard(in_round.state)
     assert in_round.state == before

@@ -18,7 +18,8 @@ def run_sim(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_twenty_seeds_all_pass_with_a_summary_line() -> None:
-    """``python -m nodes.sim --seeds 20`` prints one line per seed and the summary."""
+    """Reference: STYLE.md habit 3/4 (seeded whole-cluster simulation):
+    ``python -m nodes.sim --seeds 20`` prints one line per seed and the summary."""
     done = run_sim("--seeds", "20")
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
@@ -27,7 +28,8 @@ def test_twenty_seeds_all_pass_with_a_summary_line() -> None:
 
 
 def test_one_seed_replays_identically() -> None:
-    """``--seed N`` twice gives the same fault log and the same outcome line."""
+    """Reference: STYLE.md habit 3 ("every random choice comes from one seed"):
+    ``--seed N`` twice gives the same fault log and the same outcome line."""
     first = run_sim("--seed", "7")
     second = run_sim("--seed", "7")
     assert first.returncode == second.returncode == 0, first.stdout + first.stderr

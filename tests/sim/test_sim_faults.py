@@ -122,7 +122,7 @@ def figure8_unreliable(seed: int) -> None:
     assert not lost, f"seed={seed}: acknowledged writes lost: {lost}"
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(8))
 def test_figure8_unreliable_everything_acknowledged_survives(seed: int) -> None:
     """Reference: paper 5.4 / Figure 8, in MIT 6.824's Figure8Unreliable form: five
     servers, 10% message loss, long delays that reorder, leaders crashed or cut off
@@ -134,8 +134,9 @@ def test_figure8_unreliable_everything_acknowledged_survives(seed: int) -> None:
 def test_figure8_unreliable_catches_the_planted_commit_by_counting_bug(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The scenario has teeth: with the commit rule of paper 5.4.2 mutated (count
-    replicas of old-term entries too), some seed among the first 30 must fail."""
+    """Reference: paper 5.4.2, Figure 8. The scenario has teeth: with the commit rule
+    mutated (count replicas of old-term entries too), some seed among the first 30
+    must fail."""
     monkeypatch.setattr(RaftNode, "_may_commit_at", lambda self, index: True)
     for seed in range(30):
         try:
