@@ -18,9 +18,11 @@ from collections.abc import Callable
 
 import pygame
 
+from game import view as game_view
+
 from . import render
 from .fake import FakeSession
-from .viewmodel import GameSession, UiState, ViewModel, build_view
+from .viewmodel import GameSession, Pending, UiState, ViewModel, build_view
 
 LEAVE_WAIT_S = 0.5  # on quit, how long to wait for the "leave" to be answered
 
@@ -36,6 +38,7 @@ class App:
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
+        self._ping: Pending | None = None
         self._now = now  # seconds; the tests pass a scripted clock
         self.ui = UiState(name, size)
         self.screen = pygame.display.set_mode(size, pygame.RESIZABLE)
@@ -106,7 +109,16 @@ class App:
         self.ui.update(session.state, session.client_id, session.drain_notices(), now)
         if self.ui.wants_join(session.state, session.client_id):
             self.ui.join = session.submit({"type": "join", "name": self.ui.name})
+        self._keep_present(session)
         self.vm = build_view(session, self.ui, now)
+
+    def _keep_present(self, session: GameSession) -> None:
+        """A quiet player pings now and then, so the table does not drop it as idle."""
+        state = session.state
+        if state is None or (self._ping is not None and not self._ping.done):
+            return
+        if game_view.needs_ping(state, session.client_id, session.leader_time_ms()):
+            self._ping = session.submit({"type": "ping"})
 
     def draw(self) -> None:
         render.draw(self.screen, self.vm, self.fonts)

@@ -86,6 +86,9 @@ class Bot:
             name = self.name if not self._name_tries else f"{self.name}-{self._name_tries + 1}"
             self._send({"type": "join", "name": name})
             return
+        if view.needs_ping(state, self.session.client_id, self.session.leader_time_ms()):
+            self._send({"type": "ping"})  # quiet (e.g. waiting for a rematch): stay seated
+            return
         player = state["players"][me]
         if phase == "lobby":
             if not player["ready"]:

@@ -69,15 +69,18 @@ def main() -> None:
 @click.option("--rate-limit", type=float, default=0.0, show_default=True,
               help="Requests per second per client (0 = unlimited).")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--join", is_flag=True,
+              help="A new server joining a running cluster: it starts with no configuration "
+                   "and waits for the leader (add it with the admin action add_node).")
 def node(node_id: str, cluster_path: str | None, data_dir: Path | None, no_fsync: bool,
-         rate_limit: float, log_level: str) -> None:
+         rate_limit: float, log_level: str, join: bool) -> None:
     """Run one node process (foreground; SIGTERM stops it cleanly)."""
     from .node_main import run_node
 
     cf = _cluster(cluster_path)
     try:
         run_node(cf, node_id, data_dir, fsync=not no_fsync, rate_limit=rate_limit,
-                 log_level=log_level)
+                 log_level=log_level, join=join)
     except Exception as e:
         from .storage.errors import StorageError
 

@@ -558,7 +558,11 @@ def _config_change(data: bytes, where: str) -> None:
         change = decode_config_change(data)
     except Exception:  # the core's decoder raises ValueError, UnicodeDecodeError...
         raise Malformed(f"{where} is not a membership change, got {_show(data)}") from None
-    _node_id(change.node_id, f"{where} node id")
+    if change.config is not None:
+        for nid in sorted(change.config.members()):
+            _node_id(nid, f"{where} node id")
+    else:
+        _node_id(change.node_id, f"{where} node id")
 
 
 def _entries_to_wire(entries: tuple[Entry, ...]) -> list[list[Any]]:

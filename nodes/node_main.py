@@ -28,7 +28,8 @@ class _RaftContext(logging.Filter):
 
 
 def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
-             fsync: bool = True, rate_limit: float = 0.0, log_level: str = "INFO") -> None:
+             fsync: bool = True, rate_limit: float = 0.0, log_level: str = "INFO",
+             join: bool = False) -> None:
     ctx = _RaftContext()
     handler = logging.StreamHandler()
     handler.addFilter(ctx)
@@ -41,7 +42,7 @@ def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
     opts = NodeOptions(
         node_id=node_id, cluster=cluster,
         data_dir=data_dir or cluster.data_dir(node_id),
-        fsync=fsync, rate_limit_per_s=rate_limit,
+        fsync=fsync, rate_limit_per_s=rate_limit, join=join,
     )
     machines = [KeyValue(), GameMachine(seed=seed_from(cluster.cluster_id))]
     server = NodeServer(opts, machines)

@@ -61,6 +61,7 @@ class NodeOptions:
     rate_limit_per_s: float = 0.0  # per client id; 0 = off
     rate_burst: int = 200
     seed: int | None = None  # election jitter; random when None
+    join: bool = False  # a new server: no configuration until the leader sends the log
 
 
 @dataclass(slots=True)
@@ -107,7 +108,9 @@ class NodeServer:
         self.counters = Counters()
         self.started_at = time.time()
 
-        initial = ClusterConfig(frozenset(self.cluster.ids()))
+        # founders start from the cluster file's voters; a joining server knows no
+        # configuration and waits to learn it from the leader (it is added as a learner)
+        initial = ClusterConfig() if opts.join else ClusterConfig(frozenset(self.cluster.ids()))
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         self.storage = DiskStorage(
             opts.data_dir, self.id, self.cluster.cluster_id, initial_config=initial,
@@ -371,7 +374,7 @@ class NodeServer:
                 req = codec.decode_request(payload, self.cluster.cluster_id, self.opts.max_frame)
             except codec.ProtocolError as e:
                 self.counters.client_dropped[e.code] += 1
-                self._reply(ident, Response(0, False, None, ErrorInfo("protocol", str(e))))
+                self._reply(ident, codec.protocol_error_response(e))
                 continue
             if not self._admit(req.client_id):
                 self._reply_error(ident, req.req_id, "rate_limited",
@@ -554,9 +557,15 @@ class NodeServer:
 
     def _reply(self, ident: bytes, resp: Response) -> None:
         try:
-            self.clients.send_multipart(
-                [ident, codec.encode_response(self.cluster.cluster_id, resp)], zmq.NOBLOCK
-            )
+            frame = codec.encode_response(self.cluster.cluster_id, resp)
+        except codec.EncodeError as e:
+            # a result the protocol cannot carry: answer with the reason, never crash
+            log.error("cannot encode the answer to request %d: %s", resp.req_id, e)
+            self.counters.client_dropped["unencodable_reply"] += 1
+            frame = codec.encode_response(self.cluster.cluster_id, Response(
+                resp.req_id, False, None, ErrorInfo("bad_request", f"unencodable result: {e}"[:500])))
+        try:
+            self.clients.send_multipart([ident, frame], zmq.NOBLOCK)
         except zmq.ZMQError:
             self.counters.client_dropped["reply_undeliverable"] += 1
 
@@ -568,8 +577,14 @@ class NodeServer:
 
     def _publish(self, upd: Update) -> None:
         try:
-            self.pub.send_multipart([codec.UPDATE_TOPIC,
-                                     codec.encode_update(self.cluster.cluster_id, upd)], zmq.NOBLOCK)
+            payload = codec.encode_update(self.cluster.cluster_id, upd)
+        except codec.EncodeError as e:
+            # keep the sequence gap-free: publish the index without its payload
+            log.error("cannot encode the update at index %d: %s", upd.index, e)
+            payload = codec.encode_update(self.cluster.cluster_id, Update(
+                upd.index, upd.term, "", upd.client_id, upd.seq, {"unencodable": True}, []))
+        try:
+            self.pub.send_multipart([codec.UPDATE_TOPIC, payload], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
 

@@ -13,6 +13,7 @@ Section references are to the Raft paper ("paper") and Ongaro's thesis.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from random import Random
 
@@ -72,15 +73,36 @@ class RaftConfig:
 
 
 def encode_config_change(change: ConfigChange) -> bytes:
+    """``kind:node_id``; a bootstrap is ``3:`` + JSON ``[[voters...], [learners...]]``."""
+    if change.kind is ChangeKind.BOOTSTRAP:
+        cfg = change.config or ClusterConfig()
+        body = json.dumps([sorted(cfg.voters), sorted(cfg.learners)], separators=(",", ":"))
+        return f"{int(change.kind)}:{body}".encode()
     return f"{int(change.kind)}:{change.node_id}".encode()
 
 
 def decode_config_change(data: bytes) -> ConfigChange:
-    kind, _, node_id = data.decode().partition(":")
-    return ConfigChange(ChangeKind(int(kind)), node_id)
+    """Raises ValueError (or UnicodeDecodeError) on anything malformed."""
+    kind, _, rest = data.decode().partition(":")
+    change_kind = ChangeKind(int(kind))
+    if change_kind is ChangeKind.BOOTSTRAP:
+        try:
+            voters, learners = json.loads(rest)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"malformed bootstrap configuration {rest[:80]!r}") from e
+        ids = [*voters, *learners] if isinstance(voters, list) and isinstance(learners, list) else []
+        if not voters or not all(isinstance(x, str) and x for x in ids):
+            raise ValueError(f"malformed bootstrap configuration {rest[:80]!r}")
+        return ConfigChange(change_kind, config=ClusterConfig(frozenset(voters), frozenset(learners)))
+    if not rest:
+        raise ValueError("a membership change needs a node id")
+    return ConfigChange(change_kind, rest)
 
 
 def apply_config_change(config: ClusterConfig, change: ConfigChange) -> ClusterConfig:
+    if change.kind is ChangeKind.BOOTSTRAP:
+        assert change.config is not None
+        return change.config
     voters, learners = set(config.voters), set(config.learners)
     if change.kind is ChangeKind.ADD_LEARNER:
         learners.add(change.node_id)
@@ -458,9 +480,19 @@ class RaftNode:
             self.progress[peer] = Progress(match=0, next=last + 1)
         self.progress[self.id].match = self.log.stable_index
         self.progress[self.id].recent_active = True
-        # paper 8 / thesis 6.4: a no-op commits the previous terms' entries; and
-        # no membership change until it is committed (the thesis 4.1 erratum fix)
-        self.pending_conf_index = self._append_entry(b"", EntryKind.NORMAL)
+        # paper 8 / thesis 6.4: an entry of the new term (a no-op) commits the
+        # previous terms' entries; and no membership change until it is committed
+        # (the thesis 4.1 erratum fix).
+        if self.log.offset_index == 0 and len(self._configs) == 1:
+            # thesis 4.4: the configuration this log started from lives only in the
+            # founders' storage. Its first entry of the term writes it down instead of
+            # the no-op, so a server that replays the log from index 1 knows every
+            # voter (else, once promoted, it could think itself the only one).
+            bootstrap = ConfigChange(ChangeKind.BOOTSTRAP, config=self.config)
+            first = self._append_entry(encode_config_change(bootstrap), EntryKind.CONFIG)
+        else:
+            first = self._append_entry(b"", EntryKind.NORMAL)
+        self.pending_conf_index = first
         self._needs_broadcast = True
 
     def _tally(self) -> str:

@@ -61,14 +61,19 @@ class ChangeKind(IntEnum):
     ADD_LEARNER = 0
     PROMOTE = 1  # learner -> voter
     REMOVE = 2
+    BOOTSTRAP = 3  # the whole configuration, written by the first leader of a fresh log
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigChange:
-    """One-server-at-a-time membership change (thesis 4.1)."""
+    """One-server-at-a-time membership change (thesis 4.1). ``BOOTSTRAP`` carries the
+    whole configuration instead of one server: the first leader of a fresh log
+    writes it (thesis 4.4), so a server that replays the log from index 1 learns
+    every voter, not only the ones added later."""
 
     kind: ChangeKind
-    node_id: str
+    node_id: str = ""
+    config: ClusterConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from nodes.raft.errors import CompactedError
-from nodes.raft.messages import Entry
+from nodes.raft.messages import Entry, EntryKind
 from nodes.raft.ready import Ready, Role
 
 from .node import SimNode
@@ -26,6 +26,7 @@ class Invariants:
     def __init__(self) -> None:
         self.leader_of_term: dict[int, str] = {}
         self.committed: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
+        self.config_indexes: set[int] = set()  # committed membership entries
         self.entry_at: dict[tuple[int, int], tuple[bytes, int | None]] = {}
         self.high_water: dict[str, tuple[int, int]] = {}  # node -> (commit, applied)
         self.checks = 0
@@ -69,6 +70,8 @@ class Invariants:
                 )
 
     def on_apply(self, node_id: str, e: Entry) -> None:
+        if e.kind is EntryKind.CONFIG:
+            self.config_indexes.add(e.index)
         seen = self.committed.setdefault(e.index, (e.term, e.data))
         if seen != (e.term, e.data):
             self.fail(

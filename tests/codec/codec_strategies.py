@@ -33,9 +33,17 @@ MAX_UINT64 = (1 << 64) - 1
 uints = st.one_of(st.integers(0, 1000), st.integers(0, MAX_UINT64))
 node_ids = st.text(min_size=1, max_size=codec.MAX_NODE_ID_CHARS)
 payloads = st.binary(max_size=64)
-config_changes = st.builds(
-    encode_config_change, st.builds(ConfigChange, st.sampled_from(list(ChangeKind)), node_ids)
+single_changes = st.builds(
+    ConfigChange, st.sampled_from([k for k in ChangeKind if k is not ChangeKind.BOOTSTRAP]), node_ids
 )
+bootstraps = st.builds(
+    lambda voters, learners: ConfigChange(
+        ChangeKind.BOOTSTRAP, config=ClusterConfig(frozenset(voters), frozenset(learners))
+    ),
+    st.sets(node_ids, min_size=1, max_size=5),
+    st.sets(node_ids, max_size=3),
+)
+config_changes = st.builds(encode_config_change, st.one_of(single_changes, bootstraps))
 
 
 @st.composite

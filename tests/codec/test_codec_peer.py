@@ -358,7 +358,7 @@ def append_frame(prev_index: int, prev_term: int, term: int, entries: list[list[
         (0, 0, 5, [[1, 1, 1, b"c"]], r"entries\[0\].data is not a membership change"),
         (0, 0, 5, [[1, 1, 1, b"7:n1"]], "is not a membership change"),
         (0, 0, 5, [[1, 1, 1, b"\xff:n1"]], "is not a membership change"),
-        (0, 0, 5, [[1, 1, 1, b"0:"]], "node id must be a node id"),
+        (0, 0, 5, [[1, 1, 1, b"0:"]], "is not a membership change"),
         (0, 0, 5, [[1, 1, 1, b"0:" + b"n" * 65]], "node id must be a node id"),
     ],
 )

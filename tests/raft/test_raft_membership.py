@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from nodes.raft.messages import ChangeKind, ConfigChange
 from nodes.raft.ready import Role
 from nodes.sim.manual import ManualCluster
@@ -34,10 +32,6 @@ def test_a_leader_removed_from_the_configuration_steps_down_once_the_removal_com
     assert c.applied_data("n2")[-1:] == c.applied_data("n3")[-1:] == [b"after"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: the initial configuration is not in the log (thesis 4.4 bootstraps it as "
-    "the first entry), so a server added with an empty configuration that replays the log "
-    "from index 1 believes, once promoted, that it is the only voter"))
 def test_a_server_added_with_an_empty_configuration_learns_the_whole_configuration() -> None:
     """Reference: thesis 4.1 / 4.4. A new server receives the log from the leader; the
     configuration it derives must be the cluster's, not one built from the changes

@@ -16,6 +16,7 @@ from nodes.raft.messages import (
     AppendEntriesResponse,
     ClusterConfig,
     Entry,
+    EntryKind,
     HardState,
     Message,
     RequestVote,
@@ -214,7 +215,8 @@ def test_a_candidate_with_a_majority_becomes_leader_and_sends_heartbeats() -> No
     """Reference: paper 5.2. "A candidate wins an election if it receives votes from a
     majority of the servers ... Once a candidate wins an election, it becomes leader.
     It then sends heartbeat messages to all of the other servers"; paper 8: its first
-    entry is a no-op of its term."""
+    entry is one of its term (a no-op; the first leader of a fresh log writes the
+    bootstrap configuration there instead, thesis 4.4)."""
     c = ManualCluster(5, PAPER)
     c.campaign("n1")
     c.deliver(lambda m: m.recipient in ("n2", "n3"))  # two votes + its own: 3 of 5
@@ -224,7 +226,8 @@ def test_a_candidate_with_a_majority_becomes_leader_and_sends_heartbeats() -> No
     r = c.node("n1")
     assert (r.role, r.leader_id) == (Role.LEADER, "n1"), c.story()
     noop = r.log.entry(r.log.last_index)
-    assert (noop.term, noop.data) == (1, b"")
+    assert (noop.index, noop.term, noop.kind) == (1, 1, EntryKind.CONFIG)
+    assert r.config.voters == {"n1", "n2", "n3", "n4", "n5"}
     appends = sent(c, AppendEntries, sender="n1")
     assert sorted(m.recipient for m in appends) == ["n2", "n3", "n4", "n5"]
     assert all(m.term == 1 and m.entries == (noop,) for m in appends)
