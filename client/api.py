@@ -29,11 +29,12 @@ __all__ = ["Client", "NotLeaderError", "Rejected", "TimeoutError_", "Unavailable
 class Client:
     def __init__(self, cluster: ClusterFile, client_id: str | None = None,
                  request_timeout: float = 0.5, deadline: float = 10.0,
-                 admin_key: str | None = None) -> None:
+                 admin_key: str | None = None, session_key: str | None = None) -> None:
         self.link = ClusterLink(cluster, client_id, request_timeout=request_timeout,
-                                deadline=deadline)
+                                deadline=deadline, session_key=session_key)
         self.cluster = cluster
-        self.admin_key = admin_key
+        # None: the cluster file's (read from its admin_key_file if this user may); "": none
+        self.admin_key = cluster.admin_key if admin_key is None else admin_key
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Client:

@@ -14,22 +14,30 @@ One DEALER per node (so switching node costs no reconnect), requests with ids
 
 ``poll()`` never blocks unless given a timeout; the pygame window calls it once
 per frame, the blocking ``Client`` in a loop.
+
+Security (``nodes.security``): when the cluster file turns CURVE on, every
+socket is a CURVE client with the clients' key pair and each node's public key.
+A link that makes its own client id binds it to a fresh session key, sent in
+every request body (``session_key``) and never published, so no other client
+can act under this id.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
-from nodes import codec
+from nodes import codec, security
 from nodes.clusterfile import ClusterFile
 from nodes.codec import ClusterInfo, ErrorInfo, Request, Response, Update
+from nodes.statemachine import BATCH_MACHINE
 
+MAX_BATCH = 256  # commands per batch (one log entry)
 RETRYABLE = {"not_leader", "transfer_in_progress", "unavailable", "timeout"}
 
 
@@ -118,22 +126,33 @@ class ClusterLink:
         deadline: float = 10.0,
         ctx: zmq.Context | None = None,
         prefer: str | None = None,
+        session_key: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.cluster_id = cluster.cluster_id
-        self.client_id = client_id or f"c-{uuid.uuid4().hex[:12]}"
+        if client_id is None:  # a fresh id, bound to a session key only this link knows
+            if session_key is None:
+                client_id, session_key = security.new_session()
+            else:
+                client_id = security.session_client_id(session_key)
+        self.client_id: str = client_id
+        self.session_key = session_key  # None: a hand-picked, unbound id
+        self.server_keys = cluster.security.server_public_keys
+        self.curve = security.client_keys(cluster)  # None: plaintext
         self.request_timeout = request_timeout
         self.deadline = deadline
         self.ctx = ctx or zmq.Context.instance()
         self.nodes = {n.id: NodeState(n.id, n.client, n.pub) for n in cluster.nodes}
         self.dealers: dict[str, zmq.Socket] = {}
+        self.monitors: dict[zmq.Socket, str] = {}
+        self.down: set[str] = set()  # nodes whose connection dropped (until it is back)
         for n in self.nodes.values():
             self._dealer(n.id)
         self.info_sub = self.ctx.socket(zmq.SUB)
         self.info_sub.setsockopt(zmq.LINGER, 0)
         self.info_sub.setsockopt(zmq.SUBSCRIBE, codec.CLUSTER_TOPIC)
         for n in self.nodes.values():
-            self.info_sub.connect(n.pub_addr)
+            self._connect(self.info_sub, n.id, n.pub_addr)
         self.poller = zmq.Poller()
         self._rebuild_poller()
         self.current = prefer if prefer in self.nodes else next(iter(self.nodes))
@@ -142,6 +161,8 @@ class ClusterLink:
         self.queued: list[Call] = []
         self.seq = 0
         self.session_open = False
+        self.batching = True
+        self._batch: list[Call] = []
         self.stats = LinkStats()
         self._lost_at: float | None = None
         self._lost_node = ""
@@ -154,14 +175,53 @@ class ClusterLink:
         d = self.ctx.socket(zmq.DEALER)
         d.setsockopt(zmq.LINGER, 0)
         d.setsockopt(zmq.SNDHWM, 10_000)
-        d.connect(self.nodes[nid].client_addr)
+        # a killed node's TCP connection closes at once: watching for it lets the
+        # link resend elsewhere now instead of after a request timeout
+        mon = d.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED)
+        self.monitors[mon] = nid
+        self._connect(d, nid, self.nodes[nid].client_addr)
         self.dealers[nid] = d
         return d
+
+    def _drain_monitors(self) -> None:
+        for mon, nid in self.monitors.items():
+            while True:
+                try:
+                    event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+                if event["event"] == zmq.EVENT_CONNECTED:
+                    self.down.discard(nid)
+                else:
+                    self._on_disconnect(nid)
+
+    def _on_disconnect(self, nid: str) -> None:
+        """``nid`` dropped its connection (crashed or stopped): what waits on it goes
+        elsewhere at once (a resend is safe: commands carry their sequence number),
+        and a stale "the leader is nid" from another node is not followed back."""
+        self.down.add(nid)
+        self.nodes[nid].failures += 1
+        if nid == self.current:
+            self._mark_lost(nid)
+            self._rotate()
+        for c in list(self.inflight.values()):
+            if c.answered_by == nid and not c.node:
+                self._send(c)
+
+    def _connect(self, sock: zmq.Socket, nid: str, addr: str) -> None:
+        if self.curve is not None:
+            key = self.server_keys.get(nid)
+            if key is None:
+                raise security.SecurityError(f"no [security] server_public_keys entry for {nid}")
+            security.make_client(sock, self.curve, key)
+        sock.connect(addr)
 
     def _rebuild_poller(self) -> None:
         self.poller = zmq.Poller()
         for d in self.dealers.values():
             self.poller.register(d, zmq.POLLIN)
+        for mon in self.monitors:
+            self.poller.register(mon, zmq.POLLIN)
         self.poller.register(self.info_sub, zmq.POLLIN)
         if getattr(self, "update_sub", None) is not None:
             self.poller.register(self.update_sub, zmq.POLLIN)
@@ -176,7 +236,7 @@ class ClusterLink:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RCVHWM, 100_000)
         s.setsockopt(zmq.SUBSCRIBE, codec.UPDATE_TOPIC)
-        s.connect(self.nodes[nid].pub_addr)
+        self._connect(s, nid, self.nodes[nid].pub_addr)
         self.update_sub = s
         self.update_node = nid
         self._rebuild_poller()
@@ -195,9 +255,44 @@ class ClusterLink:
         return c
 
     def submit(self, machine: str, cmd: dict, on_done: Callable[[Call], None] | None = None) -> Call:
-        """A command, with the next sequence number (kept across resends)."""
+        """A command, with the next sequence number (kept across resends).
+
+        Batching without delay: a command made while others are in flight waits
+        for the next ``poll()``, which sends everything waiting as one batch under
+        one sequence number (one log entry, one answer); a command made when
+        nothing is in flight goes at once, alone."""
+        if self.session_open and self.batching and self.inflight_submits():
+            c = Call("submit", {"machine": machine, "cmd": cmd}, on_done,
+                     created_at=time.monotonic())
+            self._batch.append(c)
+            return c
         self.seq += 1
         return self.call("submit", {"machine": machine, "seq": self.seq, "cmd": cmd}, on_done)
+
+    def _flush_batch(self) -> None:
+        """Send the commands waiting since the last poll: alone, or as one batch."""
+        while self._batch:
+            group, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+            self.seq += 1
+            if len(group) == 1:
+                c = group[0]
+                c.body = {**c.body, "seq": self.seq}
+                self._send(c)
+                continue
+            items = [{"m": c.body["machine"], "cmd": c.body["cmd"]} for c in group]
+
+            def split(batch: Call, group: list[Call] = group) -> None:
+                results = batch.result.get("results") if batch.ok and isinstance(
+                    batch.result, dict) else None
+                for k, c in enumerate(group):
+                    if isinstance(results, list) and k < len(results):
+                        self._finish(c, True, results[k], batch.index, None)
+                    else:
+                        self._finish(c, False, None, 0, batch.error or ErrorInfo(
+                            "unavailable", "the batch failed"))
+
+            self.call("submit", {"machine": BATCH_MACHINE, "seq": self.seq,
+                                 "cmd": {"batch": items}}, split)
 
     def inflight_submits(self) -> int:
         return sum(1 for c in self.inflight.values() if c.kind == "submit")
@@ -213,14 +308,21 @@ class ClusterLink:
         c.sent_at = now
         c.attempts += 1
         self.inflight[c.req_id] = c
-        frame = codec.encode_request(self.cluster_id, Request(c.req_id, self.client_id, c.kind, c.body))
+        body = c.body
+        if self.session_key is not None:
+            body = {**body, security.SESSION_KEY_FIELD: self.session_key}
+        frame = codec.encode_request(self.cluster_id, Request(c.req_id, self.client_id, c.kind, body))
         try:
             self.dealers[target].send(frame, zmq.NOBLOCK)
         except zmq.Again:
             pass  # the timeout path resends elsewhere
 
     def poll(self, timeout_ms: float = 0) -> None:
+        if self._batch:
+            self._flush_batch()
         events = dict(self.poller.poll(timeout_ms))
+        if any(m in events for m in self.monitors):
+            self._drain_monitors()
         for nid, d in self.dealers.items():
             if d not in events:
                 continue
@@ -294,12 +396,13 @@ class ClusterLink:
         err = resp.error or ErrorInfo("unavailable", "empty error")
         if err.code in RETRYABLE and now - c.created_at < self.deadline and not c.node:
             self.inflight.pop(resp.req_id)
-            if err.code == "not_leader" and err.leader_id in self.nodes and err.leader_id != nid:
+            if (err.code == "not_leader" and err.leader_id in self.nodes
+                    and err.leader_id != nid and err.leader_id not in self.down):
                 self._switch(err.leader_id)
                 self._send(c)
             else:
                 # no leader known yet: wait a little, then retry (the timeout path)
-                c.sent_at = now - self.request_timeout + min(0.05, self.request_timeout / 2)
+                c.sent_at = now - self.request_timeout + min(0.02, self.request_timeout / 2)
                 self.inflight[c.req_id] = c
                 if err.leader_id is None and nid == self.current:
                     self._rotate()
@@ -346,11 +449,14 @@ class ClusterLink:
         fresh = [n for n in self.nodes.values()
                  if n.info and n.id != self.current and time.monotonic() - n.info_at < 1.0]
         for n in sorted(fresh, key=lambda n: -(n.info.term if n.info else 0)):
-            if n.info and n.info.leader_id in self.nodes and n.info.leader_id != self.current:
-                self._switch(n.info.leader_id)
+            lead = n.info.leader_id if n.info else None
+            if lead in self.nodes and lead != self.current and lead not in self.down:
+                self._switch(lead)
                 return
         k = ids.index(self.current)
-        self._switch(ids[(k + 1) % len(ids)])
+        # the next node, skipping the ones whose connection is down
+        order = ids[k + 1 :] + ids[: k + 1]
+        self._switch(next((n for n in order if n not in self.down), order[0]))
 
     def _switch(self, nid: str) -> None:
         if nid == self.current:
@@ -370,7 +476,10 @@ class ClusterLink:
         return c
 
     def close(self) -> None:
+        for mon in self.monitors:
+            mon.close(0)
         for d in self.dealers.values():
+            d.disable_monitor()
             d.close(0)
         self.info_sub.close(0)
         if self.update_sub is not None:

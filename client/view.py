@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nodes.codec import Update
-from nodes.statemachine import ApplyContext, StateMachine
+from nodes.statemachine import BATCH_MACHINE, ApplyContext, StateMachine
 
 
 @dataclass(slots=True)
@@ -35,6 +35,7 @@ class ReplicatedView:
         self._factories = machines
         self.machines: dict[str, StateMachine] = {n: f() for n, f in machines.items()}
         self.index = 0
+        self.term = 0  # term of the last update applied (a newer one means a new leader)
         self.loaded = False
         self.synced = False
         self._buffer: list[Update] = []
@@ -76,10 +77,18 @@ class ReplicatedView:
             self._buffer.append(u)
             return False
         self.index = u.index
+        self.term = max(self.term, u.term)
         self.stats.applied += 1
+        ctx = ApplyContext(u.index, u.term, u.clock_ms, u.client_id)
+        if u.machine == BATCH_MACHINE and u.command is not None:
+            for item in u.command.get("batch", []):
+                m = self.machines.get(item.get("m"))
+                if m is not None:
+                    m.apply(item["cmd"], ctx)
+            return True
         m = self.machines.get(u.machine)
         if m is not None and u.command is not None:
-            m.apply(u.command, ApplyContext(u.index, u.term, u.clock_ms, u.client_id))
+            m.apply(u.command, ctx)
         return True
 
     def resubscribed(self) -> None:

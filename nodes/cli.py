@@ -37,7 +37,10 @@ def _client(path: str | None, admin_key: str | None = None, deadline: float = 5.
     from client.api import Client
 
     cf = _cluster(path)
-    return Client(cf, admin_key=admin_key or cf.admin_key, deadline=deadline)
+    try:
+        return Client(cf, admin_key=admin_key or cf.admin_key, deadline=deadline)
+    except clusterfile.ClusterFileError as e:  # e.g. no readable client key on a CURVE cluster
+        raise click.ClickException(str(e)) from e
 
 
 def _emit(data: Any, as_json: bool) -> None:
@@ -100,10 +103,19 @@ def node(node_id: str, cluster_path: str | None, data_dir: Path | None, no_fsync
 @click.option("--keep", is_flag=True, help="Reuse the data of a previous run in --dir.")
 @click.option("--election-ms", nargs=2, type=float, default=(150.0, 300.0), show_default=True)
 @click.option("--no-status", is_flag=True, help="Do not draw the live status table.")
+@click.option("--secure", is_flag=True,
+              help="CURVE keys and an admin key in DIR/keys (see 'arena keys').")
 def up(count: int, directory: Path, players: int, bots: int, keep: bool,
-       election_ms: tuple[float, float], no_status: bool) -> None:
+       election_ms: tuple[float, float], no_status: bool, secure: bool) -> None:
     """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all."""
     from .launcher import launch
+
+    if secure:
+        from .local import prepare_secure
+
+        prepare_secure(directory.resolve(), count, clusterfile.Timing(election_ms=election_ms),
+                       keep)
+        keep = True  # launch the cluster file prepare_secure wrote
 
     launch(directory, count, players=players, bots=bots, keep=keep,
            election_ms=election_ms, live_status=not no_status)
@@ -133,13 +145,49 @@ def _local(cluster_path: str | None):  # noqa: ANN202
     return LocalCluster.attach(path)
 
 
+def _require_admin(cf: clusterfile.ClusterFile, admin_key: str | None) -> None:
+    """On a cluster with an admin key, process control needs it too (no key: as before)."""
+    from .security import admin_key_ok
+
+    if not (cf.admin_key or cf.security.admin_key_file):
+        return
+    key = admin_key or cf.admin_key
+    if not key:
+        raise click.ClickException("unauthorized: this cluster has an admin key; pass "
+                                   "--admin-key or set ARENA_ADMIN_KEY")
+    if cf.admin_key:  # this user can read the key: compare here
+        if not admin_key_ok(cf.admin_key, key):
+            raise click.ClickException("unauthorized: wrong admin key")
+        return
+    from client.api import Client, Rejected
+
+    try:
+        c = Client(cf, admin_key=key, deadline=1.0)
+    except clusterfile.ClusterFileError as e:  # e.g. no readable client key either
+        raise click.ClickException(f"cannot check the admin key: {e}") from e
+    with c:  # ask the cluster to check it
+        for nid in cf.ids():
+            try:
+                c.admin("ping", {}, node=nid)
+                return
+            except Rejected as e:
+                if e.code == "unauthorized":
+                    raise click.ClickException("unauthorized: wrong admin key") from e
+            except Exception:  # an unreachable node: ask the next one
+                continue
+    raise click.ClickException("cannot check the admin key: no node answers and the key "
+                               "file is not readable here")
+
+
 def _process_command(name: str, doc: str) -> None:
     @main.command(name=name, help=doc)
     @click.argument("node_id")
     @cluster_option
-    def _cmd(node_id: str, cluster_path: str | None) -> None:
+    @admin_key_option
+    def _cmd(node_id: str, cluster_path: str | None, admin_key: str | None) -> None:
         lc = _local(cluster_path)
         lc.cluster.node(node_id)
+        _require_admin(lc.cluster, admin_key)
         try:
             if name == "restart":
                 pid = lc.restart(node_id)
@@ -206,6 +254,46 @@ def transfer(node_id: str, cluster_path: str | None, admin_key: str | None) -> N
                 return
             time.sleep(0.05)
     raise click.ClickException(f"{node_id} did not take over within 3 s")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
+              help="Where the key files go (default: <cluster file's folder>/keys; "
+                   "./keys with --nodes).")
+@click.option("--nodes", "count", type=click.IntRange(1, 64), default=None,
+              help="Keys for nodes n1..nN without a cluster file: prints the [security] "
+                   "table (also written to DIR/security.toml).")
+@cluster_option
+@click.option("--force", is_flag=True, help="Replace existing keys.")
+def keys(directory: Path | None, count: int | None, cluster_path: str | None,
+         force: bool) -> None:
+    """Generate CURVE key pairs (every node, clients) and an admin key; with a cluster
+    file, record them in its [security] table. Restart the nodes to use them."""
+    from .clusterfile import ClusterFile
+    from .local import add_keys
+    from .security import generate_keys
+
+    try:
+        if count is not None:
+            if cluster_path:
+                raise click.UsageError("give either --nodes or --cluster, not both")
+            target = (directory or Path("keys")).resolve()
+            sec = generate_keys(target, [f"n{i + 1}" for i in range(count)], force=force)
+            text = "\n".join(sec.to_toml()) + "\n"
+            (target / "security.toml").write_text(text)
+            click.echo(text, nl=False)
+            click.echo(f"# keys in {target}; paste the table above into the cluster file",
+                       err=True)
+            return
+        path = clusterfile.find(cluster_path)
+        cf: ClusterFile = add_keys(path, directory, force=force)
+    except clusterfile.ClusterFileError as e:
+        raise click.ClickException(str(e)) from e
+    sec = cf.security
+    click.echo(f"CURVE keys for {', '.join(cf.ids())} and clients, admin key in "
+               f"{cf.resolve(sec.admin_key_file or '')}; recorded in {path}")
+    click.echo("restart every node to turn encryption on; clients need the client secret "
+               "key file, admins the admin key file")
 
 
 @main.group()
@@ -395,6 +483,56 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
             click.echo(r.lincheck_explanation)
             click.echo(f"reproduce with: arena chaos --seed {r.seed} --duration {duration:g}")
     sys.exit(1 if r.anomalies else 0)
+
+
+@main.command()
+@click.option("--vs", "versus", type=click.Choice(["pysyncobj"]), default=None,
+              help="Also run the same workloads on a 3-process PySyncObj cluster.")
+@click.option("--nodes", type=click.IntRange(3, 7), default=3, show_default=True)
+@click.option("--workloads", default="throughput,latency,failover,broadcast,memory,catchup",
+              show_default=True, help="Comma-separated subset.")
+@click.option("--commits", type=int, default=40_000, show_default=True,
+              help="Commits for the throughput run.")
+@click.option("--clients", type=int, default=8, show_default=True)
+@click.option("--failover-trials", type=int, default=20, show_default=True)
+@click.option("--memory-commits", type=int, default=1_000_000, show_default=True,
+              help="Commits before measuring RSS (snapshots on).")
+@click.option("--quick", is_flag=True, help="Small sizes (a smoke run, not a measurement).")
+@json_option
+def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients: int,
+          failover_trials: int, memory_commits: int, quick: bool, as_json: bool) -> None:
+    """Benchmarks on real processes over loopback (durable on our side), with ratios
+    against PySyncObj measured in the same run."""
+    from .bench import arena_side
+    from .bench.report import compare, render
+
+    chosen = {w.strip() for w in workloads.split(",") if w.strip()}
+    if quick:
+        commits, failover_trials, memory_commits = 3000, 3, 20_000
+    try:
+        ours = arena_side.run(chosen, nodes=nodes, commits=commits, clients=clients,
+                              failover_trials=failover_trials, memory_commits=memory_commits,
+                              latency_writes=200 if quick else 1000)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    theirs = None
+    if versus == "pysyncobj":
+        import importlib.util
+
+        if importlib.util.find_spec("pysyncobj") is None:
+            raise click.ClickException(
+                "PySyncObj is not installed: .venv/bin/pip install -e '.[bench]'")
+        from .bench import pysyncobj_side
+
+        their_workloads = chosen & {"throughput", "latency", "failover", "memory"}
+        theirs = pysyncobj_side.run(their_workloads, nodes=3, commits=commits, clients=clients,
+                                    failover_trials=failover_trials)
+    rows = compare(ours, theirs)
+    if as_json:
+        _emit({"arena": ours, "pysyncobj": theirs, "comparison": [r.to_dict() for r in rows]},
+              True)
+    else:
+        render(rows, f"arena bench ({nodes} nodes, durable){' vs PySyncObj' if theirs else ''}")
 
 
 def setup_logging(level: str, node_id: str = "") -> None:

@@ -12,6 +12,8 @@ TOML, read with the standard library's ``tomllib``::
     [options]
     snapshot_interval = 1000
     compression = true
+    rate_limit = 0          # requests/s admitted per client id (0 = unlimited;
+    rate_burst = 200        # `arena node --rate-limit` overrides); burst = bucket size
 
     [[nodes]]
     id = "n1"
@@ -19,6 +21,34 @@ TOML, read with the standard library's ``tomllib``::
     client = "tcp://127.0.0.1:7102"   # ROUTER for client requests
     pub = "tcp://127.0.0.1:7103"      # PUB of applied changes
     data_dir = "n1"                   # optional; relative to the file's folder
+
+    [security]                        # optional; written by `arena keys`
+    curve = true                      # CURVE-encrypt and authenticate every socket
+    admin_key_file = "keys/admin.key"
+    client_secret_key_file = "keys/client.secret"
+    client_public_keys = ["<40 Z85 chars>"]
+    server_public_keys = {n1 = "<40 Z85 chars>", n2 = "..."}
+    server_secret_key_files = {n1 = "keys/n1.secret", n2 = "keys/n2.secret"}
+
+Security. Without a ``[security]`` table (or with ``curve = false``) every socket
+is plaintext and unauthenticated, fit for loopback only. With ``curve = true``:
+
+- ``server_public_keys``: one CURVE public key (Z85, 40 chars) per node, for
+  every ``[[nodes]]`` entry. A node's peer ROUTER, client ROUTER and PUB are CURVE
+  servers with that key; a node's DEALERs to its peers are CURVE clients with it.
+  A node's peer ROUTER admits only these keys, and a frame is accepted only
+  from the node the key belongs to.
+- ``server_secret_key_files``: per node, the file holding its secret key (read
+  only by that node at start).
+- ``client_public_keys``: the keys admitted on the client ROUTER and the PUB;
+  ``client_secret_key_file`` is the secret key the ``client`` library uses.
+- ``admin_key_file``: the admin key (a random token); admin requests without it
+  are refused with ``unauthorized``. A reader who cannot read the file simply
+  has no admin key. An inline ``[options] admin_key`` still works.
+
+Key files are Z85 text (one line) with 0600 permissions; relative paths are
+relative to the cluster file's folder. ``nodes.security`` generates and reads
+them.
 """
 
 from __future__ import annotations
@@ -26,11 +56,12 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_NAME = "cluster.toml"
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_Z85_KEY = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
 class ClusterFileError(ValueError):
@@ -63,6 +94,38 @@ class Timing:
 
 
 @dataclass(frozen=True, slots=True)
+class Security:
+    """The ``[security]`` table (see the module docstring); paths as written in the file."""
+
+    curve: bool = False
+    server_public_keys: dict[str, str] = field(default_factory=dict)
+    server_secret_key_files: dict[str, str] = field(default_factory=dict)
+    client_public_keys: tuple[str, ...] = ()
+    client_secret_key_file: str | None = None
+    admin_key_file: str | None = None
+
+    def to_toml(self) -> list[str]:
+        def table(d: dict[str, str]) -> str:
+            return "{" + ", ".join(f'"{k}" = "{v}"' for k, v in sorted(d.items())) + "}"
+
+        lines = ["[security]", f"curve = {'true' if self.curve else 'false'}"]
+        if self.admin_key_file:
+            lines.append(f"admin_key_file = {_toml_str(self.admin_key_file)}")
+        if self.client_secret_key_file:
+            lines.append(f"client_secret_key_file = {_toml_str(self.client_secret_key_file)}")
+        lines.append("client_public_keys = [" + ", ".join(f'"{k}"' for k in self.client_public_keys)
+                     + "]")
+        lines.append(f"server_public_keys = {table(self.server_public_keys)}")
+        files = {k: _toml_str(v)[1:-1] for k, v in self.server_secret_key_files.items()}
+        lines.append(f"server_secret_key_files = {table(files)}")
+        return lines
+
+
+def _toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterFile:
     cluster_id: str
     nodes: tuple[NodeAddress, ...]
@@ -71,6 +134,14 @@ class ClusterFile:
     compression: bool = True
     admin_key: str | None = None
     path: Path | None = None
+    security: Security = field(default_factory=Security)
+    rate_limit: float = 0.0  # requests/s per client id; 0 = unlimited
+    rate_burst: int = 200
+
+    def resolve(self, file: str) -> Path:
+        """A path from the file, relative to the file's folder."""
+        p = Path(file).expanduser()
+        return p if p.is_absolute() else (self.path.parent if self.path else Path.cwd()) / p
 
     def node(self, node_id: str) -> NodeAddress:
         for n in self.nodes:
@@ -101,8 +172,12 @@ class ClusterFile:
             f"snapshot_interval = {self.snapshot_interval}",
             f"compression = {'true' if self.compression else 'false'}",
         ]
-        if self.admin_key:
+        if self.rate_limit:
+            lines += [f"rate_limit = {self.rate_limit:g}", f"rate_burst = {self.rate_burst}"]
+        if self.admin_key and not self.security.admin_key_file:
             lines.append(f'admin_key = "{self.admin_key}"')
+        if self.security != Security():
+            lines += ["", *self.security.to_toml()]
         for n in self.nodes:
             lines += ["", "[[nodes]]", f'id = "{n.id}"', f'raft = "{n.raft}"',
                       f'client = "{n.client}"', f'pub = "{n.pub}"']
@@ -168,14 +243,78 @@ def parse(text: str, path: Path | None = None) -> ClusterFile:
     interval = opts.get("snapshot_interval", 1000)
     if not isinstance(interval, int) or interval < 0:
         raise ClusterFileError(f"{where}: options.snapshot_interval must be an int >= 0")
-    return ClusterFile(
+    rate, burst = opts.get("rate_limit", 0), opts.get("rate_burst", 200)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+        raise ClusterFileError(f"{where}: options.rate_limit must be a number >= 0 (requests/s)")
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ClusterFileError(f"{where}: options.rate_burst must be an int >= 1")
+    security = _parse_security(doc.get("security", {}), [n.id for n in nodes], where)
+    admin_key = opts.get("admin_key")
+    if admin_key is not None and not isinstance(admin_key, str):
+        raise ClusterFileError(f"{where}: options.admin_key must be a str")
+    cf = ClusterFile(
         cluster_id=str(cluster_id),
         nodes=tuple(nodes),
         timing=timing,
         snapshot_interval=interval,
         compression=bool(opts.get("compression", True)),
-        admin_key=opts.get("admin_key"),
+        admin_key=admin_key,
         path=path,
+        security=security,
+        rate_limit=float(rate),
+        rate_burst=burst,
+    )
+    if security.admin_key_file and admin_key is None:
+        try:
+            key = cf.resolve(security.admin_key_file).read_text().strip()
+        except OSError:
+            key = ""  # not ours to read: this reader has no admin key (a node refuses to start)
+        if key:
+            cf = replace(cf, admin_key=key)
+    return cf
+
+
+def _parse_security(t: object, node_ids: list[str], where: str) -> Security:
+    w = f"{where}: [security]"
+    if not isinstance(t, dict):
+        raise ClusterFileError(f"{w} must be a table")
+    curve = t.get("curve", False)
+    if not isinstance(curve, bool):
+        raise ClusterFileError(f"{w}: curve must be true or false")
+
+    def str_map(key: str) -> dict[str, str]:
+        value = t.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ClusterFileError(f"{w}: {key} must be a table of node id = string")
+        return {str(k): v for k, v in value.items()}
+
+    def optional_str(key: str) -> str | None:
+        value = t.get(key)
+        if value is not None and not (isinstance(value, str) and value):
+            raise ClusterFileError(f"{w}: {key} must be a non-empty string (a file path)")
+        return value
+
+    publics = str_map("server_public_keys")
+    clients = t.get("client_public_keys", [])
+    if not isinstance(clients, list) or not all(isinstance(k, str) for k in clients):
+        raise ClusterFileError(f"{w}: client_public_keys must be a list of strings")
+    for name, key in [*publics.items(), *(("client", k) for k in clients)]:
+        if not _Z85_KEY.match(key):
+            raise ClusterFileError(f"{w}: the public key of {name} must be 40 Z85 chars "
+                                   f"(as `arena keys` writes), got {key!r:.60}")
+    if curve:
+        missing = [n for n in node_ids if n not in publics]
+        if missing:
+            raise ClusterFileError(f"{w}: curve is on but nodes {', '.join(missing)} have no "
+                                   "server_public_keys entry; run `arena keys --cluster FILE`")
+        if not clients:
+            raise ClusterFileError(f"{w}: curve is on but client_public_keys is empty")
+    return Security(
+        curve=curve, server_public_keys=publics,
+        server_secret_key_files=str_map("server_secret_key_files"),
+        client_public_keys=tuple(clients),
+        client_secret_key_file=optional_str("client_secret_key_file"),
+        admin_key_file=optional_str("admin_key_file"),
     )
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .clusterfile import DEFAULT_NAME, ClusterFile, NodeAddress, Timing, load
@@ -41,7 +42,10 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 def make_cluster_file(
     directory: Path, nodes: int, timing: Timing | None = None, snapshot_interval: int = 1000,
     compression: bool = True, admin_key: str | None = None, host: str = "127.0.0.1",
+    secure: bool = False, rate_limit: float = 0.0, rate_burst: int = 200,
 ) -> ClusterFile:
+    """``secure``: CURVE keys, a client key and an admin key in ``<directory>/keys``
+    (``nodes.security.generate_keys``), recorded in the file's ``[security]`` table."""
     ports = free_ports(3 * nodes, host)
     addrs = []
     for i in range(nodes):
@@ -51,12 +55,49 @@ def make_cluster_file(
     cf = ClusterFile(
         cluster_id=f"arena-{secrets.token_hex(3)}", nodes=tuple(addrs),
         timing=timing or Timing(), snapshot_interval=snapshot_interval,
-        compression=compression, admin_key=admin_key,
+        compression=compression, admin_key=admin_key, rate_limit=rate_limit,
+        rate_burst=rate_burst,
     )
     directory.mkdir(parents=True, exist_ok=True)
+    if secure:
+        from .security import generate_keys
+
+        sec = generate_keys(directory / "keys", cf.ids(), relative_to=directory, force=True)
+        cf = replace(cf, security=sec)
     path = directory / DEFAULT_NAME
     cf.write(path)
     return load(path)
+
+
+def add_keys(path: Path, key_dir: Path | None = None, force: bool = False) -> ClusterFile:
+    """``arena keys --cluster``: keys for every node of the file at ``path`` (in
+    ``key_dir``, default ``<its folder>/keys``), recorded in its ``[security]`` table."""
+    from .security import generate_keys
+
+    cf = load(path)
+    sec = generate_keys(key_dir or path.parent / "keys", cf.ids(), relative_to=path.parent,
+                        force=force)
+    replace(cf, security=sec).write(path)
+    return load(path)
+
+
+def prepare_secure(directory: Path, nodes: int, timing: Timing, keep: bool) -> None:
+    """``arena up --secure``: leave in ``directory`` a cluster file with keys, so that
+    ``launch(..., keep=True)`` starts it (a kept cluster without keys gets them)."""
+    path = directory / DEFAULT_NAME
+    if (directory / PROCS_FILE).exists() and path.exists():
+        old = LocalCluster.attach(path)
+        running = [n for n in old.procs if old.alive(n)]
+        if running:
+            raise SystemExit(f"a cluster is already running in {directory} (nodes "
+                             f"{', '.join(running)}); stop it first")
+    if keep and path.exists():
+        if not load(path).security.curve:
+            add_keys(path, force=True)
+        return
+    if directory.exists():
+        shutil.rmtree(directory)
+    make_cluster_file(directory, nodes, timing=timing, secure=True)
 
 
 @dataclass

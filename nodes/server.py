@@ -11,6 +11,12 @@ The server knows no game: it runs the state machines it is given (the CLI
 composes the key-value one and the game's). A machine may offer
 ``due_command(now_ms) -> dict | None``: the leader proposes it (the game's
 clock ticks that end rounds on the leader's time, carried in the log).
+
+Security (``nodes.security``): with ``[security] curve = true`` every socket is
+CURVE and the loop also answers ZAP requests (only listed keys get in); a
+request under a session-bound client id must carry its session key; admin
+requests need the admin key; each client id gets a token bucket
+(``--rate-limit`` or ``[options] rate_limit``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from random import Random
 
 import zmq
 
-from . import codec
+from . import codec, security
 from .clusterfile import ClusterFile
 from .codec import ClusterInfo, ErrorInfo, Request, Response, Update
 from .raft.core import RaftConfig, RaftNode
@@ -40,7 +46,7 @@ from .raft.errors import (
 )
 from .raft.messages import ChangeKind, ClusterConfig, ConfigChange, EntryKind, Snapshot
 from .raft.ready import Ready, Role
-from .statemachine import Replicated, StateMachine, encode_command
+from .statemachine import BATCH_MACHINE, Replicated, StateMachine, encode_command
 from .storage import DiskStorage
 from .transport import PeerTransport
 
@@ -48,6 +54,7 @@ log = logging.getLogger("arena.node")
 
 CLUSTER_INFO_EVERY_S = 0.1
 MAX_REQUESTS_PER_TURN = 5_000
+MAX_BUCKETS = 10_000  # above this, buckets of idle clients (full again) are forgotten
 
 
 @dataclass(slots=True)
@@ -125,7 +132,15 @@ class NodeServer:
         self.last_applied = self.raft.applied
         self.addresses = {n.id: n for n in self.cluster.nodes}
 
+        # rate limit: the command line's, else the cluster file's
+        self.rate_limit = opts.rate_limit_per_s or self.cluster.rate_limit
+        self.rate_burst = opts.rate_burst if opts.rate_limit_per_s else self.cluster.rate_burst
+        self.keys = security.node_keys(self.cluster, self.id)  # None: plaintext
+        security.check_admin_key(self.cluster)
+
         self.ctx = zmq.Context()
+        # the ZAP handler is bound before any CURVE socket, so no handshake goes unvetted
+        self.zap = security.zap_for(self.ctx, self.cluster) if self.keys else None
         peers = {n.id: n.raft for n in self.cluster.nodes}
         self.transport = self._make_transport(peers)
         self.clients = self.ctx.socket(zmq.ROUTER)
@@ -133,10 +148,13 @@ class NodeServer:
         self.clients.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.clients.setsockopt(zmq.MAXMSGSIZE, opts.max_frame + 1024)
         self.clients.setsockopt(zmq.SNDHWM, 100_000)
-        self.clients.bind(self.me.client)
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
+        if self.keys is not None:
+            security.make_server(self.clients, self.keys, security.CLIENT_DOMAIN)
+            security.make_server(self.pub, self.keys, security.CLIENT_DOMAIN)
+        self.clients.bind(self.me.client)
         self.pub.bind(self.me.pub)
         self.poller = zmq.Poller()
         self._register_poll()
@@ -156,12 +174,15 @@ class NodeServer:
 
     def _make_transport(self, peers: dict[str, str]) -> PeerTransport:
         return PeerTransport(self.ctx, self.id, self.cluster.cluster_id, self.me.raft, peers,
-                             self.opts.max_frame, on_event=self._peer_event)
+                             self.opts.max_frame, on_event=self._peer_event, curve=self.keys,
+                             peer_keys=self.cluster.security.server_public_keys)
 
     def _register_poll(self) -> None:
         self.poller = zmq.Poller()
         for s in [*self.transport.sockets(), self.clients]:
             self.poller.register(s, zmq.POLLIN)
+        if self.zap is not None:
+            self.poller.register(self.zap.socket, zmq.POLLIN)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -197,6 +218,8 @@ class NodeServer:
 
     def turn(self) -> None:
         """One pass over every input, then the Ready loop."""
+        if self.zap is not None:
+            self.zap.handle()
         self.transport.poll_monitors()
         for m in self.transport.receive():
             self.raft.step(m)
@@ -376,10 +399,16 @@ class NodeServer:
                 self.counters.client_dropped[e.code] += 1
                 self._reply(ident, codec.protocol_error_response(e))
                 continue
-            if not self._admit(req.client_id):
+            if not security.session_ok(req.client_id, req.body.get(security.SESSION_KEY_FIELD)):
+                # before the rate limit, so nobody can drain another client's bucket either
+                self._reply_error(ident, req.req_id, "unauthorized",
+                                  f"client id {req.client_id} is bound to a session key and the "
+                                  "request does not carry it; use your own client id")
+                continue
+            if not self._admit(req.client_id, _request_cost(req)):
                 self._reply_error(ident, req.req_id, "rate_limited",
                                   f"client {req.client_id} exceeds "
-                                  f"{self.opts.rate_limit_per_s:g} requests/s; slow down")
+                                  f"{self.rate_limit:g} requests/s; slow down")
                 continue
             try:
                 self._handle_request(ident, req)
@@ -387,19 +416,25 @@ class NodeServer:
                 log.exception("request %s from %s failed", req.kind, req.client_id)
                 self._reply_error(ident, req.req_id, "bad_request", f"{type(e).__name__}: {e}")
 
-    def _admit(self, client_id: str) -> bool:
-        rate = self.opts.rate_limit_per_s
+    def _admit(self, client_id: str, cost: int = 1) -> bool:
+        """Token bucket per client: each command costs a token (a batch costs one per
+        command it carries, so batching is no way around the limit)."""
+        rate = self.rate_limit
         if rate <= 0:
             return True
         now = time.monotonic()
+        burst = float(self.rate_burst)
         b = self._buckets.get(client_id)
         if b is None:
-            b = self._buckets[client_id] = _TokenBucket(float(self.opts.rate_burst), now)
-        b.tokens = min(float(self.opts.rate_burst), b.tokens + (now - b.at) * rate)
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._buckets = {k: v for k, v in self._buckets.items()
+                                 if v.tokens + (now - v.at) * rate < burst}
+            b = self._buckets[client_id] = _TokenBucket(burst, now)
+        b.tokens = min(burst, b.tokens + (now - b.at) * rate)
         b.at = now
-        if b.tokens < 1:
+        if b.tokens < min(cost, burst):
             return False
-        b.tokens -= 1
+        b.tokens -= min(cost, burst)
         return True
 
     def _handle_request(self, ident: bytes, req: Request) -> None:
@@ -431,7 +466,15 @@ class NodeServer:
     def _submit(self, ident: bytes, req: Request) -> None:
         body = req.body
         machine, seq, cmd = body.get("machine"), body.get("seq"), body.get("cmd")
-        if not isinstance(machine, str) or machine not in self.sm.machines:
+        if machine == BATCH_MACHINE:
+            items = cmd.get("batch") if isinstance(cmd, dict) else None
+            if not isinstance(items, list) or not items or not all(
+                    isinstance(i, dict) and i.get("m") in self.sm.machines for i in items):
+                self._reply_error(ident, req.req_id, "bad_request",
+                                  "a batch needs cmd.batch: a non-empty list of {m, cmd} for "
+                                  f"machines {sorted(self.sm.machines)}")
+                return
+        elif not isinstance(machine, str) or machine not in self.sm.machines:
             self._reply_error(ident, req.req_id, "bad_request",
                               f"unknown state machine {machine!r}; this node runs "
                               f"{sorted(self.sm.machines)}")
@@ -486,7 +529,7 @@ class NodeServer:
     def _admin(self, ident: bytes, req: Request) -> None:
         body = req.body
         key = self.opts.admin_key or self.cluster.admin_key
-        if key and body.get("key") != key:
+        if not security.admin_key_ok(key, body.get("key")):
             self._reply_error(ident, req.req_id, "unauthorized",
                               "admin commands need the cluster's admin key (--admin-key)")
             return
@@ -517,10 +560,12 @@ class NodeServer:
             ok({"transferring_to": args.get("to")})
         elif action in ("add_node", "remove_node"):
             self._membership(ident, req, action, args)
+        elif action == "ping":  # changes nothing: lets a tool check its admin key
+            ok({"admin": True, "node": self.id})
         else:
             self._reply_error(ident, req.req_id, "bad_request",
                               f"unknown admin action {action!r} (partition, heal, transfer, "
-                              "add_node, remove_node)")
+                              "add_node, remove_node, ping)")
 
     def _membership(self, ident: bytes, req: Request, action: str, args: dict) -> None:
         nid = str(args.get("id", ""))
@@ -533,6 +578,15 @@ class NodeServer:
             from .clusterfile import NodeAddress
 
             self.addresses[nid] = NodeAddress(nid, addrs["raft"], addrs["client"], addrs["pub"])
+            public_key = args.get("public_key")
+            if isinstance(public_key, str) and self.zap is not None:
+                self.zap.allow(security.PEER_DOMAIN, public_key, nid)
+                self.transport.peer_keys[nid] = public_key
+            elif self.keys is not None and nid not in self.transport.peer_keys:
+                self._reply_error(ident, req.req_id, "bad_request",
+                                  f"the cluster uses CURVE: add_node needs {nid}'s public_key "
+                                  "(or its entry in [security] server_public_keys)")
+                return
             change = ConfigChange(ChangeKind.ADD_LEARNER, nid)
         else:
             change = ConfigChange(ChangeKind.REMOVE, nid)
@@ -632,7 +686,10 @@ class NodeServer:
                 "peer_dropped": dict(self.transport.dropped),
                 "client_errors": dict(self.counters.client_errors),
                 "client_dropped": dict(self.counters.client_dropped),
+                "auth_admitted": dict(self.zap.admitted) if self.zap else {},
+                "auth_denied": dict(self.zap.denied) if self.zap else {},
             },
+            "curve": self.keys is not None,
         })
         return s
 
@@ -641,6 +698,16 @@ class NodeServer:
         self.transport.close()
         self.clients.close(0)
         self.pub.close(0)
+        if self.zap is not None:
+            self.zap.close()
         self.storage.close()
         self.ctx.term()
 
+
+def _request_cost(req: Request) -> int:
+    """What a request costs against the rate limit: its commands (a batch carries many)."""
+    if req.kind == "submit" and req.body.get("machine") == BATCH_MACHINE:
+        cmd = req.body.get("cmd")
+        items = cmd.get("batch") if isinstance(cmd, dict) else None
+        return max(1, len(items)) if isinstance(items, list) else 1
+    return 1

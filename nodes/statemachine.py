@@ -33,6 +33,8 @@ MAX_CLIENT_ID_CHARS = 256
 MAX_MACHINE_NAME_CHARS = 64
 MAX_UINT64 = (1 << 64) - 1
 SNAPSHOT_FORMAT = 1
+BATCH_MACHINE = "*"
+"""The machine name of a transport batch: ``{"batch": [{"m": machine, "cmd": ...}, ...]}``."""
 
 
 class BadCommand(ValueError):
@@ -294,11 +296,34 @@ class Replicated:
             )
 
         ctx = ApplyContext(index, term, self.clock_ms, client_id)
-        result, events = self._apply_to_machine(envelope["m"], envelope["cmd"], ctx)
+        if envelope["m"] == BATCH_MACHINE:
+            result, events = self._apply_batch(envelope["cmd"], ctx)
+        else:
+            result, events = self._apply_to_machine(envelope["m"], envelope["cmd"], ctx)
         session.last_seq = seq
         session.result = result
         return Applied(index, client_id, seq, result, events, machine=envelope["m"],
                        command=envelope["cmd"], clock_ms=self.clock_ms)
+
+    def _apply_batch(self, command: dict, ctx: ApplyContext) -> tuple[object, list[dict]]:
+        """A transport batch: several commands of one client under one sequence number
+        (one log entry, one answer, one published update). Each command applies on its
+        own, in order, like separate entries would; the batch as a whole is applied
+        exactly once. (For all-or-none use the key-value machine's ``batch``.)"""
+        items = command.get("batch") if isinstance(command, dict) else None
+        if not isinstance(items, list) or not items:
+            return error_result("bad_command", "a batch needs a non-empty list 'batch'"), []
+        results: list[object] = []
+        events: list[dict] = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("m"), str) \
+                    or not isinstance(item.get("cmd"), dict) or item["m"] == BATCH_MACHINE:
+                results.append(error_result("bad_command", "batch items are {m: machine, cmd: map}"))
+                continue
+            r, ev = self._apply_to_machine(item["m"], item["cmd"], ctx)
+            results.append(r)
+            events.extend(ev)
+        return {"ok": True, "results": results}, events
 
     def _apply_to_machine(
         self, name: str, command: dict, ctx: ApplyContext

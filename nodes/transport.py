@@ -10,6 +10,12 @@ reason; they never raise out of ``receive``.
 
 Reachability comes from the DEALER's socket monitor (TCP connected or not) and
 is reported as ``node:unreachable`` / ``node:reconnected`` events.
+
+With ``curve`` (see ``nodes.security``) the ROUTER is a CURVE server that only
+admits node keys, every DEALER a CURVE client with this node's key pair, and a
+frame is kept only if its sender is the node whose key the connection
+authenticated (``User-Id``): holding one node's key does not let a process
+speak for another.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import codec
 from .raft.messages import Message
+from .security import PEER_DOMAIN, KeyPair, make_client, make_server
 
 log = logging.getLogger("arena.transport")
 
@@ -40,8 +47,12 @@ class PeerTransport:
         peers: dict[str, str],
         max_frame: int = codec.DEFAULT_MAX_FRAME,
         on_event: Callable[[str, str], None] | None = None,
+        curve: KeyPair | None = None,
+        peer_keys: dict[str, str] | None = None,
     ) -> None:
         self.ctx = ctx
+        self.curve = curve
+        self.peer_keys = dict(peer_keys or {})  # node id -> CURVE public key
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.max_frame = max_frame
@@ -50,6 +61,8 @@ class PeerTransport:
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.RCVHWM, RECV_HWM)
         self.router.setsockopt(zmq.MAXMSGSIZE, max_frame + 1024)
+        if curve is not None:
+            make_server(self.router, curve, PEER_DOMAIN)
         self.router.bind(bind)
         self.dealers: dict[str, zmq.Socket] = {}
         self.monitors: dict[zmq.Socket, str] = {}
@@ -62,8 +75,16 @@ class PeerTransport:
             if peer != node_id:
                 self.add_peer(peer, addr)
 
-    def add_peer(self, peer: str, addr: str) -> None:
+    def add_peer(self, peer: str, addr: str, public_key: str | None = None) -> None:
         if peer in self.dealers or peer == self.node_id:
+            return
+        if public_key is not None:
+            self.peer_keys[peer] = public_key
+        server_key = self.peer_keys.get(peer)
+        if self.curve is not None and server_key is None:
+            log.error("node %s: no CURVE public key for peer %s; it stays unreachable "
+                      "(add it to [security] server_public_keys)", self.node_id, peer)
+            self.dropped["peer_without_key"] += 1
             return
         d = self.ctx.socket(zmq.DEALER)
         d.setsockopt_string(zmq.IDENTITY, self.node_id)
@@ -72,6 +93,8 @@ class PeerTransport:
         d.setsockopt(zmq.IMMEDIATE, 1)
         d.setsockopt(zmq.RECONNECT_IVL, 50)
         d.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        if self.curve is not None and server_key is not None:
+            make_client(d, self.curve, server_key)
         mon = d.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         d.connect(addr)
         self.dealers[peer] = d
@@ -110,14 +133,21 @@ class PeerTransport:
     def receive(self, limit: int = 10_000) -> list[Message]:
         """Everything waiting on the ROUTER (non-blocking), decoded."""
         out: list[Message] = []
+        curve = self.curve is not None
         for _ in range(limit):
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=True)
+                parts = self.router.recv_multipart(zmq.NOBLOCK, copy=not curve)
             except zmq.Again:
                 break
-            if len(frames) != 2:
+            if len(parts) != 2:
                 self.dropped["bad_envelope"] += 1
                 continue
+            user = None
+            if curve:
+                user = parts[1].get("User-Id")  # type: ignore[union-attr]
+                frames = [p.bytes for p in parts]  # type: ignore[union-attr]
+            else:
+                frames = parts  # type: ignore[assignment]
             try:
                 msg = codec.decode_peer(frames[1], self.cluster_id, self.max_frame)
             except codec.ProtocolError as e:
@@ -126,6 +156,9 @@ class PeerTransport:
                 continue
             if msg.sender.encode() != frames[0]:
                 self.dropped["sender_mismatch"] += 1
+                continue
+            if curve and user != msg.sender:
+                self.dropped["sender_key_mismatch"] += 1
                 continue
             if msg.sender in self.blocked:
                 self.dropped["partitioned_in"] += 1

@@ -3,7 +3,10 @@
 Nodes tick every ``tick_ms`` of simulated time (each with its own phase), the
 network delivers messages after seeded delays, and the cluster drives each
 node's Ready loop after every input. ``crash`` keeps only what a node had
-saved to its storage; ``restart`` rebuilds it from there."""
+saved to its storage; ``restart`` rebuilds it from there. Where storage lives
+is the ``StorageHost``'s business (``storage_hosts.py``): in memory, or on
+``DiskStorage`` in a temporary directory, where a node can also die inside a
+storage step (``arm_crash``)."""
 
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ from random import Random
 from nodes.raft.core import RaftConfig
 from nodes.raft.messages import ClusterConfig, Message
 from nodes.raft.ready import ReadState, Ready, Role
-from nodes.raft.storage import MemoryStorage, Storage
+from nodes.raft.storage import Storage
 
 from .invariants import Invariants
 from .network import Faults, Network
 from .node import Hooks, SimNode
+from .storage_hosts import MemoryHost, SimulatedCrash, StorageHost
 
 
 class Cluster:
@@ -31,7 +35,10 @@ class Cluster:
         snapshot_interval: int = 0,
         storage_factory: Callable[[str, ClusterConfig], Storage] | None = None,
         ids: list[str] | None = None,
+        storage_host: StorageHost | None = None,
     ) -> None:
+        """``storage_factory`` makes in-memory-like storage that survives a crash as
+        an object; ``storage_host`` (e.g. ``DiskHost``) takes precedence over it."""
         self.seed = seed
         self.rng = Random(seed)
         self.ids = ids or [f"n{i + 1}" for i in range(size)]
@@ -42,15 +49,17 @@ class Cluster:
         self.invariants = Invariants()
         self.now = 0.0
         self.initial = ClusterConfig(frozenset(self.ids))
-        factory = storage_factory or (lambda _id, cfg: MemoryStorage(cfg))
-        self.storage_factory = factory
-        self.storages: dict[str, Storage] = {nid: factory(nid, self.initial) for nid in self.ids}
+        self.host: StorageHost = storage_host or MemoryHost(storage_factory)
+        self.storages: dict[str, Storage] = {
+            nid: self.host.create(nid, self.initial) for nid in self.ids
+        }
         self.nodes: dict[str, SimNode] = {}
         self.next_tick: dict[str, float] = {}
         self.listeners_apply: list[Callable[[str, int, int, dict], None]] = []
         self.listeners_read: list[Callable[[str, ReadState, dict], None]] = []
         self.listeners_read_aborted: list[Callable[[str, object], None]] = []
         self.listeners_crash: list[Callable[[str], None]] = []
+        self.listeners_storage_crash: list[Callable[[str, str], None]] = []
         for nid in self.ids:
             self._start(nid)
 
@@ -63,6 +72,7 @@ class Cluster:
             on_read=self._on_read,
             on_aborted_read=self._on_read_aborted,
             on_ready=self._on_ready,
+            on_storage_crash=self._on_storage_crash,
         )
 
     def _start(self, nid: str) -> None:
@@ -79,32 +89,74 @@ class Cluster:
         self.next_tick[nid] = self.now + self.rng.uniform(0, self.tick_ms)
 
     def crash(self, nid: str) -> None:
-        """The process dies: everything not saved to storage is gone."""
-        if nid not in self.nodes:
+        """The process dies: everything not saved to storage is gone (also called by
+        a node that died inside a storage step)."""
+        node = self.nodes.pop(nid, None)
+        if node is None:
             return
-        del self.nodes[nid]
+        node.dead = True
         del self.next_tick[nid]
-        self.invariants.forget_incarnation(nid)
+        self.invariants.on_crash(node)
+        self.host.disarm(nid)
+        self.host.abandon(nid, self.storages[nid])
         for cb in self.listeners_crash:
             cb(nid)
 
-    def restart(self, nid: str) -> None:
+    def restart(self, nid: str) -> bool:
+        """Reopen ``nid``'s storage and start it; False if it is down afterwards (it
+        crashed again while starting)."""
         if nid in self.nodes:
-            return
+            return True
+        try:
+            self.storages[nid] = self.host.reopen(nid, self.storages.get(nid))
+        except SimulatedCrash as crash:
+            for cb in self.listeners_storage_crash:
+                cb(nid, str(crash))
+            return False  # e.g. while still creating its directory: it stays down
         self._start(nid)
-        self.nodes[nid].handle_ready()
+        node = self.nodes[nid]
+        self.invariants.on_restart(node)
+        node.handle_ready()
+        return nid in self.nodes
 
     def add_storage(self, nid: str) -> None:
-        """A brand-new server (no configuration: it waits to hear from a leader)."""
-        self.storages[nid] = self.storage_factory(nid, ClusterConfig())
+        """A brand-new server (no configuration: it waits to hear from a leader). A
+        server that ran under this id before loses all its data (wiped)."""
+        self.crash(nid)
+        self.invariants.forget_node(nid)
         if nid not in self.ids:
             self.ids.append(nid)
+        try:
+            self.storages[nid] = self.host.create(nid, ClusterConfig())
+        except SimulatedCrash as crash:
+            for cb in self.listeners_storage_crash:
+                cb(nid, str(crash))
+            return  # died creating its directory: ``restart`` opens what is there
         self._start(nid)
+
+    def arm_crash(self, nid: str, point: str, skip: int = 0) -> None:
+        """Crash ``nid`` when its storage next reaches ``point`` (after ``skip``
+        more passes); the host's ``crash_points`` lists the choices."""
+        self.host.arm(nid, point, skip)
+
+    def close(self) -> None:
+        """Let every storage go (and remove a temporary directory)."""
+        for nid in list(self.nodes):
+            node = self.nodes.pop(nid)
+            node.dead = True
+            self.host.abandon(nid, self.storages[nid])
+        self.next_tick.clear()
+        self.host.close()
 
     # --- events ---------------------------------------------------------------------
 
     def _on_ready(self, nid: str, rd: Ready) -> None:
         self.invariants.on_ready(self.nodes[nid], rd)
+
+    def _on_storage_crash(self, nid: str, what: str) -> None:
+        self.crash(nid)
+        for cb in self.listeners_storage_crash:
+            cb(nid, what)
 
     def _on_read(self, nid: str, rs: ReadState, data: dict) -> None:
         for cb in self.listeners_read:
@@ -174,9 +226,13 @@ class Cluster:
         return self.stable_leader()
 
     def stable_leader(self) -> str | None:
-        """A leader whose term no live node exceeds (so it is not a deposed one)."""
+        """A leader whose term no live member of its configuration exceeds (so it is
+        not a deposed one). A removed server may sit in a higher term for good: it
+        campaigns with pre-votes that nobody grants, and nobody tells it otherwise."""
         lead = self.leader()
         if lead is None:
             return None
-        top = max(n.raft.term for n in self.nodes.values())
-        return lead if self.nodes[lead].raft.term == top else None
+        r = self.nodes[lead].raft
+        members = r.config.members() | {lead}
+        top = max(n.raft.term for nid, n in self.nodes.items() if nid in members)
+        return lead if r.term == top else None

@@ -7,9 +7,15 @@
 - Leader completeness: a new leader's log holds every committed entry.
 - State machine safety: no two nodes apply different entries at one index.
 - Commit and apply indexes never go back within a node's life.
+- Durability across a crash (paper Figure 2, "persistent state"): a restarted
+  node has the term and vote of its last completed save (or of the save the
+  crash interrupted, if that one got that far), and still holds every entry up
+  to min(commit, stable index) it had before the crash.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from nodes.raft.errors import CompactedError
 from nodes.raft.messages import Entry, EntryKind
@@ -22,6 +28,15 @@ class InvariantViolation(AssertionError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _Durable:
+    """What a crashed node must find again when it restarts."""
+
+    term_vote: frozenset[tuple[int, str | None]]  # the acceptable (term, vote) pairs
+    index: int  # an entry it must still hold (or have in its snapshot) ...
+    term: int  # ... with this term
+
+
 class Invariants:
     def __init__(self) -> None:
         self.leader_of_term: dict[int, str] = {}
@@ -29,6 +44,8 @@ class Invariants:
         self.config_indexes: set[int] = set()  # committed membership entries
         self.entry_at: dict[tuple[int, int], tuple[bytes, int | None]] = {}
         self.high_water: dict[str, tuple[int, int]] = {}  # node -> (commit, applied)
+        self.durable: dict[str, _Durable] = {}  # crashed node -> what it must keep
+        self.restarts_checked = 0
         self.checks = 0
 
     def fail(self, what: str) -> None:
@@ -36,6 +53,37 @@ class Invariants:
 
     def forget_incarnation(self, node_id: str) -> None:
         self.high_water.pop(node_id, None)
+
+    def forget_node(self, node_id: str) -> None:
+        """Its data was wiped on purpose: nothing of it must survive."""
+        self.forget_incarnation(node_id)
+        self.durable.pop(node_id, None)
+
+    def on_crash(self, node: SimNode) -> None:
+        self.forget_incarnation(node.id)
+        done = node.durable_hard_state
+        pairs = {(done.term, done.vote)}
+        if node.saving is not None and node.saving.hard_state is not None:
+            pairs.add((node.saving.hard_state.term, node.saving.hard_state.vote))
+        index, term = node.durable_point
+        self.durable[node.id] = _Durable(frozenset(pairs), index, term)
+
+    def on_restart(self, node: SimNode) -> None:
+        rec = self.durable.pop(node.id, None)
+        if rec is None:
+            return
+        self.restarts_checked += 1
+        r = node.raft
+        if (r.term, r.vote) not in rec.term_vote:
+            self.fail(
+                f"durability: {node.id} restarted with term {r.term} vote {r.vote}, but before "
+                f"the crash it had saved {sorted(rec.term_vote, key=str)}"
+            )
+        if rec.index > r.log.offset_index and r.log.term(rec.index) != rec.term:
+            self.fail(
+                f"durability: {node.id} restarted without entry {rec.index} (term {rec.term}), "
+                f"which it had saved and committed; its log now ends at {r.log.last_index}"
+            )
 
     def on_ready(self, node: SimNode, rd: Ready) -> None:
         log = node.raft.log

@@ -2,7 +2,9 @@
 machine, driven by the Ready contract exactly as the real node server drives it.
 
 A crash throws away everything but the storage; a restart rebuilds the node
-from ``storage.load()`` alone."""
+from ``storage.load()`` alone. A crash can also happen inside a storage step
+(``SimulatedCrash`` from a disk crash hook): the node stops right there, in the
+middle of its Ready, and tells the cluster through ``Hooks.on_storage_crash``."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ from random import Random
 import msgpack
 
 from nodes.raft.core import RaftConfig, RaftNode
-from nodes.raft.messages import Entry, EntryKind, Message, Snapshot
+from nodes.raft.messages import Entry, EntryKind, HardState, Message, Snapshot
 from nodes.raft.ready import ReadState, Ready
 from nodes.raft.storage import Storage
+
+from .storage_hosts import SimulatedCrash
 
 
 def encode_op(op: dict) -> bytes:
@@ -60,6 +64,7 @@ class Hooks:
     on_read: Callable[[str, ReadState, dict], None]
     on_aborted_read: Callable[[str, object], None]
     on_ready: Callable[[str, Ready], None]
+    on_storage_crash: Callable[[str, str], None]  # (node, what the crash interrupted)
 
 
 class SimNode:
@@ -86,16 +91,37 @@ class SimNode:
         self.last_applied = self.raft.applied
         self.result_of: dict[int, tuple[int, dict]] = {}  # index -> (term, result)
         self.pending_reads: list[ReadState] = []
+        # for the durability check at restart: the term and vote of the last save that
+        # completed, the Ready whose save was under way when a crash hit (if any), and
+        # a committed entry (index, term) known to be saved as of the last advance
+        self.durable_hard_state = HardState(self.raft.term, self.raft.vote, self.raft.commit)
+        self.saving: Ready | None = None
+        self.durable_point = self._saved_commit_point()
+        self.dead = False
 
     def handle_ready(self) -> None:
-        """Drive the core until it has nothing left to do (persist, send, apply, advance)."""
+        """Drive the core until it has nothing left to do (persist, send, apply, advance).
+        A crash inside a storage step ends the node here, as a power cut would."""
+        if self.dead:
+            return
+        try:
+            self._drive()
+        except SimulatedCrash as crash:
+            self.dead = True
+            self.hooks.on_storage_crash(self.id, str(crash))
+
+    def _drive(self) -> None:
         while self.raft.has_ready():
             rd = self.raft.ready()
             self.hooks.on_ready(self.id, rd)
             for m in rd.early_messages:
                 self.send(m)
             if rd.must_sync():
+                self.saving = rd
                 self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
+                self.saving = None
+                if rd.hard_state is not None:
+                    self.durable_hard_state = rd.hard_state
                 self.hooks.on_persist(self.id, rd)
             for m in rd.messages:
                 self.send(m)
@@ -113,8 +139,17 @@ class SimNode:
             for ctx in rd.aborted_reads:
                 self.hooks.on_aborted_read(self.id, ctx)
             self.raft.advance(rd)
+            self.durable_point = self._saved_commit_point()
             self._serve_reads()
             self._maybe_snapshot()
+
+    def _saved_commit_point(self) -> tuple[int, int]:
+        """The last entry that is both committed and saved (outside a Ready, where
+        the core's view of its log and its storage agree)."""
+        index = min(self.raft.commit, self.raft.log.stable_index)
+        term = self.raft.log.term(index)
+        assert term is not None
+        return index, term
 
     def _serve_reads(self) -> None:
         still = []

@@ -1,7 +1,11 @@
-"""One simulated run per seed: a safety phase under faults, then a liveness phase
-with the network healed, then the linearizability check of the client history.
+"""One simulated run per seed: a safety phase under faults (``nemesis.py``), then
+a liveness phase with the network healed, then the linearizability check of the
+client history.
 
-Everything random comes from the seed, so ``run_seed(seed)`` replays exactly."""
+Everything random comes from the seed, so ``run_seed(seed)`` replays exactly:
+the cluster size, the fault rates, the Raft parameters, and whether the nodes
+keep their state in memory or on ``DiskStorage`` (about half the seeds; a
+temporary directory whose name plays no part)."""
 
 from __future__ import annotations
 
@@ -14,9 +18,13 @@ from nodes.raft.core import RaftConfig
 
 from .cluster import Cluster
 from .invariants import InvariantViolation
+from .nemesis import Nemesis
 from .network import Faults
 from .node import encode_op
+from .storage_hosts import DiskHost
 from .workload import Workload
+
+__all__ = ["Nemesis", "SimParams", "SimResult", "run_seed"]
 
 
 @dataclass(slots=True)
@@ -27,6 +35,8 @@ class SimParams:
     clients: int = 4
     snapshot_interval: int = 40
     nemesis_every_ms: tuple[float, float] = (150.0, 900.0)
+    disk: bool | None = None  # None: the seed decides (about half the seeds run on disk)
+    membership: bool = True  # membership changes and leadership transfers in the mix
 
 
 @dataclass(slots=True)
@@ -34,6 +44,7 @@ class SimResult:
     seed: int
     ok: bool
     size: int = 0
+    disk: bool = False
     error: str = ""
     simulated_ms: float = 0.0
     wall_s: float = 0.0
@@ -41,64 +52,18 @@ class SimResult:
     acked_writes: int = 0
     messages: int = 0
     elections: int = 0
+    storage_crashes: int = 0  # crashes inside a storage step (disk runs)
+    members_changed: int = 0  # membership changes proposed
     faults: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         status = "ok" if self.ok else f"FAILED: {self.error}"
         return (
-            f"seed={self.seed} nodes={self.size} sim={self.simulated_ms / 1000:.1f}s "
-            f"ops={self.ops} msgs={self.messages} terms={self.elections} {status}"
+            f"seed={self.seed} nodes={self.size} {'disk' if self.disk else 'memory'} "
+            f"sim={self.simulated_ms / 1000:.1f}s ops={self.ops} msgs={self.messages} "
+            f"terms={self.elections} changes={self.members_changed} "
+            f"storage-crashes={self.storage_crashes} {status}"
         )
-
-
-class Nemesis:
-    """Crashes, restarts, partitions (symmetric and one-way) and heals, at random."""
-
-    def __init__(self, cluster: Cluster, rng: Random, every_ms: tuple[float, float]) -> None:
-        self.cluster = cluster
-        self.rng = rng
-        self.every_ms = every_ms
-        self.next_at = rng.uniform(*every_ms)
-        self.log: list[str] = []
-
-    def step(self) -> None:
-        c = self.cluster
-        if c.now < self.next_at:
-            return
-        self.next_at = c.now + self.rng.uniform(*self.every_ms)
-        ids = list(c.ids)
-        down = [n for n in ids if n not in c.nodes]
-        up = [n for n in ids if n in c.nodes]
-        choice = self.rng.random()
-        if choice < 0.2 and up:
-            victim = c.leader() if self.rng.random() < 0.5 and c.leader() else self.rng.choice(up)
-            c.crash(victim)
-            self._say(f"crash {victim}")
-        elif choice < 0.45 and down:
-            n = self.rng.choice(down)
-            c.restart(n)
-            self._say(f"restart {n}")
-        elif choice < 0.6:
-            side = set(self.rng.sample(ids, self.rng.randint(1, len(ids) // 2)))
-            c.network.heal()
-            c.network.partition(side, set(ids) - side)
-            self._say(f"partition {sorted(side)}")
-        elif choice < 0.7:
-            a, b = self.rng.sample(ids, 2)
-            c.network.partition({a}, {b}, one_way=True)
-            self._say(f"one-way {a}->{b}")
-        elif choice < 0.8 and c.leader():
-            lead = c.leader()
-            assert lead is not None
-            c.network.heal()
-            c.network.isolate(lead, set(ids))
-            self._say(f"isolate leader {lead}")
-        else:
-            c.network.heal()
-            self._say("heal")
-
-    def _say(self, what: str) -> None:
-        self.log.append(f"{self.cluster.now:.0f}ms {what}")
 
 
 def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
@@ -110,16 +75,22 @@ def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
     # small batches and windows make old-term entries travel apart from the new
     # leader's no-op, which is what the Figure 8 scenario needs
     raft_config = RaftConfig(
-        max_batch_bytes=rng.choice([40, 200, 1 << 20]),
+        max_batch_bytes=rng.choice([1, 40, 200, 1 << 20]),
         max_inflight=rng.choice([1, 4, 64]),
         snapshot_chunk_bytes=rng.choice([64, 4096]),
     )
+    on_disk = rng.random() < 0.5 if p.disk is None else p.disk
+    host_seed = rng.random()
+    segment_bytes = rng.choice([512, 4096, 1 << 16])
+    host = DiskHost(Random(host_seed), segment_bytes=segment_bytes) if on_disk else None
     cluster = Cluster(size, seed=rng.randrange(1 << 30), faults=faults,
-                      snapshot_interval=p.snapshot_interval, raft_config=raft_config)
+                      snapshot_interval=p.snapshot_interval, raft_config=raft_config,
+                      storage_host=host)
     workload = Workload(cluster, Random(rng.random()), clients=p.clients + rng.randrange(4),
                         timeout_ms=rng.choice([150.0, 400.0, 1000.0]))
-    nemesis = Nemesis(cluster, Random(rng.random()), p.nemesis_every_ms)
-    result = SimResult(seed=seed, ok=False, size=size)
+    nemesis = Nemesis(cluster, Random(rng.random()), p.nemesis_every_ms,
+                      membership=p.membership)
+    result = SimResult(seed=seed, ok=False, size=size, disk=on_disk)
     t0 = time.perf_counter()
     try:
         # safety phase: faults everywhere, invariants checked after every event
@@ -128,29 +99,7 @@ def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
             workload.step()
 
         cluster.run_for(p.safety_ms, during_faults)
-        # liveness phase: heal, restart everyone, stop faults
-        cluster.network.heal()
-        cluster.network.faults = Faults()
-        for nid in cluster.ids:
-            cluster.restart(nid)
-        start = cluster.now
-        leader = cluster.wait_for_leader(p.liveness_bound_ms)
-        if leader is None:
-            raise InvariantViolation(
-                f"liveness: no leader within {p.liveness_bound_ms:.0f} ms after healing"
-            )
-        index = cluster.nodes[leader].raft.propose(encode_op({"kind": "write", "key": "_live", "value": seed}))
-        cluster.nodes[leader].handle_ready()
-        remaining = p.liveness_bound_ms - (cluster.now - start)
-        committed = cluster.run_until(
-            cluster.now + remaining, workload.step,
-            stop=lambda: all(n.last_applied >= index for n in cluster.nodes.values()),
-        )
-        if not committed:
-            raise InvariantViolation(
-                f"liveness: a proposal at index {index} was not applied everywhere within "
-                f"{p.liveness_bound_ms:.0f} ms after healing"
-            )
+        _liveness(cluster, workload, nemesis, p, seed)
         workload.active = False
         cluster.run_until(cluster.now + 2 * workload.timeout_ms, workload.step, stop=workload.idle)
         verdict = check(workload.history)
@@ -161,6 +110,8 @@ def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
         result.error = str(e)
     except Exception as e:  # a crash of the core is a failure of the run, with its seed
         result.error = f"{type(e).__name__}: {e}"
+    finally:
+        cluster.close()
     result.wall_s = time.perf_counter() - t0
     result.simulated_ms = cluster.now
     result.ops = len(workload.history)
@@ -168,4 +119,51 @@ def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
     result.messages = cluster.network.sent
     result.elections = len(cluster.invariants.leader_of_term)
     result.faults = nemesis.log
+    result.members_changed = nemesis.counts.get("change", 0)
+    if host is not None:
+        result.storage_crashes = sum(host.fired.values())
     return result
+
+
+def _liveness(cluster: Cluster, workload: Workload, nemesis: Nemesis, p: SimParams,
+              seed: int) -> None:
+    """Heal, restart every server that was not retired, stop faults: a leader must
+    come up and a new proposal reach every member of its configuration."""
+    cluster.network.heal()
+    cluster.network.faults = Faults()
+    for nid in cluster.ids:
+        cluster.host.disarm(nid)
+    for nid in cluster.ids:
+        if nid not in nemesis.retired:
+            cluster.restart(nid)
+    start = cluster.now
+    leader = cluster.wait_for_leader(p.liveness_bound_ms)
+    if leader is None:
+        raise InvariantViolation(
+            f"liveness: no leader within {p.liveness_bound_ms:.0f} ms after healing"
+        )
+    node = cluster.nodes[leader]
+    members = node.raft.config.members()
+    if members & nemesis.retired:
+        raise InvariantViolation(
+            f"retired servers {sorted(members & nemesis.retired)} are members of "
+            f"{leader}'s configuration {sorted(members)}"
+        )
+    index = node.raft.propose(encode_op({"kind": "write", "key": "_live", "value": seed}))
+    node.handle_ready()
+    remaining = p.liveness_bound_ms - (cluster.now - start)
+
+    def applied_everywhere() -> bool:
+        return all(
+            nid in cluster.nodes and cluster.nodes[nid].last_applied >= index for nid in members
+        )
+
+    if not cluster.run_until(cluster.now + remaining, workload.step, stop=applied_everywhere):
+        behind = sorted(
+            nid for nid in members
+            if nid not in cluster.nodes or cluster.nodes[nid].last_applied < index
+        )
+        raise InvariantViolation(
+            f"liveness: a proposal at index {index} was not applied by {behind} (members "
+            f"{sorted(members)}) within {p.liveness_bound_ms:.0f} ms after healing"
+        )

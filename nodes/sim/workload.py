@@ -1,6 +1,8 @@
 """Simulated clients: they write, compare-and-swap and read a few keys through
 whichever node they believe leads, and record a history (invoke, ok, fail,
-unknown) for the linearizability checker."""
+unknown) for the linearizability checker. A client that meets a follower, a
+leader handing over (TransferInProgress), a crashed or a removed server gives
+up on it (the op is unknown if it may still commit) and tries another."""
 
 from __future__ import annotations
 
@@ -115,6 +117,11 @@ class Workload:
             if p.read_ctx is not None:
                 continue
             node = self.cluster.nodes.get(p.node)
+            if node is not None and node.raft.removed:
+                # its leader was removed from the cluster and stepped down: whether
+                # the entry commits is for the others to say; ask elsewhere
+                self._finish(c, "unknown")
+                continue
             if node is None or node.last_applied < p.index:
                 continue
             got = node.result_of.get(p.index)

@@ -384,6 +384,18 @@ class DiskStorage:
         self._wal.close()
         self._lock.release()
 
+    def abandon(self) -> None:
+        """Release the directory without writing anything, as a crash would; idempotent.
+
+        Unlike ``close()`` the lazily kept commit index is not written: the directory
+        is left exactly as a power cut at this moment leaves it (the simulator's
+        crash-restart reopens it). Only descriptors and the lock are let go."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wal.close()
+        self._lock.release()
+
     def __enter__(self) -> DiskStorage:
         return self
 
