@@ -16,14 +16,18 @@ no, with a reason), ``Unavailable``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nodes.clusterfile import ClusterFile, load
 
 from .link import Call, ClusterLink, NotLeaderError, Rejected, TimeoutError_, Unavailable
 
-__all__ = ["Client", "NotLeaderError", "Rejected", "TimeoutError_", "Unavailable"]
+T = TypeVar("T")
+
+__all__ = ["Client", "NotLeaderError", "Rejected", "TimeoutError_", "Unavailable", "wait_until"]
 
 
 class Client:
@@ -129,9 +133,32 @@ class Client:
             body["key"] = self.admin_key
         return self._wait(self.link.call("admin", body, node=node))
 
-    def leader(self, timeout: float = 2.0) -> str | None:
-        for nid in self.cluster.ids():
-            s = self.status(nid, timeout=timeout / max(1, len(self.cluster.ids())))
+    def leader(self, timeout: float = 2.0, among: list[str] | None = None) -> str | None:
+        """The node (of ``among``, default all) that says it leads, if any answers so."""
+        ids = among or self.cluster.ids()
+        for nid in ids:
+            s = self.status(nid, timeout=timeout / max(1, len(ids)))
             if s and s.get("role") == "leader":
                 return nid
         return None
+
+    def wait_for_leader(self, timeout: float, among: list[str] | None = None) -> str:
+        """Poll until a node says it leads; raises TimeoutError_ at the deadline."""
+        lead = wait_until(lambda: self.leader(0.9, among), timeout, "a leader")
+        assert lead is not None
+        return lead
+
+
+def wait_until(cond: Callable[[], T], timeout: float, what: str,
+               between: Callable[[], None] | None = None, every: float = 0.005) -> T:
+    """Poll ``cond`` (running ``between`` each time) until it returns something truthy;
+    raises ``TimeoutError_`` naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if between is not None:
+            between()
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError_(f"timed out after {timeout:.1f} s waiting for {what}")

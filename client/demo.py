@@ -19,7 +19,7 @@ from game import view
 from nodes.clusterfile import Timing
 from nodes.local import LocalCluster
 
-from .api import Client
+from .api import Client, wait_until
 from .bots import Bot
 from .session import NetworkSession
 
@@ -46,24 +46,6 @@ class DemoResult:
         return all(final.get(name, 0) == n for name, n in self.acked_hits.items())
 
 
-def _wait(cond: Callable[[], object], timeout: float, what: str, tick: Callable[[], None]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tick()
-        if cond():
-            return
-        time.sleep(0.005)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _leader(c: Client, ids: list[str]) -> str | None:
-    for nid in ids:
-        s = c.status(nid, timeout=0.3)
-        if s and s["role"] == "leader":
-            return nid
-    return None
-
-
 def run_failover_demo(directory: Path, bots: int = 4, kill_in_round: int = 2, seed: int = 1,
                       say: Callable[[str], None] = print, timeout: float = 90.0) -> DemoResult:
     result = DemoResult()
@@ -73,9 +55,7 @@ def run_failover_demo(directory: Path, bots: int = 4, kill_in_round: int = 2, se
     try:
         lc.start_all()
         ids = lc.cluster.ids()
-        noop = lambda: None  # noqa: E731
-        _wait(lambda: _leader(admin, ids), 15, "a leader", noop)
-        say(f"cluster up: {', '.join(ids)} (leader {_leader(admin, ids)})")
+        say(f"cluster up: {', '.join(ids)} (leader {admin.wait_for_leader(15)})")
         strategies = ["eager", "slow", "random", "eager"]
         players = []
         for i in range(bots):
@@ -94,14 +74,14 @@ def run_failover_demo(directory: Path, bots: int = 4, kill_in_round: int = 2, se
             return sessions[0].state
 
         # play until the chosen round runs, then kill the leader mid-round
-        _wait(lambda: (st := current()) is not None and view.phase(st) == "round"
+        wait_until(lambda: (st := current()) is not None and view.phase(st) == "round"
               and st["current_round"]["number"] == kill_in_round
               and len(view.open_targets(st)) < st["config"]["targets_per_round"],
               timeout, f"round {kill_in_round} under way", tick)
         st = current()
         assert st is not None
         result.game_number = st["game_state"]["game_number"]
-        lead = _leader(admin, ids)
+        lead = admin.leader()
         assert lead is not None
         term_before = max(s.view.term for s in sessions)
         lc.kill(lead)
@@ -110,24 +90,24 @@ def run_failover_demo(directory: Path, bots: int = 4, kill_in_round: int = 2, se
         say(f"round {kill_in_round}: killed the leader {lead} (kill -9) with "
             f"{len(view.open_targets(st))} targets open")
         # recovery: the first game command committed by a new leader, seen by a client
-        _wait(lambda: any(s.view.term > term_before for s in sessions), 30,
+        wait_until(lambda: any(s.view.term > term_before for s in sessions), 30,
               "a game command committed in a newer term", tick)
         result.failover_ms = (time.monotonic() - t_kill) * 1000
         others = [n for n in ids if n != lead]
-        result.new_leader = _leader(admin, others) or "?"
+        result.new_leader = admin.leader(among=others) or "?"
         say(f"new leader {result.new_leader}; the game went on after {result.failover_ms:.0f} ms")
-        _wait(lambda: all(b.done() for b in players), timeout, "the game to finish", tick)
+        wait_until(lambda: all(b.done() for b in players), timeout, "the game to finish", tick)
         final_index = max(s.state_index for s in sessions)
         # restart the killed node: it catches up from the others
         t_restart = time.monotonic()
         lc.start(lead)
-        _wait(lambda: (admin.status(lead, timeout=0.3) or {}).get("applied", 0) >= final_index,
+        wait_until(lambda: (admin.status(lead, timeout=0.3) or {}).get("applied", 0) >= final_index,
               30, f"{lead} catching up", tick)
         result.restarted_caught_up_s = time.monotonic() - t_restart
         say(f"restarted {lead}: caught up in {result.restarted_caught_up_s:.2f} s")
         # every client sees the final state (index) and every node has applied it
         target = max((admin.status(n) or {}).get("commit", 0) for n in ids)
-        _wait(lambda: all(s.state_index >= target for s in sessions), 10, "clients current", tick)
+        wait_until(lambda: all(s.state_index >= target for s in sessions), 10, "clients current", tick)
         for nid in ids:
             call = admin.link.wait(admin.link.call(
                 "read", {"machine": "game", "query": {"op": "state"}, "linearizable": False},

@@ -202,7 +202,7 @@ def run_chaos(duration: float = 30.0, clients: int = 4, nodes: int = 3,
     admin = Client(lc.cluster, deadline=1.0)
     try:
         lc.start_all()
-        _wait_leader(admin, 15)
+        admin.wait_for_leader(15)
         keys = ["r0", "r1", "r2"]
         for i in range(clients):
             t = threading.Thread(target=_client_loop, daemon=True,
@@ -222,7 +222,7 @@ def run_chaos(duration: float = 30.0, clients: int = 4, nodes: int = 3,
         for t in threads:
             t.join(timeout=10)
         report.faults = nemesis.log
-        _wait_leader(admin, 15)
+        admin.wait_for_leader(15)
         verify = Client(lc.cluster, deadline=10.0)
         try:
             for key, value in sorted(rec.acked_unique.items()):
@@ -248,13 +248,3 @@ def run_chaos(duration: float = 30.0, clients: int = 4, nodes: int = 3,
         lc.kill_all()
         if tmp is not None:
             tmp.cleanup()
-
-
-def _wait_leader(c: Client, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lead = c.leader(timeout=0.5)
-        if lead:
-            return lead
-        time.sleep(0.05)
-    raise RuntimeError(f"no leader within {timeout:.0f} s")

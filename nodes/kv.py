@@ -124,6 +124,13 @@ def _value(value: object, what: str = "value") -> object:
     become lists...), so a snapshot restores exactly what was stored."""
     if value is None:
         raise Rejected("bad_value", f"{what} must not be None (None means absent: use delete)")
+    kind = type(value)
+    if kind is bool or kind is float or (kind is int and -(1 << 63) <= value < (1 << 64)):  # type: ignore[operator]
+        return value  # a scalar reads back as itself: no round trip needed (the hot path)
+    if kind is bytes and len(value) <= MAX_VALUE_BYTES // 2:  # type: ignore[arg-type]
+        return value
+    if kind is str and len(value) <= MAX_VALUE_BYTES // 2 and value.isascii():  # type: ignore[attr-defined]
+        return value  # ASCII encodes as itself (other text may hold lone surrogates)
     try:
         packed = msgpack.packb(value, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:

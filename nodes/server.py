@@ -54,6 +54,7 @@ log = logging.getLogger("arena.node")
 
 CLUSTER_INFO_EVERY_S = 0.1
 MAX_REQUESTS_PER_TURN = 5_000
+SNAPSHOT_BYTES = 4 << 20  # also snapshot once this much log was applied since the last
 MAX_BUCKETS = 10_000  # above this, buckets of idle clients (full again) are forgotten
 
 
@@ -130,6 +131,7 @@ class NodeServer:
         if snap is not None:
             self.sm.restore(snap.data)
         self.last_applied = self.raft.applied
+        self._bytes_since_snapshot = 0
         self.addresses = {n.id: n for n in self.cluster.nodes}
 
         # rate limit: the command line's, else the cluster file's
@@ -272,6 +274,7 @@ class NodeServer:
     def _apply_entry(self, index: int, term: int, kind: EntryKind, data: bytes) -> None:
         self.last_applied = index
         self.counters.applied += 1
+        self._bytes_since_snapshot += len(data)
         if kind is EntryKind.CONFIG:
             self._on_config_applied()
             self._publish(Update(index, term, "", "", 0, {"config": self.raft.status()}, []))
@@ -330,15 +333,20 @@ class NodeServer:
             log.warning("node %s was removed from the cluster", self.id)
 
     def _maybe_snapshot(self) -> None:
+        """Every ``snapshot_interval`` applied entries, or once the entries applied
+        since the last snapshot hold ``SNAPSHOT_BYTES`` (a batch is one entry of many
+        commands: counting entries alone would let the log, held in memory, grow)."""
         interval = self.cluster.snapshot_interval
         if not interval:
             return
         applied = self.raft.applied
-        if applied - self.raft.log.offset_index < interval:
+        if (applied - self.raft.log.offset_index < interval
+                and self._bytes_since_snapshot < SNAPSHOT_BYTES):
             return
         meta = self.raft.snapshot_meta(applied)
         self.storage.compact(Snapshot(meta, self.sm.snapshot()))
         self.raft.compact(applied)
+        self._bytes_since_snapshot = 0
 
     def _serve_reads(self) -> None:
         if not self.pending_reads:

@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from client.api import Client
+from client.api import Client, wait_until
 from client.link import ClusterLink
 
 from .. import codec
@@ -39,24 +39,6 @@ WORKLOADS = ("throughput", "latency", "failover", "broadcast", "memory", "catchu
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _wait(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.005)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def _leader(c: Client, ids: list[str]) -> str | None:
-    for nid in ids:
-        s = c.status(nid, timeout=0.3)
-        if s and s["role"] == "leader":
-            return nid
-    return None
 
 
 def _rss_mb(pid: int) -> float:
@@ -110,7 +92,9 @@ def _load_worker(cluster_path: str, clients: int, commits: int, window: int,
 
 
 def throughput(lc: LocalCluster, commits: int, clients: int, processes: int = 2,
-               window: int = 64) -> dict:
+               window: int = 128) -> dict:
+    """``clients`` logical clients in ``processes`` load processes, each keeping
+    ``window`` commands in flight (128, as the PySyncObj side does)."""
     mpctx = mp.get_context("spawn")
     out, start = mpctx.Queue(), mpctx.Event()
     procs = [mpctx.Process(target=_load_worker,
@@ -143,26 +127,24 @@ def latency(c: Client, writes: int) -> dict:
 
 
 def failover(lc: LocalCluster, c: Client, trials: int) -> dict:
-    ids = lc.cluster.ids()
     times = []
     for t in range(trials):
-        lead = _wait(lambda: _leader(c, ids), 10, "a leader")
+        lead = c.wait_for_leader(10)
         c.put("fo", t)
         lc.kill(lead)
         t0 = time.perf_counter()
         c.put("fo", -t)  # fails over inside the client until it commits
         times.append((time.perf_counter() - t0) * 1000)
         lc.start(lead)
-        target = c.status(_wait(lambda: _leader(c, ids), 10, "a leader"))["commit"]
-        _wait(lambda n=lead, t=target: (c.status(n, timeout=0.3) or {}).get("applied", 0) >= t,
+        target = c.status(c.wait_for_leader(10))["commit"]
+        wait_until(lambda n=lead, t=target: (c.status(n, timeout=0.3) or {}).get("applied", 0) >= t,
               20, f"{lead} catching up")
         _say(f"  failover trial {t + 1}/{trials}: {times[-1]:.0f} ms")
     return {"trials": [round(x, 1) for x in times], **summarize(times)}
 
 
 def broadcast(lc: LocalCluster, c: Client, subscribers: int, writes: int) -> dict:
-    ids = lc.cluster.ids()
-    lead = _wait(lambda: _leader(c, ids), 10, "a leader")
+    lead = c.wait_for_leader(10)
     pub = lc.cluster.node(lead).pub
     ctx = zmq.Context()
     subs = []
@@ -209,14 +191,14 @@ def memory(lc: LocalCluster, commits: int, clients: int) -> dict:
 
 def catchup(lc: LocalCluster, c: Client, commits: int, clients: int) -> dict:
     ids = lc.cluster.ids()
-    lead = _wait(lambda: _leader(c, ids), 10, "a leader")
+    lead = c.wait_for_leader(10)
     follower = next(n for n in ids if n != lead)
     lc.stop(follower)
     throughput(lc, commits, clients)
     target = c.status(lead)["commit"]
     t0 = time.perf_counter()
     lc.start(follower)
-    _wait(lambda: (c.status(follower, timeout=0.3) or {}).get("applied", 0) >= target, 300,
+    wait_until(lambda: (c.status(follower, timeout=0.3) or {}).get("applied", 0) >= target, 300,
           f"{follower} catching up")
     return {"node": follower, "behind_by_commits": commits,
             "seconds": round(time.perf_counter() - t0, 3), "target_index": target}
@@ -238,7 +220,7 @@ def run(workloads: set[str], nodes: int = 3, commits: int = 20_000, clients: int
     try:
         lc.start_all()
         with Client(lc.cluster, deadline=30.0) as c:
-            _wait(lambda: _leader(c, lc.cluster.ids()), 15, "a leader")
+            c.wait_for_leader(15)
             if "latency" in workloads:
                 _say("arena: latency")
                 results["latency"] = latency(c, latency_writes)

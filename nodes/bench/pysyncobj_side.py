@@ -46,7 +46,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from typing import Any
 import zmq
 
 from nodes.bench.stats import summarize
+from nodes.local import free_ports
 
 __all__ = ["DEFAULT_WINDOW", "WORKLOADS", "BenchError", "run"]
 
@@ -86,20 +86,6 @@ class BenchError(RuntimeError):
 def _progress(msg: str, quiet: bool) -> None:
     if not quiet:
         print(f"[pysyncobj] {msg}", file=sys.stderr, flush=True)
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct free TCP ports, found by binding port 0 (all held at once)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class _Control:

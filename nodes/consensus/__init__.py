@@ -3,16 +3,20 @@
 Modules, one job each:
 
 - ``api``: ``Consensus``, the facade (lifecycle, proposals, reads, cluster,
-  events, patterns: CAS, counters, batches, locks, optimistic updates).
+  events, bring-your-own transport); ``patterns``: CAS, counters, batches,
+  locks, optimistic updates.
 - ``raft_driver``: drives the sans-I/O Raft core (``nodes.raft``) from asyncio
-  (Ready contract, forwarding to the leader, ReadIndex, membership).
+  (the Ready contract, applying, events, membership sync); ``raft_service``:
+  what a node does for the others as leader (forwarded proposals, ReadIndex,
+  membership); ``raft_client``: this node's requests, asked of the leader
+  with retries and client sessions.
 - ``majority``: the sans-I/O ``simple_majority`` core; ``majority_driver``
   drives it.
 - ``driver``: the tick task, liveness pings and what both drivers share.
 - ``transports``: ``InProcessNetwork``, ZeroMQ, bring-your-own.
-- ``wire``: packets and their bytes; ``events``: event names and dispatch;
-  ``liveness``: reachability and partitions; ``directory``: the replicated
-  address book; ``types``: result values.
+- ``wire``: packets and their bytes; ``events``: event names, triggers and
+  dispatch; ``liveness``: reachability and partitions; ``directory``: the
+  replicated address book; ``types``: result values.
 """
 
 from .api import Consensus

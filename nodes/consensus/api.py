@@ -21,8 +21,9 @@ Afterwards ``add_node`` is a membership change through the leader: the new
 node (started with ``join=True``) joins as a learner and becomes a voter once
 caught up. Under ``simple_majority`` members are each node's own list.
 
-Mechanisms, transports and events: see ``nodes.consensus`` and its modules
-``raft_driver``, ``majority``, ``transports`` and ``events``.
+Mechanisms, transports, events and patterns: see ``nodes.consensus`` (the
+module map) and its modules ``raft_driver``, ``majority``, ``transports``,
+``events`` and ``patterns``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -39,11 +39,11 @@ from .driver import Driver, Options
 from .events import Callback, EventBus
 from .majority import quorum_required
 from .majority_driver import MajorityDriver, VotePolicy
+from .patterns import Patterns, _Optimistic, check_key
 from .raft_driver import RaftDriver
 from .transports import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
 from .types import (
     ConsensusError,
-    LockResult,
     NodeInfo,
     NotStarted,
     ProposalResult,
@@ -88,13 +88,7 @@ class _NullLink:
         pass
 
 
-@dataclass(slots=True)
-class _Optimistic:
-    token: int
-    value: Any
-
-
-class Consensus:
+class Consensus(Patterns):
     """A node of a replicated key-value store with consensus, events and patterns.
 
     Arguments (seconds for every duration):
@@ -247,6 +241,11 @@ class Consensus:
         if self._transport == "zmq" or opts.address is not None:
             if opts.address is None:
                 raise ConsensusError("the ZeroMQ transport needs address='tcp://host:port' to bind")
+            missing = sorted(p for p, a in self._driver.addresses.items() if not a)
+            if missing:
+                raise ConsensusError(
+                    f"over ZeroMQ every peer needs an address; none for {missing}: give "
+                    "peers={node_id: 'tcp://host:port'}")
             peers = {p: a for p, a in self._driver.addresses.items() if a}
             return ZmqLink(self._node_id, opts.cluster_id, opts.address, peers, deliver, loop,
                            max_frame=self._max_frame)
@@ -305,7 +304,7 @@ class Consensus:
 
     async def propose_with_result(self, key: str, value: Any, *,
                                   timeout: float | None = None) -> ProposalResult:
-        _check_key(key)
+        check_key(key)
         command = {"op": "delete", "key": key} if value is None else \
             {"op": "put", "key": key, "value": value}
         return await self._submit(command, key, value, timeout)
@@ -358,28 +357,38 @@ class Consensus:
         """Add a node. Before the first tick: a founding member (done at once).
         After: a membership change through the leader (the node joins as a learner
         and is promoted once caught up); await the result or ignore it."""
+        if (address is None and isinstance(self._link, ZmqLink)
+                and not self._driver.addresses.get(node_id)):
+            raise ValueError(f"over ZeroMQ, add_node({node_id!r}) needs the node's address "
+                             "('tcp://host:port')")
         if self._driver.bootstrap_peer(node_id, address):
             return _Resolved(ProposalResult(f"{self._node_id}/add/{node_id}", True, node_id,
                                             Votes(), 0, value=address))
-        return self._spawn(self._driver.change_membership("add", node_id, address, self.timeout))
+        return self._spawn(lambda: self._driver.change_membership("add", node_id, address,
+                                                                   self.timeout))
 
     def remove_node(self, node_id: str) -> Awaitable[ProposalResult]:
         """Remove a node (the leader included: it steps down once the change commits)."""
-        return self._spawn(self._driver.change_membership("remove", node_id, None, self.timeout))
+        return self._spawn(lambda: self._driver.change_membership("remove", node_id, None,
+                                                                   self.timeout))
 
     def transfer_leadership(self, to: str) -> Awaitable[ProposalResult]:
         """Ask the leader to hand leadership over to ``to`` (thesis 3.10)."""
         if self.mechanism != "raft":
             raise ConsensusError("simple_majority has no leader to transfer")
-        return self._spawn(self._driver.change_membership("transfer", to, None, self.timeout))
+        return self._spawn(lambda: self._driver.change_membership("transfer", to, None,
+                                                                   self.timeout))
 
-    def _spawn(self, coro: Awaitable[ProposalResult]) -> asyncio.Task[ProposalResult]:
+    def _spawn(self, make: Callable[[], Awaitable[ProposalResult]]
+               ) -> asyncio.Task[ProposalResult]:
+        """Run a membership request as a task: awaiting it is optional, and it
+        never raises (a failure is a ``ProposalResult`` with ``error``)."""
         if not self._driver.started:
             raise NotStarted(f"node {self._node_id} is not started: call start() first")
 
         async def guarded() -> ProposalResult:
             try:
-                return await coro
+                return await make()
             except ConsensusError as exc:
                 return ProposalResult(f"{self._node_id}/admin", False, None, error=str(exc))
 
@@ -421,167 +430,3 @@ class Consensus:
                 raise ConsensusError(f"node {self._node_id}: no leader within the timeout")
             await asyncio.sleep(self.options.timing.tick)
         return leader
-
-    # --- patterns (each one command, done atomically inside the state machine) ----------------
-
-    async def compare_and_swap(self, key: str, expected: Any, new: Any, *,
-                               timeout: float | None = None) -> bool:
-        """Set ``key`` to ``new`` only if it holds ``expected`` (None: absent)."""
-        _check_key(key)
-        command = {"op": "cas", "key": key, "expected": expected, "value": new}
-        return (await self._submit(command, key, new, timeout)).accepted
-
-    async def increment(self, key: str, by: int = 1, *, timeout: float | None = None) -> int:
-        """Add ``by`` to the integer counter ``key`` (absent counts as 0); returns
-        the new value. Raises ``ConsensusError`` if it could not be applied."""
-        return await self._add("incr", key, by, timeout)
-
-    async def decrement(self, key: str, by: int = 1, *, timeout: float | None = None) -> int:
-        return await self._add("decr", key, by, timeout)
-
-    async def _add(self, op: str, key: str, by: int, timeout: float | None) -> int:
-        _check_key(key)
-        result = await self._submit({"op": op, "key": key, "by": by}, key, by, timeout)
-        if not result.accepted:
-            raise ConsensusError(f"{op} {key!r} by {by} failed: {result.error} "
-                                 f"({_message(result)})")
-        return int(result.result["value"])
-
-    async def batch(self, ops: Iterable[Any], conditions: Iterable[Any] | None = None, *,
-                    timeout: float | None = None) -> ProposalResult:
-        """Apply all ``ops`` or none, if every condition holds. An op is a kv command
-        dict or a tuple: ``("put", key, value)``, ``("delete", key)``,
-        ``("incr", key[, by])``, ``("decr", key[, by])``, ``("cas", key, expected,
-        new)``. A condition is a dict ``{key, equals | version | absent}`` or a
-        tuple ``(key, expected_value)``."""
-        command: dict[str, Any] = {"op": "batch", "ops": [_op(o) for o in ops]}
-        if conditions is not None:
-            command["conditions"] = [_condition(c) for c in conditions]
-        return await self._submit(command, None, command["ops"], timeout)
-
-    async def acquire_lock(self, name: str, ttl: float = 10.0, *, wait: float = 0.0,
-                           timeout: float | None = None) -> LockResult:
-        """Take the lock ``name`` for ``ttl`` seconds (holder: this node; taking it
-        again renews it). With ``wait``, keep trying that long while someone else
-        holds it. Expiry is judged on the leader's timestamps, so all nodes agree."""
-        _check_key(name)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        command = {"op": "lock", "name": name, "holder": self._node_id,
-                   "ttl_ms": max(1, int(ttl * 1000))}
-        while True:
-            result = await self._submit(command, name, self._node_id, timeout)
-            r = result.result if isinstance(result.result, dict) else {}
-            if result.accepted:
-                return LockResult(name, True, self._node_id, int(r.get("token", 0)),
-                                  int(r.get("expires_ms", 0)))
-            if result.error != "lock_held" or loop.time() >= deadline:
-                return LockResult(name, False, r.get("holder"), 0, int(r.get("expires_ms", 0)),
-                                  result.error)
-            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
-
-    async def release_lock(self, name: str, *, timeout: float | None = None) -> bool:
-        """Release the lock if this node holds it (False if it expired or is not ours)."""
-        _check_key(name)
-        command = {"op": "unlock", "name": name, "holder": self._node_id}
-        return (await self._submit(command, name, None, timeout)).accepted
-
-    def lock_info(self, name: str) -> dict[str, Any]:
-        """The lock as this node's state has it (judged at the last applied timestamp)."""
-        got = self._driver.kv.query({"op": "lock_info", "name": name})
-        assert isinstance(got, dict)
-        return got
-
-    def optimistic_update(self, key: str, fn: Callable[[Any], Any], *,
-                          timeout: float | None = None) -> asyncio.Task[ProposalResult]:
-        """Show ``fn(current value)`` at once, then make it real.
-
-        The new value is visible immediately through ``get`` (``get_info`` marks
-        it ``optimistic``) and a ``state:changed`` with ``optimistic=True``. A
-        compare-and-swap on the version read is proposed; if it is rejected or
-        loses (someone changed the key meanwhile), the local view is restored and
-        ``state:changed`` fires with ``rolled_back=True``. Returns a task with the
-        ``ProposalResult``."""
-        _check_key(key)
-        if not self._driver.started:
-            raise NotStarted(f"node {self._node_id} is not started: call start() first")
-        before = self.get_info(key)
-        committed = self._driver.kv.query({"op": "get", "key": key})
-        assert isinstance(committed, dict)
-        version = int(committed.get("version", 0))
-        new = fn(before.value if before.found else None)
-        self._opt_token += 1
-        layer = _Optimistic(self._opt_token, new)
-        self._optimistic.setdefault(key, []).append(layer)
-        self._bus.emit("state:changed", key, new, before.value if before.found else None,
-                       version=version, index=None, optimistic=True, rolled_back=False)
-        self._bus.flush()
-        command = {"op": "cas", "key": key, "expected_version": version, "value": new}
-
-        async def settle() -> ProposalResult:
-            try:
-                result = await self._submit(command, key, new, timeout)
-            except BaseException:
-                self._drop_layer(key, layer, rolled_back=True)
-                raise
-            self._drop_layer(key, layer, rolled_back=not result.accepted)
-            return result
-
-        task = asyncio.ensure_future(settle())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _drop_layer(self, key: str, layer: _Optimistic, rolled_back: bool) -> None:
-        layers = self._optimistic.get(key, [])
-        if layer in layers:
-            layers.remove(layer)
-        if not layers:
-            self._optimistic.pop(key, None)
-        if rolled_back:
-            now = self.get_info(key)
-            self._bus.emit("state:changed", key, now.value if now.found else None, layer.value,
-                           version=now.version, index=None, optimistic=bool(layers),
-                           rolled_back=True)
-            self._bus.flush()
-
-
-# --- helpers -------------------------------------------------------------------------------
-
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"a key must be a non-empty str, got {key!r}")
-
-
-def _message(result: ProposalResult) -> str:
-    r = result.result
-    if isinstance(r, dict):
-        return str(r.get("message", ""))
-    return str(r or "")
-
-
-def _op(op: Any) -> dict[str, Any]:
-    if isinstance(op, Mapping):
-        return dict(op)
-    if not isinstance(op, tuple | list) or not op:
-        raise ValueError(f"a batch op must be a dict or a tuple like ('put', key, value), got {op!r}")
-    name, *args = op
-    if name == "put" and len(args) == 2:
-        return {"op": "put", "key": args[0], "value": args[1]}
-    if name == "delete" and len(args) == 1:
-        return {"op": "delete", "key": args[0]}
-    if name in ("incr", "decr") and len(args) in (1, 2):
-        return {"op": name, "key": args[0], "by": args[1] if len(args) == 2 else 1}
-    if name == "cas" and len(args) == 3:
-        return {"op": "cas", "key": args[0], "expected": args[1], "value": args[2]}
-    raise ValueError(f"bad batch op {op!r}: use ('put', k, v), ('delete', k), ('incr', k[, by]), "
-                     "('decr', k[, by]) or ('cas', k, expected, new)")
-
-
-def _condition(cond: Any) -> dict[str, Any]:
-    if isinstance(cond, Mapping):
-        return dict(cond)
-    if isinstance(cond, tuple | list) and len(cond) == 2:
-        return {"key": cond[0], "equals": cond[1]}
-    raise ValueError(f"a batch condition must be a dict or (key, expected_value), got {cond!r}")

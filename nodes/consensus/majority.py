@@ -19,7 +19,10 @@ The protocol (messages are ``(to, kind, body)``, bodies plain data):
 3. The proposer decides, and tells every voter with ``decide``:
    accepted once ``for_ >= quorum_required``; rejected once that can no longer
    happen (``for_ + undecided < quorum_required``); rejected with error
-   ``"timeout"`` when neither happened within the proposal's timeout.
+   ``"timeout"`` when neither happened within the proposal's timeout. Voters
+   acknowledge with ``decided``; the proposer resends ``decide`` to the others
+   every ``retry_interval`` for one more timeout (a lossy start, e.g. ZeroMQ
+   dropping frames to peers not yet connected, must not leave a node behind).
 4. Every node that learns an accepted decision applies ``command`` (the driver
    applies it to its key-value machine) and releases its promise. A node that
    misses ``decide`` releases its promise when the proposal's timeout passes.
@@ -141,6 +144,16 @@ class _Own:
 
 
 @dataclass(slots=True)
+class _Announce:
+    """A decision still being told to the voters that have not acknowledged it."""
+
+    body: dict[str, Any]
+    unacked: set[str]
+    until: float
+    last_sent: float
+
+
+@dataclass(slots=True)
 class _MyVote:
     proposal: Proposal
     granted: bool
@@ -165,6 +178,7 @@ class MajorityCore:
         self.my_votes: dict[str, _MyVote] = {}  # undecided proposals this node voted on
         self.asking: dict[str, tuple[Proposal, float]] = {}  # waiting for the policy
         self.decided: OrderedDict[str, bool] = OrderedDict()
+        self.announcing: dict[str, _Announce] = {}
         self.applied_index = 0
         self._out = Output()
 
@@ -196,7 +210,7 @@ class MajorityCore:
         own = self.own.get(pid)
         if own is not None:
             own.votes[self.id] = bool(granted)
-            self._evaluate(own)
+            self._evaluate(own, now)
         else:
             self._send(proposal.proposer, "vote", {"pid": pid, "granted": bool(granted)})
 
@@ -207,9 +221,11 @@ class MajorityCore:
             if kind == "propose":
                 self._on_propose(Proposal.from_body(body), now)
             elif kind == "vote":
-                self._on_vote(sender, str(body["pid"]), bool(body["granted"]))
+                self._on_vote(sender, str(body["pid"]), bool(body["granted"]), now)
             elif kind == "decide":
-                self._on_decide(body)
+                self._on_decide(sender, body)
+            elif kind == "decided":
+                self._on_decided(sender, str(body["pid"]))
             else:
                 raise ValueError(f"unknown simple_majority message {kind!r}")
         except (KeyError, TypeError) as exc:
@@ -218,12 +234,19 @@ class MajorityCore:
     def tick(self, now: float) -> None:
         for own in list(self.own.values()):
             if now >= own.deadline:
-                self._decide(own, accepted=False, error="timeout")
+                self._decide(own, now, accepted=False, error="timeout")
             elif now - own.last_sent >= self.retry_interval:
                 own.last_sent = now
                 for voter in own.proposal.voters:
                     if voter != self.id and voter not in own.votes:
                         self._send(voter, "propose", own.proposal.to_body())
+        for pid, announce in list(self.announcing.items()):
+            if now >= announce.until:
+                del self.announcing[pid]
+            elif now - announce.last_sent >= self.retry_interval:
+                announce.last_sent = now
+                for voter in sorted(announce.unacked):
+                    self._send(voter, "decide", announce.body)
         for pid, vote in list(self.my_votes.items()):
             if now >= vote.expires:
                 del self.my_votes[pid]  # the decision never came: release the promise
@@ -276,7 +299,7 @@ class MajorityCore:
             return
         self._ask(proposal, now)
 
-    def _on_vote(self, voter: str, pid: str, granted: bool) -> None:
+    def _on_vote(self, voter: str, pid: str, granted: bool, now: float) -> None:
         own = self.own.get(pid)
         if own is None:
             accepted = self.decided.get(pid)
@@ -287,18 +310,18 @@ class MajorityCore:
         if voter not in own.proposal.voters or voter in own.votes:
             return
         own.votes[voter] = granted
-        self._evaluate(own)
+        self._evaluate(own, now)
 
-    def _evaluate(self, own: _Own) -> None:
+    def _evaluate(self, own: _Own, now: float) -> None:
         p = own.proposal
         for_ = sum(1 for v in own.votes.values() if v)
         undecided = p.total - len(own.votes)
         if for_ >= p.quorum_required:
-            self._decide(own, accepted=True)
+            self._decide(own, now, accepted=True)
         elif for_ + undecided < p.quorum_required:
-            self._decide(own, accepted=False, error="rejected")
+            self._decide(own, now, accepted=False, error="rejected")
 
-    def _decide(self, own: _Own, accepted: bool, error: str | None = None) -> None:
+    def _decide(self, own: _Own, now: float, accepted: bool, error: str | None = None) -> None:
         p = own.proposal
         del self.own[p.proposal_id]
         for_ = sum(1 for v in own.votes.values() if v)
@@ -308,14 +331,26 @@ class MajorityCore:
                 "for": for_, "against": against}
         if accepted:
             body["proposal"] = p.to_body()  # a voter that never saw it can still apply it
-        for voter in p.voters:
-            if voter != self.id:
-                self._send(voter, "decide", body)
+        others = {v for v in p.voters if v != self.id}
+        for voter in sorted(others):
+            self._send(voter, "decide", body)
+        if others:
+            self.announcing[p.proposal_id] = _Announce(body, others, now + p.timeout, now)
         self._out.decisions.append(self._learn(decision))
 
-    def _on_decide(self, body: dict[str, Any]) -> None:
+    def _on_decided(self, voter: str, pid: str) -> None:
+        announce = self.announcing.get(pid)
+        if announce is not None:
+            announce.unacked.discard(voter)
+            if not announce.unacked:
+                del self.announcing[pid]
+
+    def _on_decide(self, sender: str, body: dict[str, Any]) -> None:
         pid = str(body["pid"])
-        if pid in self.decided or pid in self.own:
+        if pid in self.own:
+            return
+        self._send(sender, "decided", {"pid": pid})  # a repeat gets acknowledged again
+        if pid in self.decided:
             return
         accepted = bool(body["accepted"])
         if accepted and "proposal" not in body:

@@ -25,8 +25,7 @@ from nodes.statemachine import ApplyContext
 from .driver import Driver, Options
 from .events import EventBus
 from .majority import Decision, MajorityCore, Proposal, quorum_required
-from .raft_driver import describe
-from .types import ConsensusError, NodeInfo, ProposalResult, Votes
+from .types import ConsensusError, NodeInfo, ProposalResult, Votes, describe_command
 from .wire import App, Packet
 
 log = logging.getLogger("arena.consensus.majority")
@@ -176,7 +175,7 @@ class MajorityDriver(Driver):
                               holder=event["holder"], token=event["token"],
                               expires_ms=event["expires_ms"])
         if isinstance(result, dict) and result.get("ok"):
-            key, value = describe(p.command, result)
+            key, value = describe_command(p.command, result)
             self.bus.emit("consensus:accepted", key, value, proposal_id=p.proposal_id,
                           index=index, op=p.command.get("op"), result=result,
                           votes=Votes(decision.for_, decision.against, p.total))

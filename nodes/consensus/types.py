@@ -136,3 +136,19 @@ class Timing:
         lo = max(hb + 1, round(self.election_timeout[0] / self.tick))
         hi = max(lo + 1, round(self.election_timeout[1] / self.tick))
         return hb, lo, hi
+
+
+def describe_command(command: dict[str, Any], result: dict[str, Any]) -> tuple[str | None, Any]:
+    """(key, value) a command is about, for events and results."""
+    op = command.get("op")
+    if op in ("put", "cas"):
+        return command.get("key"), command.get("value")
+    if op == "delete":
+        return command.get("key"), None
+    if op in ("incr", "decr"):
+        return command.get("key"), result.get("value")
+    if op in ("lock", "unlock", "renew"):
+        return command.get("name"), command.get("holder")
+    if op == "batch":
+        return None, command.get("ops")
+    return command.get("key"), command.get("value")

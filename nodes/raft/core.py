@@ -727,14 +727,21 @@ class RaftNode:
         done = off + len(chunk) >= len(snap.data)
         self._send(InstallSnapshot(self.term, self.id, peer, snap.meta, off, chunk, done, self.seq))
 
-    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
+    def _responder(self, m: AppendEntriesResponse | InstallSnapshotResponse) -> Progress | None:
+        """The progress of a follower that answered, marked active (check-quorum) and
+        credited with the ``seq`` it echoes (ReadIndex); None if it is not ours."""
         if self.role is not Role.LEADER:
-            return
+            return None
         pr = self.progress.get(m.sender)
+        if pr is not None:
+            pr.recent_active = True
+            pr.acked_seq = max(pr.acked_seq, m.seq)
+        return pr
+
+    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
+        pr = self._responder(m)
         if pr is None:
             return
-        pr.recent_active = True
-        pr.acked_seq = max(pr.acked_seq, m.seq)
         if m.success:
             if pr.update_match(m.match_index):
                 if pr.state is ProgressState.PROBE:
@@ -763,13 +770,9 @@ class RaftNode:
         self._check_reads()
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self.progress.get(m.sender)
+        pr = self._responder(m)
         if pr is None:
             return
-        pr.recent_active = True
-        pr.acked_seq = max(pr.acked_seq, m.seq)
         if pr.state is ProgressState.SNAPSHOT and pr.snapshot is not None:
             if m.snapshot_index != pr.snapshot.meta.index:
                 return
@@ -820,6 +823,13 @@ class RaftNode:
     def _tick_leader(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        if self.lead_transferee is not None:
+            # thesis 3.10: abort after about an election timeout, counted from the
+            # transfer's start (not on the check-quorum timer, which may be about
+            # to run out when the transfer begins)
+            self.transfer_elapsed += 1
+            if self.transfer_elapsed >= self.cfg.election_ticks_min:
+                self.lead_transferee = None
         if self.election_elapsed >= self.cfg.election_ticks_min:
             self.election_elapsed = 0
             if self.cfg.check_quorum:
@@ -830,8 +840,6 @@ class RaftNode:
                 if len(active) < self._quorum():
                     self._become_follower(self.term, None)  # thesis 6.2
                     return
-            if self.lead_transferee is not None:
-                self.lead_transferee = None  # the transfer timed out (thesis 3.10)
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             for peer in self._peers():

@@ -15,6 +15,7 @@ from random import Random
 
 from nodes.lincheck import check
 from nodes.raft.core import RaftConfig
+from nodes.raft.errors import NotLeader, TransferInProgress
 
 from .cluster import Cluster
 from .invariants import InvariantViolation
@@ -24,7 +25,7 @@ from .node import encode_op
 from .storage_hosts import DiskHost
 from .workload import Workload
 
-__all__ = ["Nemesis", "SimParams", "SimResult", "run_seed"]
+__all__ = ["Nemesis", "SeedPlan", "SimParams", "SimResult", "run_seed"]
 
 
 @dataclass(slots=True)
@@ -66,31 +67,64 @@ class SimResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SeedPlan:
+    """What a seed decides before the run starts (and the seeds for the rest)."""
+
+    size: int
+    faults: Faults
+    raft_config: RaftConfig
+    on_disk: bool
+    segment_bytes: int
+    host_seed: float
+    cluster_seed: int
+    clients: int
+    timeout_ms: float
+    workload_seed: float
+    nemesis_seed: float
+
+    @classmethod
+    def draw(cls, seed: int, p: SimParams) -> SeedPlan:
+        rng = Random(seed)
+        size = rng.choice(p.sizes)
+        faults = Faults(drop=rng.choice([0.0, 0.02, 0.08]), duplicate=rng.choice([0.0, 0.03]),
+                        slow=rng.choice([0.0, 0.05]))
+        # small batches and windows make old-term entries travel apart from the new
+        # leader's no-op, which is what the Figure 8 scenario needs: one entry per
+        # AppendEntries and one message in flight catch such bugs far more often
+        raft_config = RaftConfig(
+            max_batch_bytes=rng.choice([1, 40, 200, 1 << 20]),
+            max_inflight=rng.choice([1, 4, 64]),
+            snapshot_chunk_bytes=rng.choice([64, 4096]),
+        )
+        on_disk = rng.random() < 0.5  # drawn even when forced: the rest stays the same
+        return cls(
+            size=size,
+            faults=faults,
+            raft_config=raft_config,
+            on_disk=on_disk if p.disk is None else p.disk,
+            segment_bytes=rng.choice([512, 4096, 1 << 16]),
+            host_seed=rng.random(),
+            cluster_seed=rng.randrange(1 << 30),
+            clients=p.clients + rng.randrange(4),
+            timeout_ms=rng.choice([150.0, 400.0, 1000.0]),
+            workload_seed=rng.random(),
+            nemesis_seed=rng.random(),
+        )
+
+
 def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
     p = params or SimParams()
-    rng = Random(seed)
-    size = rng.choice(p.sizes)
-    faults = Faults(drop=rng.choice([0.0, 0.02, 0.08]), duplicate=rng.choice([0.0, 0.03]),
-                    slow=rng.choice([0.0, 0.05]))
-    # small batches and windows make old-term entries travel apart from the new
-    # leader's no-op, which is what the Figure 8 scenario needs
-    raft_config = RaftConfig(
-        max_batch_bytes=rng.choice([1, 40, 200, 1 << 20]),
-        max_inflight=rng.choice([1, 4, 64]),
-        snapshot_chunk_bytes=rng.choice([64, 4096]),
-    )
-    on_disk = rng.random() < 0.5 if p.disk is None else p.disk
-    host_seed = rng.random()
-    segment_bytes = rng.choice([512, 4096, 1 << 16])
-    host = DiskHost(Random(host_seed), segment_bytes=segment_bytes) if on_disk else None
-    cluster = Cluster(size, seed=rng.randrange(1 << 30), faults=faults,
-                      snapshot_interval=p.snapshot_interval, raft_config=raft_config,
+    plan = SeedPlan.draw(seed, p)
+    host = DiskHost(Random(plan.host_seed), segment_bytes=plan.segment_bytes) if plan.on_disk else None
+    cluster = Cluster(plan.size, seed=plan.cluster_seed, faults=plan.faults,
+                      snapshot_interval=p.snapshot_interval, raft_config=plan.raft_config,
                       storage_host=host)
-    workload = Workload(cluster, Random(rng.random()), clients=p.clients + rng.randrange(4),
-                        timeout_ms=rng.choice([150.0, 400.0, 1000.0]))
-    nemesis = Nemesis(cluster, Random(rng.random()), p.nemesis_every_ms,
+    workload = Workload(cluster, Random(plan.workload_seed), clients=plan.clients,
+                        timeout_ms=plan.timeout_ms)
+    nemesis = Nemesis(cluster, Random(plan.nemesis_seed), p.nemesis_every_ms,
                       membership=p.membership)
-    result = SimResult(seed=seed, ok=False, size=size, disk=on_disk)
+    result = SimResult(seed=seed, ok=False, size=plan.size, disk=plan.on_disk)
     t0 = time.perf_counter()
     try:
         # safety phase: faults everywhere, invariants checked after every event
@@ -137,20 +171,31 @@ def _liveness(cluster: Cluster, workload: Workload, nemesis: Nemesis, p: SimPara
         if nid not in nemesis.retired:
             cluster.restart(nid)
     start = cluster.now
-    leader = cluster.wait_for_leader(p.liveness_bound_ms)
-    if leader is None:
-        raise InvariantViolation(
-            f"liveness: no leader within {p.liveness_bound_ms:.0f} ms after healing"
-        )
-    node = cluster.nodes[leader]
+    deadline = start + p.liveness_bound_ms
+    while True:  # a leadership transfer may still be under way: ask again shortly
+        leader = cluster.wait_for_leader(deadline - cluster.now)
+        if leader is None:
+            raise InvariantViolation(
+                f"liveness: no leader within {p.liveness_bound_ms:.0f} ms after healing"
+            )
+        node = cluster.nodes[leader]
+        try:
+            index = node.raft.propose(encode_op({"kind": "write", "key": "_live", "value": seed}))
+            break
+        except (NotLeader, TransferInProgress) as e:
+            if cluster.now >= deadline:
+                raise InvariantViolation(
+                    f"liveness: {leader} refused every proposal for {p.liveness_bound_ms:.0f} "
+                    f"ms after healing ({e})"
+                ) from None
+            cluster.run_for(5, workload.step)
+    node.handle_ready()
     members = node.raft.config.members()
     if members & nemesis.retired:
         raise InvariantViolation(
             f"retired servers {sorted(members & nemesis.retired)} are members of "
             f"{leader}'s configuration {sorted(members)}"
         )
-    index = node.raft.propose(encode_op({"kind": "write", "key": "_live", "value": seed}))
-    node.handle_ready()
     remaining = p.liveness_bound_ms - (cluster.now - start)
 
     def applied_everywhere() -> bool:

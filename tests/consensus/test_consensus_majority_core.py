@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from nodes.consensus.liveness import Liveness
-from nodes.consensus.majority import MajorityCore, Output, Proposal, quorum_required
+from nodes.consensus.majority import MajorityCore, Output, quorum_required
 
 PUT = {"op": "put", "key": "k", "value": 1}
 
@@ -156,6 +156,23 @@ def test_a_voter_that_never_saw_the_proposal_still_applies_the_decision() -> Non
             t.cores["b"].step("a", kind, body, 0.0)
     t.deliver()
     assert t.applied("c") and t.applied("c")[0].proposal.proposal_id == pid
+
+
+def test_a_decision_lost_on_the_way_is_resent_until_acknowledged() -> None:
+    t = Trio(timeout=5.0)
+    t.down = {"c"}  # c misses both the proposal and the decision
+    t.cores["a"].propose("k", 1, PUT, 0.0, 0)
+    t.deliver()
+    assert t.decisions("a")[0].accepted and not t.applied("c")
+    assert t.cores["a"].announcing  # b acknowledged, c did not
+    t.down = set()
+    t.cores["a"].tick(0.2)
+    t.deliver(0.2)
+    assert [d.proposal.command for d in t.applied("c")] == [PUT]
+    assert t.cores["a"].announcing == {}
+    t.cores["a"].tick(0.4)  # nothing left to resend; a repeat would be ignored anyway
+    t.deliver(0.4)
+    assert len(t.applied("c")) == 1
 
 
 def test_malformed_messages_raise_value_error_for_the_driver_to_count() -> None:

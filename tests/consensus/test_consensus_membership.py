@@ -48,8 +48,9 @@ def test_an_added_node_joins_as_a_learner_catches_up_and_becomes_a_voter() -> No
             await wait_until(lambda: "n4" in cl[leader].get_debug_state()["voters"], 3.0,
                              "n4 promoted to voter")
             await wait_until(lambda: newcomer.get("k9") == 9, 3.0, "n4 caught up")
-            state = newcomer.get_debug_state()
-            assert state["voters"] == ["n1", "n2", "n3", "n4"]  # not just itself
+            # it knows the whole configuration, not just itself (see the cfg handshake)
+            await wait_until(lambda: newcomer.get_debug_state()["voters"] == cl.ids + ["n4"],
+                             3.0, "n4 sees four voters")
             assert set(cl[follower].get_nodes()) == {"n1", "n2", "n3", "n4"}
             assert await newcomer.propose("from-n4", True)
             await cl.converged("from-n4", True)
