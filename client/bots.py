@@ -4,8 +4,8 @@ A bot is a policy over the same session a window uses: join, mark ready, start
 the game when it hosts, hit targets, ask for a rematch. Strategies:
 
 - ``eager``: hits the first open target as soon as it sees one;
-- ``slow``: thinks 300-800 ms before each hit;
-- ``random``: picks a random open target after a random pause.
+- ``slow``: thinks 0.8-2 s before each hit (a casual human pace);
+- ``random``: picks a random open target after a random pause (0.2-1.2 s).
 
 Each bot's choices come from a ``random.Random`` seeded from ``--seed`` and its
 name, so a run can be repeated.
@@ -52,6 +52,7 @@ class Bot:
     _last_game: int = -1
     _over_since: float | None = None
     _name_tries: int = 0
+    _aim_at: float | None = None
     _busy_cmd: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -106,14 +107,14 @@ class Bot:
                 self._send({"type": "rematch"})
 
     def _hit(self, state: dict, targets: list[dict], now: float) -> None:
-        if self.strategy == "eager":
-            target = targets[0]
-        else:
-            target = self.rng.choice(targets)
-        if self.strategy == "slow":
-            self._next_action = now + self.rng.uniform(0.3, 0.8)
-        elif self.strategy == "random":
-            self._next_action = now + self.rng.uniform(0.05, 0.6)
+        if self.strategy != "eager" and self._aim_at is None:
+            # think before each hit (not after): a round's first target is no freebie
+            pause = (0.8, 2.0) if self.strategy == "slow" else (0.2, 1.2)
+            self._aim_at = now + self.rng.uniform(*pause)
+        if self._aim_at is not None and now < self._aim_at:
+            return
+        self._aim_at = None
+        target = targets[0] if self.strategy == "eager" else self.rng.choice(targets)
         self.hits_sent += 1
         self._send({"type": "hit", "round": state["current_round"]["number"],
                     "target": target["id"]})

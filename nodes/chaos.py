@@ -214,9 +214,11 @@ def run_chaos(duration: float = 30.0, clients: int = 4, nodes: int = 3,
         while time.monotonic() < end:
             time.sleep(min(rng.uniform(*every), max(0.0, end - time.monotonic())))
             if time.monotonic() < end:
+                said = len(nemesis.log)
                 nemesis.step()
                 if progress:
-                    print(nemesis.log[-1] if nemesis.log else "", flush=True)
+                    for line in nemesis.log[said:]:
+                        print(line, flush=True)
         nemesis.recover_all()
         stop.set()
         for t in threads:

@@ -54,7 +54,17 @@ def _fail(e: Exception) -> click.ClickException:
     return click.ClickException(str(e))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """A bad or unreadable cluster file (or key file) is a clear error, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except clusterfile.ClusterFileError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="arena")
 def main() -> None:
     """Arena: a multiplayer game backend whose state is replicated with Raft."""
@@ -212,13 +222,23 @@ _process_command("resume", "SIGCONT a paused node.")
 @admin_key_option
 def partition(node_ids: tuple[str, ...], cluster_path: str | None, admin_key: str | None) -> None:
     """Cut NODE_IDS off from the rest of the cluster (nodes drop that traffic)."""
+    _admin_everywhere(cluster_path, admin_key, "partition", {"nodes": list(node_ids)})
+    click.echo(f"partitioned {', '.join(node_ids)} from the rest")
+
+
+def _admin_everywhere(cluster_path: str | None, admin_key: str | None, action: str,
+                      args: dict) -> None:
+    """Send an admin action to every node; fail (exit 1) if no node took it."""
+    done = 0
     with _client(cluster_path, admin_key, deadline=2.0) as c:
         for nid in c.cluster.ids():
             try:
-                c.admin("partition", {"nodes": list(node_ids)}, node=nid)
+                c.admin(action, args, node=nid)
+                done += 1
             except Exception as e:
                 click.echo(f"{nid}: {e}", err=True)
-    click.echo(f"partitioned {', '.join(node_ids)} from the rest")
+    if not done:
+        raise click.ClickException(f"no node accepted '{action}'")
 
 
 @main.command()
@@ -226,12 +246,7 @@ def partition(node_ids: tuple[str, ...], cluster_path: str | None, admin_key: st
 @admin_key_option
 def heal(cluster_path: str | None, admin_key: str | None) -> None:
     """Undo every partition."""
-    with _client(cluster_path, admin_key, deadline=2.0) as c:
-        for nid in c.cluster.ids():
-            try:
-                c.admin("heal", {}, node=nid)
-            except Exception as e:
-                click.echo(f"{nid}: {e}", err=True)
+    _admin_everywhere(cluster_path, admin_key, "heal", {})
     click.echo("healed")
 
 

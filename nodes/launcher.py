@@ -86,10 +86,13 @@ def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: b
     lc.start_all()
     extras: list[subprocess.Popen] = []
     env = {**os.environ, "ARENA_CLUSTER": str(lc.cluster_path)}
+    # with people playing, bots play at a human pace (an eager bot clears a round
+    # before anyone can click); without, they are load
+    strategies = ["slow", "random"] if players else ["eager", "slow", "random"]
     for i in range(bots):
         extras.append(subprocess.Popen(
             [sys.executable, "-m", "nodes", "bots", "--count", "1", "--strategy",
-             ["eager", "slow", "random"][i % 3], "--name", f"bot{i + 1}"],
+             strategies[i % len(strategies)], "--name", f"bot{i + 1}"],
             env=env, stdout=open(directory / f"bot{i + 1}.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True))
     for i in range(players):
