@@ -123,7 +123,8 @@ def latency(c: Client, writes: int) -> dict:
         t0 = time.perf_counter()
         c.put("lat", i)
         samples.append((time.perf_counter() - t0) * 1000)
-    return {"single_client": summarize(samples), "writes": writes}
+    return {"single_client": summarize(samples), "writes": writes,
+            "samples_ms": [round(x, 3) for x in samples]}
 
 
 def failover(lc: LocalCluster, c: Client, trials: int) -> dict:
@@ -186,7 +187,8 @@ def broadcast(lc: LocalCluster, c: Client, subscribers: int, writes: int) -> dic
 def memory(lc: LocalCluster, commits: int, clients: int) -> dict:
     t = throughput(lc, commits, clients)
     rss = {nid: round(_rss_mb(lc.pid(nid) or 0), 1) for nid in lc.cluster.ids()}
-    return {"commits": t["commits"], "rss_mb_per_node": rss, "max_rss_mb": max(rss.values())}
+    return {"commits": t["commits"], "rss_mb_per_node": rss, "max_rss_mb": max(rss.values()),
+            "sustained_commits_per_s": round(t["commits_per_s"]), "seconds": t["seconds"]}
 
 
 def catchup(lc: LocalCluster, c: Client, commits: int, clients: int) -> dict:

@@ -374,6 +374,7 @@ def _latency(cluster: _Cluster, leader: _Node, writes: int, value_size: int) -> 
     )  # fmt: skip
     cluster.committed += len(reply["samples_ms"])
     summary: dict[str, Any] = summarize(reply["samples_ms"])
+    summary["samples_ms"] = [round(x, 3) for x in reply["samples_ms"]]
     summary["errors"] = reply["errors"]
     if reply["truncated"]:
         summary["truncated"] = True
