@@ -203,8 +203,7 @@ class NodeServer:
         next_tick = time.monotonic() + self.tick_s
         while not self.stopping:
             timeout_ms = max(0.0, (next_tick - time.monotonic()) * 1000)
-            self.poller.poll(timeout_ms)
-            self.turn()
+            self.turn(dict(self.poller.poll(timeout_ms)))
             now = time.monotonic()
             ticks = 0
             while now >= next_tick:
@@ -218,16 +217,24 @@ class NodeServer:
                 self._leader_timers()
                 self._drain_ready()
 
-    def turn(self) -> None:
-        """One pass over every input, then the Ready loop."""
-        if self.zap is not None:
+    def turn(self, readable: dict | None = None) -> None:
+        """One pass over the inputs ``poll`` found readable (all, when not given),
+        then the Ready loop. Probing idle sockets costs an exception each, on the
+        write path of every hop."""
+        def due(sock: zmq.Socket) -> bool:
+            return readable is None or sock in readable
+
+        if self.zap is not None and due(self.zap.socket):
             self.zap.handle()
-        self.transport.poll_monitors()
-        for m in self.transport.receive():
-            self.raft.step(m)
-        self._drain_ready()
-        self._serve_clients()
-        self._drain_ready()
+        if readable is None or any(m in readable for m in self.transport.monitors):
+            self.transport.poll_monitors()
+        if due(self.transport.router):
+            for m in self.transport.receive():
+                self.raft.step(m)
+            self._drain_ready()
+        if due(self.clients):
+            self._serve_clients()
+            self._drain_ready()
         now = time.monotonic()
         if now - self._last_info >= CLUSTER_INFO_EVERY_S:
             self._last_info = now
