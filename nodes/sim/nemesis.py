@@ -85,6 +85,9 @@ class Nemesis:
         if c.now < self.next_at:
             return
         self.next_at = c.now + self.rng.uniform(*self.every_ms)
+        live = [n for n in c.ids if n not in self.retired]
+        if 2 * len(c.nodes) <= len(live) and self.rng.random() < 0.5 and self._restart():
+            return  # most servers are down: bring one back rather than wait for luck
         for _ in range(3):  # an event that does not apply now (no leader...) draws again
             pick = self.rng.random()
             for weight, event in self.events:
@@ -172,7 +175,7 @@ class Nemesis:
     def _stable_leader(self) -> str | None:
         return self.cluster.stable_leader()
 
-    def _propose(self, lead: str, change: ConfigChange) -> bool:
+    def _propose(self, lead: str, change: ConfigChange, overlap: bool = True) -> bool:
         node = self.cluster.nodes[lead]
         what = f"{change.kind.name.lower()} {change.node_id} via {lead}"
         try:
@@ -181,8 +184,24 @@ class Nemesis:
             self._say(f"refused {what}: {type(e).__name__}")
             return False
         self._say(f"change {what}")
+        if overlap and self.rng.random() < 0.3:
+            self._overlapping_change(lead, change.node_id)
         node.handle_ready()
         return True
+
+    def _overlapping_change(self, lead: str, first: str) -> None:
+        """A second change while the first is in flight: the leader must refuse it
+        (thesis 4.1); were it taken, two configurations with disjoint majorities
+        could be in force at once."""
+        cfg = self.cluster.nodes[lead].raft.config
+        others = sorted(
+            n for n in cfg.members() - {first}
+            if n in cfg.learners or len(cfg.voters) > self.min_voters
+        )
+        if others:
+            victim = self.rng.choice(others)
+            if self._propose(lead, ConfigChange(ChangeKind.REMOVE, victim), overlap=False):
+                self.removing.add(victim)
 
     def _transfer(self) -> bool:
         c = self.cluster

@@ -132,7 +132,12 @@ def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
             nemesis.step()
             workload.step()
 
-        cluster.run_for(p.safety_ms, during_faults)
+        # in slices, so that faults and clients go on even when every node is down
+        # (no tick, no message: nothing else would wake them)
+        end = cluster.now + p.safety_ms
+        while cluster.now < end:
+            cluster.run_until(min(cluster.now + 20.0, end), during_faults)
+            during_faults()
         _liveness(cluster, workload, nemesis, p, seed)
         workload.active = False
         cluster.run_until(cluster.now + 2 * workload.timeout_ms, workload.step, stop=workload.idle)

@@ -6,13 +6,18 @@ second change waits for the first. Every assertion names its seed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from random import Random
 
 import pytest
 
 from nodes.lincheck import check
-from nodes.raft.errors import ConfigChangeInProgress, NotLeader, TransferInProgress
+from nodes.raft.errors import (
+    ConfigChangeInProgress,
+    InvalidConfigChange,
+    NotLeader,
+    TransferInProgress,
+)
 from nodes.raft.messages import ChangeKind, ConfigChange, RequestVote, RequestVoteResponse
 from nodes.raft.ready import Role
 from nodes.sim.cluster import Cluster
@@ -71,35 +76,31 @@ class Ledger:
         node.handle_ready()
 
 
-def change(c: Cluster, ch: ConfigChange, seed: int, during: object, within_ms: float = 5000) -> int:
-    """Propose ``ch`` through whoever leads (retrying while refused) and wait until it
-    is committed; returns its index."""
-    step = during  # called after every event
-    deadline = c.now + within_ms
-    while True:
-        lead = c.stable_leader()
-        if lead is not None:
-            node = c.nodes[lead]
-            try:
-                index = node.raft.propose_config_change(ch)
-                node.handle_ready()
-                break
-            except (ConfigChangeInProgress, NotLeader, TransferInProgress):
-                pass
-        assert c.now < deadline, f"seed={seed}: {ch} was never accepted"
-        c.run_for(10, step)  # type: ignore[arg-type]
-
-    def committed() -> bool:
+def change(c: Cluster, ch: ConfigChange, seed: int, during: Callable[[], None],
+           within_ms: float = 5000) -> None:
+    """Propose ``ch`` through whoever leads until the leader's committed
+    configuration shows it (a proposal refused, or lost with its leader, is
+    proposed again)."""
+    def done() -> bool:
         lead = c.stable_leader()
         if lead is None:
             return False
         r = c.nodes[lead].raft
-        return r.commit >= index and r.log.term(index) == term
+        members = r.config_at(r.commit).members()
+        return (ch.node_id in members) == (ch.kind is ChangeKind.ADD_LEARNER)
 
-    term = node.raft.term
-    ok = c.run_until(deadline, step, stop=committed)  # type: ignore[arg-type]
-    assert ok, f"seed={seed}: {ch} at index {index} did not commit"
-    return index
+    deadline = c.now + within_ms
+    while not done():
+        assert c.now < deadline, f"seed={seed}: {ch} did not commit within {within_ms} ms"
+        lead = c.stable_leader()
+        if lead is not None:
+            node = c.nodes[lead]
+            try:
+                node.raft.propose_config_change(ch)
+                node.handle_ready()
+            except (ConfigChangeInProgress, InvalidConfigChange, NotLeader, TransferInProgress):
+                pass
+        c.run_until(min(c.now + 300, deadline), during, stop=done)
 
 
 def settle(c: Cluster, seed: int, members: set[str] | None = None,
