@@ -134,13 +134,15 @@ class Client:
         return self._wait(self.link.call("admin", body, node=node))
 
     def leader(self, timeout: float = 2.0, among: list[str] | None = None) -> str | None:
-        """The node (of ``among``, default all) that says it leads, if any answers so."""
+        """The node (of ``among``, default all) that says it leads the highest term;
+        a deposed leader that has not heard the news yet never wins over the new one."""
         ids = among or self.cluster.ids()
+        best: tuple[str, int] | None = None
         for nid in ids:
             s = self.status(nid, timeout=timeout / max(1, len(ids)))
-            if s and s.get("role") == "leader":
-                return nid
-        return None
+            if s and s.get("role") == "leader" and (best is None or s["term"] > best[1]):
+                best = (nid, s["term"])
+        return best[0] if best else None
 
     def wait_for_leader(self, timeout: float, among: list[str] | None = None) -> str:
         """Poll until a node says it leads; raises TimeoutError_ at the deadline."""
@@ -154,6 +156,7 @@ def wait_until(cond: Callable[[], T], timeout: float, what: str,
     """Poll ``cond`` (running ``between`` each time) until it returns something truthy;
     raises ``TimeoutError_`` naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
+    value: T | None = None
     while time.monotonic() < deadline:
         if between is not None:
             between()
@@ -161,4 +164,4 @@ def wait_until(cond: Callable[[], T], timeout: float, what: str,
         if value:
             return value
         time.sleep(every)
-    raise TimeoutError_(f"timed out after {timeout:.1f} s waiting for {what}")
+    raise TimeoutError_(f"timed out after {timeout:.1f} s waiting for {what} (last: {value!r})")

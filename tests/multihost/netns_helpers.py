@@ -38,6 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from client.api import wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 SUBNET = "10.213.0"  # a private /24 that exists only inside the lab's namespaces
 SWITCH_ADDR = f"{SUBNET}.1"
@@ -48,15 +50,8 @@ T = TypeVar("T")
 
 
 def wait_for(cond: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
-    """Poll ``cond`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what} (last: {last!r})")
+    """Poll ``cond`` until it returns something truthy; fails naming ``what``."""
+    return wait_until(cond, timeout, what, every=every)
 
 
 # --- can this machine do it? ------------------------------------------------------------
