@@ -20,7 +20,7 @@ from nodes.raft.storage import Storage
 
 from .invariants import Invariants
 from .network import Faults, Network
-from .node import Hooks, SimNode
+from .node import Hooks, SimNode, encode_op
 from .storage_hosts import MemoryHost, SimulatedCrash, StorageHost
 
 
@@ -224,6 +224,26 @@ class Cluster:
     def wait_for_leader(self, within_ms: float) -> str | None:
         self.run_until(self.now + within_ms, stop=lambda: self.stable_leader() is not None)
         return self.stable_leader()
+
+    def write(self, key: str, value: object, via: str | None = None) -> int:
+        """Propose a register write through ``via`` (default: the leader); its index."""
+        lead = via or self.leader()
+        assert lead is not None, "no leader to write through"
+        node = self.nodes[lead]
+        index = node.raft.propose(encode_op({"kind": "write", "key": key, "value": value}))
+        node.handle_ready()
+        return index
+
+    def settle(self, within_ms: float = 5000, marker: object = 0) -> int | None:
+        """Commit a marker through a stable leader and wait until every live node has
+        applied it: its index, or None if there was no leader or it did not get there."""
+        lead = self.wait_for_leader(within_ms)
+        if lead is None:
+            return None
+        index = self.write("_marker", marker, via=lead)
+        ok = self.run_until(self.now + within_ms,
+                            stop=lambda: all(n.last_applied >= index for n in self.nodes.values()))
+        return index if ok else None
 
     def stable_leader(self) -> str | None:
         """A leader whose term no live member of its configuration exceeds (so it is

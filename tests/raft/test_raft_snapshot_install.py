@@ -13,7 +13,6 @@ import pytest
 from nodes.raft.core import RaftConfig
 from nodes.raft.messages import InstallSnapshot, Message
 from nodes.sim.cluster import Cluster
-from nodes.sim.node import encode_op
 from nodes.sim.storage_hosts import DiskHost
 
 CHUNK = 32
@@ -40,11 +39,7 @@ def closing() -> Iterator[list[Cluster]]:
 
 
 def put(c: Cluster, key: str, value: object) -> None:
-    lead = c.leader()
-    assert lead is not None
-    node = c.nodes[lead]
-    node.raft.propose(encode_op({"kind": "write", "key": key, "value": value}))
-    node.handle_ready()
+    c.write(key, value)
 
 
 def record_snapshot_chunks(c: Cluster, to: str) -> list[InstallSnapshot]:
@@ -84,14 +79,10 @@ def leave_follower_behind(c: Cluster, seed: int) -> tuple[str, str]:
 
 
 def settle(c: Cluster, seed: int, within_ms: float = 5000) -> int:
-    lead = c.wait_for_leader(within_ms)
-    assert lead is not None, f"seed={seed}: no leader after healing"
-    node = c.nodes[lead]
-    index = node.raft.propose(encode_op({"kind": "write", "key": "_marker", "value": seed}))
-    node.handle_ready()
-    ok = c.run_until(c.now + within_ms,
-                     stop=lambda: all(n.last_applied >= index for n in c.nodes.values()))
-    assert ok, f"seed={seed}: the marker at {index} was not applied everywhere"
+    """Commit a marker through the leader; wait until every node applied it."""
+    index = c.settle(within_ms, marker=seed)
+    assert index is not None, (
+        f"seed={seed}: no leader, or the marker not applied everywhere, in {within_ms} ms")
     return index
 
 

@@ -29,14 +29,9 @@ def heal_everything(c: Cluster) -> None:
 
 def settle(c: Cluster, seed: int, within_ms: float = 5000) -> int:
     """Commit a marker through the leader; wait until every node applied it."""
-    lead = c.wait_for_leader(within_ms)
-    assert lead is not None, f"seed={seed}: no leader within {within_ms} ms after healing"
-    node = c.nodes[lead]
-    index = node.raft.propose(encode_op({"kind": "write", "key": "_marker", "value": seed}))
-    node.handle_ready()
-    ok = c.run_until(c.now + within_ms,
-                     stop=lambda: all(n.last_applied >= index for n in c.nodes.values()))
-    assert ok, f"seed={seed}: the marker at {index} was not applied everywhere in {within_ms} ms"
+    index = c.settle(within_ms, marker=seed)
+    assert index is not None, (
+        f"seed={seed}: no leader, or the marker not applied everywhere, in {within_ms} ms")
     return index
 
 

@@ -87,12 +87,10 @@ def all_applied(c: Cluster, index: int) -> bool:
 
 
 def settle(c: Cluster, seed: int, within_ms: float = 3000) -> int:
-    """Commit a marker entry through the current leader and wait until every live
-    node applied it; returns its index."""
-    lead = leader_of(c, seed, within_ms)
-    index, _ = propose_at(c, lead, "_marker", seed)
-    assert c.run_until(c.now + within_ms, stop=lambda: all_applied(c, index)), (
-        f"seed={seed}: index {index} not applied everywhere within {within_ms} ms")
+    """Commit a marker through the leader; wait until every node applied it."""
+    index = c.settle(within_ms, marker=seed)
+    assert index is not None, (
+        f"seed={seed}: no leader, or the marker not applied everywhere, in {within_ms} ms")
     return index
 
 
