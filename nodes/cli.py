@@ -343,8 +343,12 @@ def kv_get(key: str, stale: bool, cluster_path: str | None, as_json: bool) -> No
         click.echo(json.dumps(r.get("value")))
 
 
+OPTIONAL_ARGS = {"by": "1", "ttl_ms": "10000"}  # positional, but with a default
+
+
 def _kv_command(name: str, args: list[str], doc: str) -> None:
-    params = [click.Argument([a]) for a in args]
+    params = [click.Argument([a], required=a not in OPTIONAL_ARGS, default=OPTIONAL_ARGS.get(a))
+              for a in args]
 
     def run(cluster_path: str | None, as_json: bool, **kw: str) -> None:
         cmd: dict[str, Any] = {"op": {"del": "delete"}.get(name, name)}
@@ -373,9 +377,10 @@ _kv_command("put", ["key", "value"], "Set KEY to VALUE (JSON if it parses, else 
 _kv_command("del", ["key"], "Delete KEY.")
 _kv_command("cas", ["key", "expected", "value"],
             "Set KEY to VALUE only if it holds EXPECTED (null = absent).")
-_kv_command("incr", ["key", "by"], "Add BY to the counter KEY.")
-_kv_command("decr", ["key", "by"], "Subtract BY from the counter KEY.")
-_kv_command("lock", ["name", "holder", "ttl_ms"], "Acquire (or renew) lock NAME for HOLDER.")
+_kv_command("incr", ["key", "by"], "Add BY (default 1) to the counter KEY.")
+_kv_command("decr", ["key", "by"], "Subtract BY (default 1) from the counter KEY.")
+_kv_command("lock", ["name", "holder", "ttl_ms"],
+            "Acquire (or renew) lock NAME for HOLDER for TTL_MS (default 10000) ms.")
 _kv_command("unlock", ["name", "holder"], "Release lock NAME held by HOLDER.")
 
 
