@@ -105,15 +105,23 @@ class Nemesis:
         self.counts[what.split()[0]] = self.counts.get(what.split()[0], 0) + 1
         self.log.append(f"{self.cluster.now:.0f}ms {what}")
 
+    def _victim(self, among: list[str], leader_odds: float) -> str | None:
+        """The leader (when it is among them) with probability ``leader_odds``, else
+        a random one of ``among``; None when there is nobody."""
+        if not among:
+            return None
+        lead = self.cluster.leader()
+        if lead in among and self.rng.random() < leader_odds:
+            return lead
+        return self.rng.choice(among)
+
     # --- process and network faults -----------------------------------------------------
 
     def _crash(self) -> bool:
         c = self.cluster
-        up = list(c.nodes)
-        if not up:
+        victim = self._victim(list(c.nodes), leader_odds=0.5)
+        if victim is None:
             return False
-        lead = c.leader()
-        victim = lead if lead and self.rng.random() < 0.5 else self.rng.choice(up)
         c.crash(victim)
         self._say(f"crash {victim}")
         return True
@@ -155,11 +163,9 @@ class Nemesis:
 
     def _arm_storage_crash(self) -> bool:
         c = self.cluster
-        up = list(c.nodes)
-        if not up:
+        victim = self._victim(list(c.nodes), leader_odds=0.4)
+        if victim is None:
             return False
-        lead = c.leader()
-        victim = lead if lead and self.rng.random() < 0.4 else self.rng.choice(up)
         # the WAL write and fsync come up in nearly every save: weigh them up
         if self.rng.random() < 0.5:
             point = self.rng.choice(["wal.write", "wal.fsync", TORN_WRITE])
@@ -233,7 +239,8 @@ class Nemesis:
         )
         if not candidates:
             return False
-        victim = lead if lead in candidates and self.rng.random() < 0.3 else self.rng.choice(candidates)
+        victim = self._victim(candidates, leader_odds=0.3)
+        assert victim is not None
         if self._propose(lead, ConfigChange(ChangeKind.REMOVE, victim)):
             self.removing.add(victim)
         return True

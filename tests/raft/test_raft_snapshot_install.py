@@ -5,7 +5,6 @@ simulator, in memory and on DiskStorage; every assertion names its seed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from random import Random
 
 import pytest
@@ -28,14 +27,6 @@ def make_cluster(seed: int, storage: str) -> Cluster:
     host = DiskHost(Random(seed), segment_bytes=1024) if storage == "disk" else None
     return Cluster(3, seed, raft_config=RaftConfig(snapshot_chunk_bytes=CHUNK),
                    snapshot_interval=INTERVAL, storage_host=host)
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Cluster]]:
-    made: list[Cluster] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 def put(c: Cluster, key: str, value: object) -> None:

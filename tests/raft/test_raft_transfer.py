@@ -6,7 +6,6 @@ client load for the rest; every simulator assertion names its seed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from random import Random
 
 import pytest
@@ -22,14 +21,6 @@ from nodes.sim.node import encode_op
 from nodes.sim.workload import Workload
 
 CFG = RaftConfig()  # pre-vote and check-quorum on, as deployed
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Cluster]]:
-    made: list[Cluster] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 def test_a_transfer_to_a_lagging_follower_first_brings_it_up_to_date() -> None:

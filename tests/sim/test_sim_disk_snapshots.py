@@ -5,7 +5,6 @@ Every assertion names its seed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from random import Random
 
 import pytest
@@ -18,14 +17,6 @@ from nodes.sim.workload import Workload
 from nodes.storage import DiskStorage
 
 INTERVAL = 10
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Cluster]]:
-    made: list[Cluster] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 def put(c: Cluster, key: str, value: object) -> None:

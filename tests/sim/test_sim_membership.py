@@ -6,7 +6,7 @@ second change waits for the first. Every assertion names its seed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from random import Random
 
 import pytest
@@ -26,14 +26,6 @@ from nodes.sim.network import Faults
 from nodes.sim.node import encode_op
 from nodes.sim.storage_hosts import DiskHost
 from nodes.sim.workload import Workload
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Cluster]]:
-    made: list[Cluster] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 class Ledger:
