@@ -63,6 +63,13 @@ class RaftConfig:
     pre_vote: bool = True  # thesis 9.6
     check_quorum: bool = True  # thesis 6.2
     auto_promote: bool = True  # learners become voters once caught up (thesis 4.2.1)
+    # How followers learn a new commit index when no entries are going their way:
+    # False sends an empty AppendEntries at once (every commit costs each follower a
+    # message and an answer); True leaves it to the next AppendEntries or, at the
+    # latest, the next tick. A lone writer's next entry carries it anyway, so this
+    # takes two messages per follower off every commit's critical path; followers
+    # apply (and publish) up to one tick later when the cluster goes quiet.
+    lazy_commit_notify: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_ticks < self.election_ticks_min < self.election_ticks_max:
@@ -648,6 +655,13 @@ class RaftNode:
             if not self._send_appends(peer) and pr.commit_sent < min(pr.match, self.commit):
                 self._send_heartbeat(peer)  # nothing new to send: carry the commit index
 
+    def _notify_commit(self) -> None:
+        """Tell each follower a commit index it has not been sent (lazy mode's tick)."""
+        for peer in self._peers():
+            pr = self.progress[peer]
+            if pr.commit_sent < min(pr.match, self.commit) and not self._send_appends(peer):
+                self._send_heartbeat(peer)
+
     def _send_appends(self, peer: str) -> bool:
         """Send as many AppendEntries as flow control allows (a backlog larger than
         max_batch_bytes is pipelined up to max_inflight messages, not sent one batch
@@ -795,7 +809,8 @@ class RaftNode:
         if candidate > self.commit and self._may_commit_at(candidate):
             first_in_term = not self._committed_in_current_term()
             self.commit = candidate
-            self._needs_broadcast = True
+            if not self.cfg.lazy_commit_notify:
+                self._needs_broadcast = True
             if first_in_term and self._committed_in_current_term():
                 waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
                 for ctx in waiting:
@@ -823,6 +838,8 @@ class RaftNode:
     def _tick_leader(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        if self.cfg.lazy_commit_notify:
+            self._notify_commit()
         if self.lead_transferee is not None:
             # thesis 3.10: abort after about an election timeout, counted from the
             # transfer's start (not on the check-quorum timer, which may be about

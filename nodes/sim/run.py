@@ -96,6 +96,8 @@ class SeedPlan:
             max_batch_bytes=rng.choice([1, 40, 200, 1 << 20]),
             max_inflight=rng.choice([1, 4, 64]),
             snapshot_chunk_bytes=rng.choice([64, 4096]),
+            # half the seeds run the node server's setting; no draw, so seeds replay
+            lazy_commit_notify=seed % 2 == 1,
         )
         on_disk = rng.random() < 0.5  # drawn even when forced: the rest stays the same
         return cls(

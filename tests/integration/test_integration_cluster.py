@@ -100,3 +100,52 @@ def test_restarting_every_node_brings_back_all_acknowledged_data(
     wait_for(lambda: leader_of(c), 10, "a leader after the full restart")
     assert [c.get(f"key{i}") for i in range(50)] == [{"n": i} for i in range(50)]
     assert c.get("counter") == 7
+
+
+def test_updates_are_encoded_only_while_someone_subscribes_and_then_arrive_in_order(
+    cluster3: LocalCluster, client_for: Callable[..., Client]
+) -> None:
+    """The PUB side is an XPUB: with no subscriber an applied command is not even
+    encoded (``updates_unwatched``); once a SUB follows the stream every update is
+    published, in index order; after it leaves the node stops again."""
+    import zmq
+
+    from nodes import codec
+
+    c = client_for(cluster3)
+    lead = c.wait_for_leader(10)
+    c.put("quiet", 1)
+    stats = wait_for(lambda: (c.status(lead) or {}).get("counters"), 5, "status")
+    assert stats["updates_published"] == 0 and stats["updates_unwatched"] >= 1, stats
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, codec.UPDATE_TOPIC)
+        sub.connect(cluster3.cluster.node(lead).pub)
+        # the subscription reaches the node asynchronously: write until one arrives
+        first = wait_for(lambda: c.put("probe", 1) and sub.poll(50) and sub.recv_multipart(),
+                         10, "a first update on the subscribed stream")
+        start = codec.decode_update(first[1], cluster3.cluster.cluster_id).index
+        for i in range(20):
+            c.put("watched", i)
+        seen = []
+        while len(seen) < 20 and sub.poll(5000):
+            upd = codec.decode_update(sub.recv_multipart()[1], cluster3.cluster.cluster_id)
+            if upd.machine == "kv" and upd.command and upd.command.get("key") == "watched":
+                seen.append((upd.index, upd.command["value"]))
+        assert [v for _, v in seen] == list(range(20)), seen
+        assert [i for i, _ in seen] == sorted(i for i, _ in seen) and seen[0][0] > start
+        published = c.status(lead)["counters"]["updates_published"]  # type: ignore[index]
+        assert published >= 21
+    finally:
+        sub.close(0)
+        ctx.term()
+    # the unsubscription (the SUB's disconnect) reaches the node asynchronously too
+    def stopped() -> bool:
+        before = c.status(lead)["counters"]  # type: ignore[index]
+        c.put("after", 1)
+        after = c.status(lead)["counters"]  # type: ignore[index]
+        return after["updates_unwatched"] > before["updates_unwatched"] and (
+            after["updates_published"] == before["updates_published"])
+    wait_for(stopped, 10, "the node to stop publishing once nobody subscribes")

@@ -254,3 +254,49 @@ def test_the_leaders_noop_of_its_term_commits_earlier_entries_indirectly() -> No
     # ...but only the no-op's replication commits it, together with index 2
     assert r.commit == 3, c.story()
     assert c.applied_data("n2") == [b"old"]
+
+
+# --- lazy commit notification (the node server's setting) ---------------------------------
+
+LAZY = RaftConfig(pre_vote=False, check_quorum=False, lazy_commit_notify=True)
+
+
+def test_lazy_commit_notify_sends_nothing_at_commit_and_tells_followers_on_the_next_tick() -> None:
+    """With ``lazy_commit_notify`` a commit alone sends no message (the eager mode
+    sends an empty AppendEntries at once); the leader's next tick carries the new
+    commit index to every follower, which then applies."""
+    for cfg, eager in ((PAPER, True), (LAZY, False)):
+        c = ManualCluster(3, cfg)
+        c.elect("n1")
+        c.stabilize()
+        index = c.propose("n1", b"cmd")
+        c.deliver(to("n2"))
+        c.deliver(to("n3"))
+        c.deliver(both(to("n1"), of_type(AppendEntriesResponse)))
+        assert c.node("n1").commit == index and c.applied_data("n1") == [b"cmd"]
+        notes = [m for m in c.queue if isinstance(m, AppendEntries) and m.leader_commit == index]
+        assert bool(notes) == eager, (cfg, c.queue)
+    c.stabilize()
+    assert all(c.node(n).commit < index for n in ("n2", "n3")), "nobody told them yet"
+    c.tick("n1")
+    c.stabilize()
+    assert all(c.node(n).commit == index and c.applied_data(n) == [b"cmd"]
+               for n in ("n2", "n3")), c.story()
+
+
+def test_lazy_commit_notify_lets_the_next_entry_carry_the_commit_index() -> None:
+    """A lone writer's next proposal tells the followers about the previous commit,
+    with no tick and no extra message."""
+    c = ManualCluster(3, LAZY)
+    c.elect("n1")
+    c.stabilize()
+    first = c.propose("n1", b"one")
+    c.stabilize()
+    assert c.node("n1").commit == first
+    assert all(c.node(n).commit < first for n in ("n2", "n3"))
+    c.propose("n1", b"two")
+    carrying = [m for m in c.queue if isinstance(m, AppendEntries)]
+    assert sorted(m.recipient for m in carrying) == ["n2", "n3"]
+    assert all(m.leader_commit == first and len(m.entries) == 1 for m in carrying)
+    c.deliver(to("n2"))
+    assert c.applied_data("n2") == [b"one"]
