@@ -5,7 +5,9 @@ PySyncObj's figures measured in the same run):
 
 - throughput: pipelined commits per second from several concurrent clients,
   run in separate load processes (``window`` requests in flight per client);
-- latency: one client, one write at a time (p50/p99/max);
+- latency: one client, one write at a time (p50/p99/max); and, to compare like for
+  like with PySyncObj, a writer inside the leader's process (``embedded.py``),
+  durable and in memory;
 - failover: kill -9 the leader, time until a client's next write commits;
   the killed node is restarted and caught up before the next trial;
 - broadcast: 50 subscribers on the leader's PUB; time from the leader's
@@ -32,6 +34,7 @@ from client.link import ClusterLink
 from .. import codec
 from ..clusterfile import ClusterFile, Timing, load
 from ..local import LocalCluster
+from . import embedded
 from .stats import summarize
 
 WORKLOADS = ("throughput", "latency", "failover", "broadcast", "memory", "catchup")
@@ -226,6 +229,8 @@ def run(workloads: set[str], nodes: int = 3, commits: int = 20_000, clients: int
             if "latency" in workloads:
                 _say("arena: latency")
                 results["latency"] = latency(c, latency_writes)
+                # like for like with PySyncObj: the writer inside the leader's process
+                results["latency"]["embedded"] = embedded.run(base / "embedded", latency_writes)
             if "throughput" in workloads:
                 _say("arena: throughput")
                 results["throughput"] = throughput(lc, commits, clients)

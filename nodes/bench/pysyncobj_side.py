@@ -17,7 +17,10 @@ ports, drives them through their control sockets and returns plain metrics:
     one client on the leader, one synchronous ``set(..., sync=True)`` at a time:
     ``unbatched`` on a cluster with ``appendEntriesUseBatch=False`` (PySyncObj's
     low-latency mode: the figure to compare with) and ``batched`` on the batching
-    cluster (a proposal waits for the next heartbeat there).
+    cluster (a proposal waits for the next heartbeat there); and
+    ``unbatched_via_follower``: the same writer on a follower, which forwards each
+    command to the leader and returns once it has applied it (four hops, as for a
+    client process talking to a node).
 ``failover``
     ``failover_trials`` times: wait for a stable cluster (one leader everybody agrees
     on, everybody connected, a probe write committed and applied everywhere), SIGKILL
@@ -581,6 +584,14 @@ def run(
             _progress(
                 f"latency {key}: p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms", quiet
             )
+            if not batched:
+                # the writer on a follower: PySyncObj forwards to the leader and answers
+                # once the follower applies, four hops as for Arena's client process
+                follower = next(n for n in cluster.nodes if n is not leader)
+                via = _latency(cluster, follower, lat_writes, value_size)
+                results["latency"]["unbatched_via_follower"] = via
+                _progress(f"latency unbatched, writer on a follower: p50 {via['p50']:.2f} ms, "
+                          f"p99 {via['p99']:.2f} ms", quiet)
 
         return step
 

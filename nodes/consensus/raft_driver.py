@@ -65,7 +65,7 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
         self._founders: set[str] = set() if opts.join else {node_id, *self.addresses}
         hb, lo, hi = opts.timing.ticks()
         self.raft_config = RaftConfig(heartbeat_ticks=hb, election_ticks_min=lo,
-                                      election_ticks_max=hi)
+                                      election_ticks_max=hi, lazy_commit_notify=True)
         self.raft: RaftNode | None = None
         self.storage: Storage | None = None
         self._initial: ClusterConfig | None = None  # the cluster's, once the core is built

@@ -87,6 +87,28 @@ def _children() -> set[int]:
     return out
 
 
+def test_the_latency_target_is_judged_on_the_client_process_and_like_for_like_rows_have_none(
+) -> None:
+    from nodes.bench.report import compare
+
+    ours = {"latency": {"single_client": {"p50": 0.8, "p99": 1.2},
+                        "embedded": {"durable": {"p50": 0.5}, "in_memory": {"p50": 0.25}}}}
+    theirs = {"latency": {"unbatched": {"p50": 0.3, "p99": 0.5},
+                          "unbatched_via_follower": {"p50": 0.4}}}
+    rows = {r.metric: r for r in compare(ours, theirs)}
+    target = rows["latency p50 (1 client)"]
+    assert (target.ours, target.theirs, target.met) == (0.8, 0.3, False)
+    four = next(r for m, r in rows.items() if m.startswith("latency p50, 4 hops"))
+    assert (four.ours, four.theirs, four.met) == (0.8, 0.4, None)
+    durable = rows["latency p50, writer in the leader's process (durable)"]
+    in_memory = rows["latency p50, writer in the leader's process (fsync off, as PySyncObj)"]
+    assert (durable.ours, durable.theirs, durable.met) == (0.5, 0.3, None)
+    assert in_memory.ratio == 0.3 / 0.25 and in_memory.met is None
+    # under 1 ms and no worse than PySyncObj's leader writer: met
+    ours["latency"]["single_client"]["p50"] = 0.3
+    assert {r.metric: r for r in compare(ours, theirs)}["latency p50 (1 client)"].met is True
+
+
 @needs_pysyncobj
 def test_pysyncobj_throughput_and_latency(tmp_path: Path) -> None:
     from nodes.bench.pysyncobj_side import run
@@ -112,6 +134,8 @@ def test_pysyncobj_throughput_and_latency(tmp_path: Path) -> None:
         assert lat["count"] > 0 and lat["errors"] == 0
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert r["latency"]["unbatched"]["count"] == 300
+    via = r["latency"]["unbatched_via_follower"]
+    assert via["count"] == 300 and via["errors"] == 0 and via["p50"] > 0
     assert r["latency"]["batched"]["count"] == 20
     # batching makes a lone synchronous write wait for a heartbeat
     assert r["latency"]["batched"]["p50"] > r["latency"]["unbatched"]["p50"]

@@ -18,6 +18,9 @@ def test_arena_bench_quick_reports_every_workload_as_json() -> None:
     ours = report["arena"]
     assert ours["throughput"]["commits_per_s"] > 0 and ours["throughput"]["failed"] == 0
     assert ours["latency"]["single_client"]["count"] == 200
+    for mode, fsync in (("durable", True), ("in_memory", False)):
+        embedded = ours["latency"]["embedded"][mode]
+        assert embedded["count"] == 200 and embedded["failed"] == 0 and embedded["fsync"] is fsync
     assert len(ours["failover"]["trials"]) == 3  # --quick runs 3 trials
     assert ours["broadcast"]["count"] == ours["broadcast"]["subscribers"] * ours["broadcast"]["writes"]
     metrics = {row["metric"] for row in report["comparison"]}
