@@ -17,6 +17,8 @@ def test_arena_bench_quick_reports_every_workload_as_json() -> None:
     report = json.loads(result.stdout[result.stdout.index("{"):])
     ours = report["arena"]
     assert ours["throughput"]["commits_per_s"] > 0 and ours["throughput"]["failed"] == 0
+    rates = sorted(r["commits_per_s"] for r in ours["throughput"]["runs"])
+    assert len(rates) == 3 and rates[1] == round(ours["throughput"]["commits_per_s"])  # the median
     assert ours["latency"]["single_client"]["count"] == 200
     for mode, fsync in (("durable", True), ("in_memory", False)):
         embedded = ours["latency"]["embedded"][mode]
