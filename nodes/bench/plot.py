@@ -20,6 +20,7 @@ import pygame  # noqa: E402
 W, H = 1200, 460
 BG, FG, GRID = (24, 27, 36), (225, 228, 235), (60, 66, 80)
 ARENA, RIVAL = (72, 199, 116), (237, 147, 66)
+ARENA_EMBEDDED = (90, 160, 230)
 
 
 def _histogram(surface: pygame.Surface, font: pygame.font.Font, rect: pygame.Rect,
@@ -43,8 +44,8 @@ def _histogram(surface: pygame.Surface, font: pygame.font.Font, rect: pygame.Rec
             h = int((rect.height - 20) * frac / top)
             x = rect.x + b * rect.width / bins + s * bar
             pygame.draw.rect(surface, colour, (int(x), rect.bottom - h, max(1, int(bar) - 1), h))
-        surface.blit(font.render(f"{name} ({len(samples)})", True, colour),
-                     (rect.right - 220, rect.y + 8 + 24 * s))
+        label = font.render(f"{name} ({len(samples)})", True, colour)
+        surface.blit(label, (rect.right - 8 - label.get_width(), rect.y + 8 + 24 * s))
     for k in range(0, 6):
         v = cap * k / 5
         x = rect.x + rect.width * k / 5
@@ -58,10 +59,14 @@ def draw(report: dict, out: Path) -> None:
     surface.fill(BG)
     font = pygame.font.Font(None, 24)
     ours, theirs = report.get("arena") or {}, report.get("pysyncobj") or {}
-    lat = [("Arena (durable)", ours.get("latency", {}).get("samples_ms", []), ARENA)]
+    lat = [("Arena, client process (durable)", ours.get("latency", {}).get("samples_ms", []),
+            ARENA)]
+    embedded = ours.get("latency", {}).get("embedded", {}).get("durable", {}).get("samples_ms")
+    if embedded:
+        lat.append(("Arena, in the leader (durable)", embedded, ARENA_EMBEDDED))
     their_lat = theirs.get("latency", {}).get("unbatched", {}).get("samples_ms")
     if their_lat:
-        lat.append(("PySyncObj (in memory)", their_lat, RIVAL))
+        lat.append(("PySyncObj, in the leader (memory)", their_lat, RIVAL))
     cap = max(2.0, 2 * max((v.get("single_client", {}).get("p50", 0) for v in [ours.get("latency", {})]),
                            default=1))
     _histogram(surface, font, pygame.Rect(50, 60, 500, 330), lat,
