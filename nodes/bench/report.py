@@ -74,12 +74,12 @@ def compare(ours: dict, theirs: dict | None) -> list[Row]:
                             "ms", False, "-", None))
         via = _get(t, "latency", "unbatched_via_follower", "p50")
         if via is not None:
-            rows.append(Row("latency p50, 4 hops (Arena: client process; PySyncObj: writer on a "
-                            "follower)", p50, via, "ms", False, "-", None))
-    for mode, label in (("durable", "durable"), ("in_memory", "fsync off, as PySyncObj")):
+            # Arena's client process against PySyncObj's writer on a follower
+            rows.append(Row("latency p50, 4 hops", p50, via, "ms", False, "-", None))
+    for mode, label in (("durable", "durable"), ("in_memory", "fsync off")):
         emb = _get(ours, "latency", "embedded", mode, "p50")
-        if emb is not None:
-            rows.append(Row(f"latency p50, writer in the leader's process ({label})", emb,
+        if emb is not None:  # both writers inside the leader's process
+            rows.append(Row(f"latency p50, in-leader writer, {label}", emb,
                             _get(t, "latency", "unbatched", "p50"), "ms", False, "-", None))
     fo50 = _get(ours, "failover", "p50")
     if fo50 is not None:
@@ -109,7 +109,12 @@ def render(rows: list[Row], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    caption = None
+    if any(r.metric.startswith(("latency p50, 4 hops", "latency p50, in-leader")) for r in rows):
+        caption = ("latency (1 client): Arena's client process vs PySyncObj's writer in its "
+                   "leader; 4 hops: the same client vs PySyncObj's writer on a follower; "
+                   "in-leader writer: both inside the leader's process (PySyncObj in memory)")
+    table = Table(title=title, caption=caption)
     for col in ("metric", "Arena", "PySyncObj", "ratio", "target", "met"):
         table.add_column(col)
     for r in rows:

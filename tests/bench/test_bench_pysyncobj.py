@@ -100,8 +100,8 @@ def test_the_latency_target_is_judged_on_the_client_process_and_like_for_like_ro
     assert (target.ours, target.theirs, target.met) == (0.8, 0.3, False)
     four = next(r for m, r in rows.items() if m.startswith("latency p50, 4 hops"))
     assert (four.ours, four.theirs, four.met) == (0.8, 0.4, None)
-    durable = rows["latency p50, writer in the leader's process (durable)"]
-    in_memory = rows["latency p50, writer in the leader's process (fsync off, as PySyncObj)"]
+    durable = rows["latency p50, in-leader writer, durable"]
+    in_memory = rows["latency p50, in-leader writer, fsync off"]
     assert (durable.ours, durable.theirs, durable.met) == (0.5, 0.3, None)
     assert in_memory.ratio == 0.3 / 0.25 and in_memory.met is None
     # under 1 ms and no worse than PySyncObj's leader writer: met
