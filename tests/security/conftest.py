@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 from security_helpers import leader_of, wait_for
 
 from client.api import Client
@@ -24,6 +25,16 @@ def _start(directory: Path, nodes: int, **kwargs: object) -> LocalCluster:
         lc.kill_all()
         raise
     return lc
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    """A ZeroMQ context for hand-made sockets, destroyed (linger 0) after the test."""
+    c = zmq.Context()
+    try:
+        yield c
+    finally:
+        c.destroy(linger=0)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ keys, answers, commits and fails over as usual."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import zmq
@@ -29,15 +29,6 @@ def refused(verdict: int, keys: object) -> bool:
     if keys is None:
         return verdict != zmq.EVENT_HANDSHAKE_SUCCEEDED
     return verdict == FAILED_AUTH
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    c = zmq.Context()
-    try:
-        yield c
-    finally:
-        c.destroy(linger=0)
 
 
 def _intruders(lc: LocalCluster, nid: str) -> dict[str, tuple]:

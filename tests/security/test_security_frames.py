@@ -7,11 +7,10 @@ nesting, huge declared lengths -- from a holder of valid keys, and keeps serving
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
-import pytest
 import zmq
 from security_helpers import Intruder, leader_of, wait_for
 
@@ -92,15 +91,6 @@ def _nested(depth: int) -> dict:
     for _ in range(depth):
         value = {"a": value}
     return value
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    c = zmq.Context()
-    try:
-        yield c
-    finally:
-        c.destroy(linger=0)
 
 
 def test_hostile_client_frames_are_dropped_counted_and_answered_while_the_node_serves(
