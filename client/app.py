@@ -71,6 +71,10 @@ class App:
             return
         if self.ui.has_marker(vm.game_number, vm.round_number, target.id):
             return  # already fired at it; the first answer decides
+        why = vm.cannot_act("hit")
+        if why is not None:
+            self.ui.notify("error", why, self._now(), 2.0)
+            return
         pending = self.session.submit(
             {"type": "hit", "round": vm.round_number, "target": target.id}
         )
@@ -90,6 +94,10 @@ class App:
             self._command("rematch", {"type": "rematch"})
 
     def _command(self, label: str, cmd: dict) -> None:
+        why = self.vm.cannot_act(label)
+        if why is not None:
+            self.ui.notify("error", why, self._now(), 2.0)
+            return
         if self.vm.me_row() is None:
             self.ui.notify("error", f"{label}: not joined yet", self._now(), 2.0)
             return
@@ -107,8 +115,8 @@ class App:
         self.screen = pygame.display.get_surface() or self.screen  # resized by the window
         self.ui.size = self.screen.get_size()
         self.ui.update(session.state, session.client_id, session.drain_notices(), now)
-        if self.ui.wants_join(session.state, session.client_id):
-            self.ui.join = session.submit({"type": "join", "name": self.ui.name})
+        if self.ui.wants_join(session.state, session.client_id, now):
+            self.ui.joining(session.submit({"type": "join", "name": self.ui.name}), now)
         self._keep_present(session)
         self.vm = build_view(session, self.ui, now)
 

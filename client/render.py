@@ -180,12 +180,13 @@ def _header(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
     label = vm.me + (f"  ({', '.join(tags)})" if tags else "")
     colour = player_colour(me.colour) if me is not None else MUTED
     _text(surface, fonts.title, label, colour, topright=(x + w - PAD - 4, y + 10))
-    if vm.status_text:
-        bad = vm.status == "join_failed"
+    status_text = vm.quorum.text or vm.status_text
+    if status_text:
+        bad = vm.status == "join_failed" or vm.quorum.lost
         _text(
             surface,
             fonts.small,
-            vm.status_text,
+            status_text,
             LOST if bad else MUTED,
             topright=(x + w - PAD - 4, y + 38),
             max_width=w // 2 - 80,
@@ -220,6 +221,38 @@ def _arena(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
         _countdown(surface, vm, fonts)
     elif vm.phase in ("intermission", "game_over"):
         _results(surface, vm, fonts)
+    if vm.quorum.lost:
+        _no_majority(surface, vm, fonts)
+
+
+def _no_majority(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
+    """Over whatever the arena shows: the cluster cannot commit, and what the window does."""
+    _overlay(surface, vm.layout.arena, 90)
+    ax, ay, aw, ah = vm.layout.arena
+    width, height = min(aw - 40, 560), min(ah - 40, 136)
+    # at the arena's foot, so the last committed state stays readable above it
+    box = (ax + (aw - width) // 2, ay + ah - height - 16, width, height)
+    _panel(surface, box)
+    pygame.draw.rect(surface, LOST, box, width=3, border_radius=8)
+    x, y, inner = box[0] + 24, box[1] + 12, width - 48
+    _text(surface, fonts.title, "Lost quorum: read-only", LOST, topleft=(x, y), max_width=inner)
+    _text(surface, fonts.body, vm.quorum.text, TEXT, topleft=(x, y + 42), max_width=inner)
+    _text(
+        surface,
+        fonts.small,
+        "the last committed state is shown; commands wait for a majority of nodes",
+        MUTED,
+        topleft=(x, y + 76),
+        max_width=inner,
+    )
+    _text(
+        surface,
+        fonts.small,
+        "you rejoin by yourself when the cluster is back",
+        MUTED,
+        topleft=(x, y + 98),
+        max_width=inner,
+    )
 
 
 def _target(surface: pygame.Surface, vm: ViewModel, t: TargetView, fonts: Fonts) -> None:
@@ -465,8 +498,13 @@ def _cluster(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
 
 def _node_row(
     surface: pygame.Surface, fonts: Fonts, node: NodeInfo, left: int, right: int, y: int
-) -> None:
-    """``> n1  follower  linked term 4``; node ids of any length push the columns right."""
+) -> tuple[pygame.Rect, pygame.Rect]:
+    """``> n1  follower  linked term 4``; node ids of any length push the columns right.
+
+    The role never runs into the term column: a role too wide for the room left
+    ("pre-candidate" in a narrow sidebar) is drawn in the small font, and cut as a
+    last resort. Returns the role's and the term's rectangles.
+    """
     colour = ROLE_COLOURS.get(node.role, ROLE_COLOURS["unknown"])
     if node.connected:  # the node this window talks to: highlighted, with an arrow
         pygame.draw.rect(
@@ -483,21 +521,34 @@ def _node_row(
         TEXT if node.connected else MUTED,
         topright=(right, y + 3),
     )
-    role_w = fonts.body.size(node.role)[0]
+    gap = 10
+    role_font = fonts.body
+    if fonts.body.size(node.role)[0] + fonts.body.size(node.id)[0] + 2 * gap > term.left - left - 26:
+        role_font = fonts.small
+    role_w = role_font.size(node.role)[0]
     id_rect = _text(
         surface,
         fonts.body,
         node.id,
         TEXT if node.connected else MUTED,
         topleft=(left + 26, y),
-        max_width=max(20, term.left - left - 26 - role_w - 16),
+        max_width=max(20, term.left - left - 26 - role_w - 2 * gap),
     )
+    role_x = max(left + 84, id_rect.right + gap)
+    if role_x + role_w > term.left - gap:
+        role_x = id_rect.right + gap
     role = _text(
-        surface, fonts.body, node.role, colour, topleft=(max(left + 84, id_rect.right + 10), y)
+        surface,
+        role_font,
+        node.role,
+        colour,
+        topleft=(role_x, y + (0 if role_font is fonts.body else 3)),
+        max_width=max(8, term.left - gap - role_x),
     )
     linked_w = fonts.small.size("linked")[0]
     if node.connected and role.right + 10 + linked_w < term.left - 8:
         _text(surface, fonts.small, "linked", TEXT, topright=(term.left - 8, y + 3))
+    return role, term
 
 
 # --- banner -------------------------------------------------------------------------------

@@ -101,6 +101,42 @@ class GameSession(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Quorum:
+    """How much of the cluster this window can hear: a node is reachable when its
+    cluster info is fresh (any role but "down" and "unknown").
+
+    Fewer reachable nodes than a majority means nothing can be committed: the
+    cluster is read-only until enough nodes are back (the window shows the last
+    committed state and says so instead of sending commands into the void).
+    """
+
+    reachable: int
+    total: int
+    known: bool  # some node has been heard of (at start-up every role is "unknown")
+
+    @classmethod
+    def of(cls, cluster: tuple[NodeInfo, ...] | list[NodeInfo]) -> Quorum:
+        reachable = sum(1 for n in cluster if n.role not in ("down", "unknown"))
+        known = any(n.role != "unknown" for n in cluster)
+        return cls(reachable, len(cluster), known)
+
+    @property
+    def majority(self) -> int:
+        return self.total // 2 + 1
+
+    @property
+    def lost(self) -> bool:
+        return self.known and self.total > 0 and self.reachable < self.majority
+
+    @property
+    def text(self) -> str:
+        """"no majority: 1 of 3 nodes reachable, waiting" while lost, else ""."""
+        if not self.lost:
+            return ""
+        return f"no majority: {self.reachable} of {self.total} nodes reachable, waiting"
+
+
 # --- layout: game coordinates <-> screen -----------------------------------------------
 
 Rect = tuple[int, int, int, int]  # x, y, width, height in window pixels
@@ -211,6 +247,7 @@ class ViewModel:
     layout: Layout
     status: str  # "connecting", "joining", "join_failed", "playing", "spectating"
     status_text: str
+    quorum: Quorum  # ``quorum.lost``: read-only, input is answered with ``quorum.text``
     me: str  # the joined name, or the name being joined
     phase: str | None
     game_number: int
@@ -236,6 +273,15 @@ class ViewModel:
     def can_shoot(self) -> bool:
         return self.status == "playing" and self.phase == "round"
 
+    def cannot_act(self, label: str) -> str | None:
+        """Why a command made now cannot be committed (the cluster has no majority), or None."""
+        if not self.quorum.lost:
+            return None
+        return (
+            f"{label}: not sent, {self.quorum.text} (the cluster is read-only "
+            "until a majority of nodes is back)"
+        )
+
     def me_row(self) -> PlayerRow | None:
         return next((row for row in self.members if row.me), None)
 
@@ -260,6 +306,9 @@ PENDING_GIVE_UP_S = 5.0  # a hit with no answer and no committed taker by then i
 # A transport failure means "maybe applied" (the session retries exactly once), so the
 # committed state gets this long to show the point before the guess is rolled back.
 TRANSPORT_GRACE_S = 1.0
+# An accepted join the committed state still does not show after this long is sent
+# again (a join is idempotent for the same session and name).
+JOIN_SHOW_S = 3.0
 NOTICE_S = 4.0
 MAX_NOTICES = 3
 _TOO_LATE = {"round_over", "stale_round", "wrong_phase", "future_round"}
@@ -296,7 +345,9 @@ class UiState:
     markers: dict[HitKey, HitMarker] = field(default_factory=dict)
     notices: list[ShownNotice] = field(default_factory=list)
     join: Pending | None = None
+    join_sent_at: float = 0.0
     join_error: str | None = None
+    seated: bool = False  # the committed state has shown this window's member
     actions: list[tuple[str, Pending]] = field(default_factory=list)
 
     # -- input side --
@@ -318,13 +369,23 @@ class UiState:
         self.notices.append(ShownNotice(kind, text, now, now + seconds))
         del self.notices[:-MAX_NOTICES]
 
-    def wants_join(self, state: dict | None, client_id: str) -> bool:
-        """Join once the first state arrives; again only if the last try got no answer."""
+    def wants_join(self, state: dict | None, client_id: str, now: float = 0.0) -> bool:
+        """Join once the first state arrives; again if the last try got no answer, if
+        an accepted join never showed up in the committed state, or (``update`` clears
+        ``join``) after the table dropped this window's member, e.g. as idle while
+        the cluster had no majority. Never after a refusal: that needs the player."""
         if state is None or self.join_error is not None:
             return False
         if game_view.player_of(state, client_id) is not None:
             return False
-        return self.join is None or (self.join.done and self.join.error is not None)
+        if self.join is None:
+            return True
+        if self.join.done and self.join.error is not None:
+            return True
+        return self.join.accepted and now - self.join_sent_at >= JOIN_SHOW_S
+
+    def joining(self, pending: Pending, now: float) -> None:
+        self.join, self.join_sent_at = pending, now
 
     # -- update side --
 
@@ -334,6 +395,12 @@ class UiState:
             self.notify(notice.kind, notice.text, now)
         self._settle_actions(now)
         me = game_view.player_of(state, client_id) if state is not None else None
+        if me is not None:
+            self.seated = True
+        elif self.seated and state is not None:
+            # the table let us go without the player asking (dropped as idle): sit down again
+            self.seated, self.join = False, None
+            self.notify("error", f"dropped from the table; rejoining as {self.name}", now)
         for key, marker in list(self.markers.items()):
             taker = _committed_taker(state, key)
             _reconcile(marker, taker, me, now)
@@ -429,6 +496,7 @@ def build_view(session: GameSession, ui: UiState, now: float) -> ViewModel:
     layout = Layout.fit(ui.size, config["arena_width"], config["arena_height"], len(cluster))
     common: dict[str, Any] = {
         "layout": layout,
+        "quorum": Quorum.of(cluster),
         "cluster": cluster,
         "rtt_ms": session.rtt_ms,
         "state_index": session.state_index,

@@ -165,3 +165,63 @@ def test_run_never_blocks_when_the_session_delivers_nothing() -> None:
     assert run(session, "you", fps=1000, max_frames=50) == 0
     assert time.monotonic() - started < 10
     assert session.polls == 50 and session.sent == [] and session.closed
+
+
+def test_a_window_dropped_as_idle_sits_down_again_by_itself_under_the_same_name(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    """Issue 10 item 1: a join that had succeeded, then a drop (idle while the cluster
+    had no majority): the window used to stay on "joining as ..." for good."""
+    session = RecordingSession(lobby_table(), client_id="c9", clock=clock)
+    app = App(session, "eve", (1200, 800), now=clock)
+    app.update()
+    app.update()
+    assert app.vm.status == "playing"
+    table = session.table
+    table.wait(table.state["config"]["idle_ms"])
+    assert "eve" in table.do("c1", "drop_idle")["dropped"]  # c1 speaks: only the others go
+    app.update()  # the drop shows: the window notices and joins again
+    app.update()  # the join is applied
+    assert session.sent.count({"type": "join", "name": "eve"}) == 2
+    assert app.vm.status == "playing" and app.vm.me == "eve"
+    assert any("dropped from the table" in n.text for n in app.vm.notices)
+
+
+def test_an_accepted_join_the_state_never_shows_is_sent_again(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    session = RecordingSession(lobby_table(), client_id="c9", clock=clock)
+    app = App(session, "eve", (1200, 800), now=clock)
+    app.update()
+    app.ui.join = Pending(done=True, result={"ok": True, "name": "eve"})  # answered, never seen
+    session._queue.clear()
+    app.update()
+    assert session.sent == [{"type": "join", "name": "eve"}]  # too early to doubt it
+    clock.advance(3.5)
+    app.update()
+    app.update()
+    assert session.sent[1:] == [{"type": "join", "name": "eve"}]
+    assert app.vm.me == "eve" and app.vm.status == "playing"
+
+
+def test_without_a_majority_input_is_answered_at_once_with_why_and_nothing_is_sent(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    app, session = _app(round_table, clock)
+    session.nodes = [
+        NodeInfo("n1", "pre-candidate", 4, True),
+        NodeInfo("n2", "down", 4, False),
+        NodeInfo("n3", "down", 4, False),
+    ]
+    app.update()
+    assert app.vm.quorum.lost
+    assert app.vm.quorum.text == "no majority: 1 of 3 nodes reachable, waiting"
+    target = next(t for t in app.vm.targets if t.taken_by is None)
+    _click(app, app.vm.layout.to_screen(target.x, target.y))
+    _key(app, pygame.K_r)
+    _key(app, pygame.K_s)
+    app.update()
+    assert session.sent == []
+    texts = [n.text for n in app.vm.notices if n.kind == "error"]
+    assert [t.split(":")[0] for t in texts] == ["hit", "ready", "start"]
+    assert all("not sent, no majority: 1 of 3 nodes reachable" in t for t in texts)

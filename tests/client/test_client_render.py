@@ -18,7 +18,7 @@ from client_helpers import (
 
 from client import render
 from client.fake import FakeSession
-from client.viewmodel import Rect, ViewModel, build_view
+from client.viewmodel import NodeInfo, Rect, ViewModel, build_view
 
 Colour = tuple[int, int, int]
 
@@ -155,3 +155,32 @@ def test_drawing_never_changes_the_view(
     _drawn(vm)
     _drawn(vm, (640, 480))
     assert vm == before and session.state == state_before
+
+
+@pytest.mark.parametrize("size", [(960, 640), (640, 480), SIZE])
+@pytest.mark.parametrize("node_id", ["n1", "node-long-name-7"])
+def test_a_long_role_never_runs_into_the_term_column(
+    display: pygame.Surface, clock: ScriptedClock, size: tuple[int, int], node_id: str
+) -> None:
+    """Issue 10 item 4: "pre-candidate" ran into "term 12" in a 960-px window."""
+    vm = _round_view(clock, size)
+    x, y, w, _ = vm.layout.cluster
+    surface = pygame.Surface(size)
+    fonts = render.load_fonts()
+    node = NodeInfo(node_id, "pre-candidate", 12, True)
+    role, term = render._node_row(surface, fonts, node, x + 14, x + w - 14, y + 56)
+    assert role.right + 4 <= term.left, (role, term)
+    assert role.width > 0 and term.right <= x + w
+
+
+def test_without_a_majority_the_arena_says_so(display: pygame.Surface, clock: ScriptedClock) -> None:
+    session = session_for(round_table(), clock)
+    healthy = build_view(session, ui_for(), clock())
+    session.nodes = [
+        NodeInfo("n1", "pre-candidate", 4, True),
+        NodeInfo("n2", "down", 4, False),
+        NodeInfo("n3", "down", 4, False),
+    ]
+    lost = build_view(session, ui_for(), clock())
+    assert render.LOST not in _colours_in(_drawn(healthy), healthy.layout.arena)
+    assert render.LOST in _colours_in(_drawn(lost), lost.layout.arena)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from client_helpers import (
     CONFIG,
     SIZE,
@@ -14,7 +15,7 @@ from client_helpers import (
 )
 
 from client.fake import FakeSession
-from client.viewmodel import Layout, NodeInfo, build_view
+from client.viewmodel import Layout, NodeInfo, Quorum, build_view
 
 
 def test_before_the_first_snapshot_the_view_says_it_is_connecting(clock: ScriptedClock) -> None:
@@ -122,3 +123,23 @@ def test_target_at_finds_only_open_targets_under_the_point(clock: ScriptedClock)
         found = vm.target_at(sx, sy)
         assert (found.id if found else None) == (t.id if t.taken_by is None else None)
     assert vm.target_at(*vm.layout.to_screen(-50, -50)) is None
+
+
+@pytest.mark.parametrize(
+    ("roles", "lost", "text"),
+    [
+        (("unknown", "unknown", "unknown"), False, ""),  # nothing heard yet: "connecting"
+        (("leader", "follower", "down"), False, ""),
+        (("candidate", "candidate", "down"), False, ""),  # an election, with a majority
+        (("pre-candidate", "down", "down"), True, "no majority: 1 of 3 nodes reachable, waiting"),
+        (("down", "down", "down"), True, "no majority: 0 of 3 nodes reachable, waiting"),
+        (("leader", "follower", "down", "down", "down"), True,
+         "no majority: 2 of 5 nodes reachable, waiting"),
+        (("leader", "follower", "follower", "down", "down"), False, ""),
+    ],
+)
+def test_quorum_is_lost_when_fewer_than_a_majority_of_nodes_are_heard(
+    roles: tuple[str, ...], lost: bool, text: str
+) -> None:
+    quorum = Quorum.of([NodeInfo(f"n{i}", role, 1, i == 0) for i, role in enumerate(roles)])
+    assert quorum.lost is lost and quorum.text == text
