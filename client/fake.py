@@ -126,6 +126,7 @@ class FakeSession:
     )
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     failover_every_s: float | None = None  # demo: lose the leader this often
+    offline: bool = False  # the offline demo: the window says its cluster is simulated
     opponents: list[Opponent] = field(default_factory=list)
     closed: bool = False
     polls: int = 0
@@ -158,6 +159,7 @@ class FakeSession:
             rtt_ms=1.2,
             rng=rng,
             failover_every_s=30.0,
+            offline=True,
         )
         for i, opponent in enumerate(opponents):
             clash = opponent.casefold() == name.casefold()

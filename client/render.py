@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 import pygame
 
-from .viewmodel import PAD, MarkerView, NodeInfo, PlayerRow, Rect, TargetView, ViewModel
+from .viewmodel import (
+    PAD,
+    MarkerView,
+    NodeInfo,
+    PlayerRow,
+    Rect,
+    TargetView,
+    ViewModel,
+    seconds_left,
+)
 
 BACKGROUND = (16, 18, 28)
 PANEL = (30, 34, 50)
@@ -133,11 +142,12 @@ def _overlay(surface: pygame.Surface, rect: Rect, alpha: int = 200) -> None:
 
 
 def _clock(ms: int | None) -> str:
+    """"3 s", or "1:05" from a minute up; rounded as the big countdown is (``seconds_left``)."""
     if ms is None:
         return ""
-    if ms < 10_000:
-        return f"{ms / 1000:.1f} s"
-    seconds = (ms + 999) // 1000
+    seconds = seconds_left(ms)
+    if seconds < 60:
+        return f"{seconds} s"
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
@@ -177,6 +187,8 @@ def _header(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
         tags.append("host")
     if vm.status == "spectating":
         tags.append("spectator")
+    if vm.offline:
+        tags.append("offline")
     label = vm.me + (f"  ({', '.join(tags)})" if tags else "")
     colour = player_colour(me.colour) if me is not None else MUTED
     _text(surface, fonts.title, label, colour, topright=(x + w - PAD - 4, y + 10))
@@ -366,7 +378,7 @@ def _crown(surface: pygame.Surface, cx: int, cy: int) -> None:
 
 def _countdown(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
     cx, cy = _center(vm.layout.arena)
-    seconds = ((vm.time_left_ms or 0) + 999) // 1000
+    seconds = seconds_left(vm.time_left_ms or 0)
     _text(surface, fonts.title, f"Round 1/{vm.rounds_total} starts in", MUTED, center=(cx, cy - 70))
     _text(surface, fonts.huge, str(seconds), TEXT, center=(cx, cy + 10))
 
@@ -484,10 +496,23 @@ def _cluster(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
     _panel(surface, rect)
     x, y, w, h = rect
     left, right = x + 14, x + w - 14
-    _text(surface, fonts.body, "Cluster", TEXT, topleft=(left, y + 10))
-    rtt = "rtt -" if vm.rtt_ms is None else f"rtt {vm.rtt_ms:.1f} ms"
-    _text(surface, fonts.small, rtt, MUTED, topright=(right, y + 13))
-    _text(surface, fonts.small, f"state at index {vm.state_index}", MUTED, topleft=(left, y + 33))
+    if vm.offline:  # no nodes at all: the rows below are acted out in this process
+        _text(surface, fonts.body, "Simulated cluster", HOST, topleft=(left, y + 10))
+        _text(
+            surface,
+            fonts.small,
+            "offline demo: no real nodes",
+            MUTED,
+            topleft=(left, y + 33),
+            max_width=right - left,
+        )
+    else:
+        _text(surface, fonts.body, "Cluster", TEXT, topleft=(left, y + 10))
+        rtt = "rtt -" if vm.rtt_ms is None else f"rtt {vm.rtt_ms:.1f} ms"
+        _text(surface, fonts.small, rtt, MUTED, topright=(right, y + 13))
+        _text(
+            surface, fonts.small, f"state at index {vm.state_index}", MUTED, topleft=(left, y + 33)
+        )
     row_y = y + 56
     for node in vm.cluster:
         if row_y + 20 > y + h:

@@ -11,6 +11,8 @@ turns them into notices ("leader n1 lost, n3 elected, 240 ms").
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from game.machine import GameMachine
@@ -24,7 +26,39 @@ from .viewmodel import NodeInfo, Notice, Pending
 INFO_STALE_S = 0.6  # a node silent this long is shown as down
 
 
+class LeaderClock:
+    """This client's estimate of the leader's clock, in epoch milliseconds.
+
+    Every published update carries the leader's timestamp of its entry; the
+    difference to the local wall clock at receipt is the clock offset minus the
+    delivery delay, so the largest recent difference is the best offset. The
+    estimate is the local wall clock plus that offset, never below the committed
+    state's own ``now_ms``. Every window on the cluster thus reads the same time
+    at the same moment, however it got its state: a window that just loaded a
+    snapshot (whose ``now_ms`` is the time of its last entry, maybe seconds old)
+    used to lag the others by that much. Before the first update, the local
+    clock is taken as is (the nodes stamp entries with their wall clocks too).
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time, keep: int = 64) -> None:
+        self._wall = wall
+        self._offsets: deque[int] = deque(maxlen=keep)
+
+    def observe(self, leader_ms: int) -> None:
+        """An entry stamped ``leader_ms`` by its leader arrived just now."""
+        self._offsets.append(leader_ms - self._wall_ms())
+
+    def now_ms(self, floor_ms: int = 0) -> int:
+        offset = max(self._offsets) if self._offsets else 0
+        return max(floor_ms, self._wall_ms() + offset)
+
+    def _wall_ms(self) -> int:
+        return int(self._wall() * 1000)
+
+
 class NetworkSession:
+    offline = False  # a real cluster
+
     def __init__(self, cluster: ClusterFile, client_id: str | None = None,
                  request_timeout: float = 0.4, deadline: float = 10.0) -> None:
         self.link = ClusterLink(cluster, client_id, request_timeout=request_timeout,
@@ -36,6 +70,7 @@ class NetworkSession:
         self._notices: list[Notice] = []
         self._snapshot_call: Call | None = None
         self._state_at = time.monotonic()
+        self.leader_clock = LeaderClock()
         self._leader: str | None = None
         self._leader_term = 0
         self._leader_lost_at: float | None = None
@@ -102,8 +137,7 @@ class NetworkSession:
 
     def leader_time_ms(self) -> int:
         st = self.state
-        base = int(st.get("now_ms", 0)) if st else 0
-        return base + int((time.monotonic() - self._state_at) * 1000)
+        return self.leader_clock.now_ms(int(st.get("now_ms", 0)) if st else 0)
 
     def close(self) -> None:
         self.link.close()
@@ -125,6 +159,7 @@ class NetworkSession:
         self._state_at = time.monotonic()
 
     def _on_update(self, nid: str, u: Update) -> None:
+        self.leader_clock.observe(u.clock_ms)
         if self.view.apply(u):
             self._state_at = time.monotonic()
 

@@ -77,6 +77,7 @@ class GameSession(Protocol):
     """A window's link to the game; every method returns at once (called once per frame)."""
 
     client_id: str
+    offline: bool  # True: no cluster at all, the nodes shown are simulated
 
     def poll(self) -> None: ...
 
@@ -135,6 +136,12 @@ class Quorum:
         if not self.lost:
             return ""
         return f"no majority: {self.reachable} of {self.total} nodes reachable, waiting"
+
+
+def seconds_left(ms: int) -> int:
+    """The one rounding rule of every clock the window shows: whole seconds, rounded up,
+    so "1" shows until the deadline and "0" only at it (header and countdown agree)."""
+    return (max(0, ms) + 999) // 1000
 
 
 # --- layout: game coordinates <-> screen -----------------------------------------------
@@ -248,6 +255,7 @@ class ViewModel:
     status: str  # "connecting", "joining", "join_failed", "playing", "spectating"
     status_text: str
     quorum: Quorum  # ``quorum.lost``: read-only, input is answered with ``quorum.text``
+    offline: bool  # the session is a simulation (``arena play --offline``): say so
     me: str  # the joined name, or the name being joined
     phase: str | None
     game_number: int
@@ -497,6 +505,7 @@ def build_view(session: GameSession, ui: UiState, now: float) -> ViewModel:
     common: dict[str, Any] = {
         "layout": layout,
         "quorum": Quorum.of(cluster),
+        "offline": bool(getattr(session, "offline", False)),
         "cluster": cluster,
         "rtt_ms": session.rtt_ms,
         "state_index": session.state_index,

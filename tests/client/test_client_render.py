@@ -18,7 +18,7 @@ from client_helpers import (
 
 from client import render
 from client.fake import FakeSession
-from client.viewmodel import NodeInfo, Rect, ViewModel, build_view
+from client.viewmodel import NodeInfo, Rect, ViewModel, build_view, seconds_left
 
 Colour = tuple[int, int, int]
 
@@ -184,3 +184,24 @@ def test_without_a_majority_the_arena_says_so(display: pygame.Surface, clock: Sc
     lost = build_view(session, ui_for(), clock())
     assert render.LOST not in _colours_in(_drawn(healthy), healthy.layout.arena)
     assert render.LOST in _colours_in(_drawn(lost), lost.layout.arena)
+
+
+@pytest.mark.parametrize("ms", [0, 1, 999, 1000, 1001, 2400, 2999, 3000, 9_999, 20_000, 58_001])
+def test_the_header_clock_and_the_big_countdown_round_alike(ms: int) -> None:
+    """Issue 10 item 4: the header said "2.4 s" while the countdown said "3"."""
+    assert render._clock(ms) == f"{seconds_left(ms)} s"
+    assert seconds_left(ms) == -(-ms // 1000)
+
+
+def test_the_offline_window_says_its_cluster_is_simulated(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    offline = FakeSession.with_opponents("you", ("bob",), seed=1)
+    offline.poll()
+    vm = build_view(offline, ui_for("you"), clock())
+    online = build_view(session_for(lobby_table(), clock), ui_for(), clock())
+    assert vm.offline and not online.offline
+    assert any(_near(c, render.HOST, 10) for c in _colours_in(_drawn(vm), vm.layout.cluster))
+    assert not any(
+        _near(c, render.HOST, 10) for c in _colours_in(_drawn(online), online.layout.cluster)
+    )
