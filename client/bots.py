@@ -1,7 +1,13 @@
 """Headless agent players: the multi-agent side of the game, and load for benchmarks.
 
-A bot is a policy over the same session a window uses: join, mark ready, start
-the game when it hosts, hit targets, ask for a rematch. Strategies:
+A bot is a policy over the same session a window uses: join (as a bot: the join
+carries ``bot: true``), mark ready, start the game when it hosts, hit targets,
+ask for a rematch. Bots follow people: a person who joins becomes host (a game
+rule), and while any person is at the table a bot never starts a game nor calls
+a rematch, it readies up and waits for the host. A bot that hosts a table of
+bots leaves the lobby open ``lobby_wait_s`` once a game could start, so people
+who are arriving (``arena up`` opens windows and bots together) get a seat.
+Strategies:
 
 - ``eager``: hits the first open target as soon as it sees one;
 - ``slow``: thinks 0.8-2 s before each hit (a casual human pace);
@@ -14,9 +20,11 @@ name, so a run can be repeated.
 from __future__ import annotations
 
 import random
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from game import view
 
@@ -44,6 +52,8 @@ class Bot:
     rng: random.Random = field(default_factory=random.Random)
     games_to_play: int = 0  # 0 = forever
     rematch_after_s: float = 2.0
+    lobby_wait_s: float = 3.0  # hosting bots only: how long the lobby stays open
+    clock: Callable[[], float] = time.monotonic
     hits_sent: int = 0
     hits_won: int = 0
     games_seen: int = 0
@@ -53,6 +63,7 @@ class Bot:
     _over_since: float | None = None
     _name_tries: int = 0
     _aim_at: float | None = None
+    _could_start_since: float | None = None
     _busy_cmd: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,7 +83,7 @@ class Bot:
                 return
             self._note_result(self._busy)
             self._busy = None
-        now = time.monotonic()
+        now = self.clock()
         if now < self._next_action:
             return
         me = view.player_of(state, self.session.client_id)
@@ -85,24 +96,32 @@ class Bot:
                 self.games_seen += 1  # a game this bot played in, not one it found over
         if me is None:
             name = self.name if not self._name_tries else f"{self.name}-{self._name_tries + 1}"
-            self._send({"type": "join", "name": name})
+            self._send({"type": "join", "name": name, "bot": True})
             return
         if view.needs_ping(state, self.session.client_id, self.session.leader_time_ms()):
             self._send({"type": "ping"})  # quiet (e.g. waiting for a rematch): stay seated
             return
         player = state["players"][me]
+        # the host's calls are a person's to make whenever a person is at the table
+        leads = gs["host"] == me and not people_at(state) and not self.done()
+        if phase != "lobby" or not leads:
+            self._could_start_since = None
         if phase == "lobby":
             if not player["ready"]:
                 self._send({"type": "ready", "ready": True})
-            elif gs["host"] == me and not self.done():
+            elif leads:
                 ready = sum(1 for p in state["players"].values() if p["ready"] and not p["spectator"])
-                if ready >= 2:
+                if ready < 2:
+                    self._could_start_since = None
+                elif self._could_start_since is None:
+                    self._could_start_since = now
+                elif now - self._could_start_since >= self.lobby_wait_s:
                     self._send({"type": "start"})
         elif phase == "round" and not player["spectator"]:
             targets = view.open_targets(state)
             if targets:
                 self._hit(state, targets, now)
-        elif phase == "game_over" and gs["host"] == me and not self.done():
+        elif phase == "game_over" and leads:
             if self._over_since is not None and now - self._over_since >= self.rematch_after_s:
                 self._send({"type": "rematch"})
 
@@ -133,9 +152,9 @@ class Bot:
                 self._name_tries += 1
             elif kind != "hit":
                 # a refusal will not change until the state does: do not hammer the log
-                self._next_action = time.monotonic() + self.rng.uniform(0.2, 0.5)
+                self._next_action = self.clock() + self.rng.uniform(0.2, 0.5)
         if getattr(pending, "error", None):
-            self._next_action = time.monotonic() + 0.05  # the session is failing over
+            self._next_action = self.clock() + 0.05  # the session is failing over
 
     def leave(self, timeout: float = 1.0) -> None:
         """Leave the table (so a departed host hands over), waiting briefly."""
@@ -149,9 +168,81 @@ class Bot:
             time.sleep(0.005)
 
 
+def people_at(state: dict[str, Any]) -> list[str]:
+    """Members who joined as people (not with ``bot: true``)."""
+    return [name for name, p in state["players"].items() if not p.get("bot", False)]
+
+
+# --- what the bots are doing, as one line ------------------------------------------------
+
+
+def progress_line(bots: list[Bot], state: dict[str, Any] | None) -> str:
+    """One line on the table and each bot, e.g.
+    ``game 3 round 2/3 | bot1 4 pts, 11/19 hits, 2 games | bot2 (lobby) ...``."""
+    if state is None:
+        return "bots: connecting..."
+    gs, phase = state["game_state"], view.phase(state)
+    where = {
+        "lobby": f"lobby (game {gs['game_number'] + 1} next)",
+        "countdown": f"game {gs['game_number']} countdown",
+        "round": f"game {gs['game_number']} round {state['current_round']['number']}/"
+        f"{state['config']['rounds']}",
+        "intermission": f"game {gs['game_number']} intermission",
+        "game_over": f"game {gs['game_number']} over",
+    }[phase]
+    people = people_at(state)
+    if people:
+        where += f", {len(people)} {'person' if len(people) == 1 else 'people'} (host {gs['host']})"
+    parts = [where]
+    for b in bots:
+        me = view.player_of(state, b.session.client_id)
+        if me is None:
+            parts.append(f"{b.name} joining")
+            continue
+        points = state["scores"].get(me)
+        score = f"{points} pts" if points is not None else "watching"
+        parts.append(f"{me} {score}, {b.hits_won}/{b.hits_sent} hits, {b.games_seen} games")
+    return " | ".join(parts)
+
+
+class ProgressPrinter:
+    """Shows ``progress_line`` as it changes: rewritten in place on a terminal, one line
+    per change (at most every ``every_s``) otherwise, so a log stays readable."""
+
+    def __init__(self, out: TextIO | None = None, every_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.out = out or sys.stdout
+        self.every_s = every_s
+        self.clock = clock
+        self.tty = bool(getattr(self.out, "isatty", lambda: False)())
+        self._last = ""
+        self._at = -1e9
+        self._width = 0
+
+    def __call__(self, line: str) -> None:
+        now = self.clock()
+        if line == self._last or now - self._at < self.every_s:
+            return
+        self._last, self._at = line, now
+        if self.tty:
+            pad = max(0, self._width - len(line))
+            self.out.write("\r" + line + " " * pad)
+            self._width = len(line)
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty and self._width:
+            self.out.write("\n")
+            self.out.flush()
+
+
 def run_bots(bots: list[Bot], sessions: list[Any], duration: float | None = None,
-             poll_every: float = 0.005) -> None:
-    """Drive bots until all are done (or ``duration`` passes, or Ctrl-C)."""
+             poll_every: float = 0.005,
+             report: Callable[[str], None] | None = None) -> None:
+    """Drive bots until all are done (or ``duration`` passes, or Ctrl-C); ``report``
+    gets ``progress_line`` after every turn (``ProgressPrinter`` shows it)."""
     end = time.monotonic() + duration if duration else None
     try:
         while not all(b.done() for b in bots):
@@ -161,6 +252,8 @@ def run_bots(bots: list[Bot], sessions: list[Any], duration: float | None = None
                 s.poll()
             for b in bots:
                 b.step()
+            if report is not None and sessions:
+                report(progress_line(bots, sessions[0].state))
             time.sleep(poll_every)
     except KeyboardInterrupt:
         pass

@@ -41,7 +41,8 @@ class _Queued:
 
 @dataclass(slots=True)
 class Opponent:
-    """A simulated player: joins, gets ready, starts when hosting, shoots now and then."""
+    """A simulated player (joins as a bot, so the window's person hosts): joins, gets
+    ready, starts when hosting, shoots now and then."""
 
     name: str
     client_id: str
@@ -59,7 +60,7 @@ class Opponent:
         state = session.table.state
         me = view.player_of(state, self.client_id)
         if me is None:
-            self._send(session, {"type": "join", "name": self.name})
+            self._send(session, {"type": "join", "name": self.name, "bot": True})
             return
         phase, host = view.phase(state), state["game_state"]["host"]
         player = state["players"][me]

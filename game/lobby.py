@@ -7,8 +7,9 @@ before its first write, so a rejected command leaves the state untouched.
 Leaving, decided here once (``remove_members``, shared by ``leave`` and by
 ``drop_idle`` in ``game.presence``, which removes several members at once):
 
-- the host's role passes to the next member by join order (spectators
-  included, so a table of spectators after game over can still rematch);
+- the host's role passes to the next person by join order, else to the next
+  bot (spectators included, so a table of spectators after game over can
+  still rematch);
 - a player who leaves a running game forfeits it: their score is dropped and
   the game does not count for them on the leaderboard;
 - if fewer than ``min_players`` players remain in a running game (countdown
@@ -16,8 +17,12 @@ Leaving, decided here once (``remove_members``, shared by ``leave`` and by
 - when the last member leaves, the table resets to an empty lobby, so the next
   person to arrive finds a playable table instead of a headless game over.
 
+People before bots: a member joins as a person unless its join says ``bot:
+true``. A person who joins a table hosted by a bot becomes the host, so the
+people at a table decide when a game starts (bots ready up and wait for them).
+
 Members who go together (``drop_idle``) leave at once, not one after another:
-all of them forfeit, the host passes once to the first remaining member, and
+all of them forfeit, the host passes once to the first remaining person (else member), and
 the game-over check runs once, so a departing player is never scored by a game
 that ended because the one before them left.
 """
@@ -47,6 +52,7 @@ Handled = tuple[dict[str, Any], Events]
 def join(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms: int) -> Handled:
     """Bind a named player to this session; during a game the newcomer spectates."""
     name = guards.valid_name(command.get("name"))
+    bot = guards.bool_field(command, "bot") if "bot" in command else False
     players, gs = state["players"], state["game_state"]
     existing = name_of_client(state, client_id)
     if existing is not None:
@@ -71,10 +77,11 @@ def join(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms:
         "spectator": spectator,
         "joined_index": gs["joins"],
         "last_seen_ms": now_ms,
+        "bot": bot,
     }
     gs["joins"] += 1
     events: list[dict[str, Any]] = [{"type": "player_joined", "name": name, "spectator": spectator}]
-    if gs["host"] is None:
+    if gs["host"] is None or (not bot and players[gs["host"]].get("bot", False)):
         gs["host"] = name
         events.append({"type": "host_changed", "host": name})
     return _joined(state, name), events
@@ -106,7 +113,8 @@ def remove_members(state: dict[str, Any], names: list[str], reason: str | None) 
         events.append(left)
     if gs["host"] in names:
         successors = members_by_join_order(state)
-        gs["host"] = successors[0] if successors else None
+        people = [n for n in successors if not players[n].get("bot", False)]
+        gs["host"] = (people or successors or [None])[0]
         events.append({"type": "host_changed", "host": gs["host"]})
 
     if not players:

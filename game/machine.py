@@ -91,4 +91,5 @@ class GameMachine:
         state["config"] = config.to_dict()
         for player in state["players"].values():
             player.setdefault("last_seen_ms", state["now_ms"])
+            player.setdefault("bot", False)  # members from before the marker: people
         self.state = state

@@ -8,7 +8,9 @@ stored in the state (see ``game.spawn``).
 
 Commands (dicts with ``"type"``)::
 
-    join {name}          bind a player to the session (a spectator if a game runs)
+    join {name, bot?}    bind a player to the session (a spectator if a game runs);
+                         bot: true marks a headless agent (a person joining a
+                         bot-hosted table becomes host)
     leave                remove the session's player
     ready {ready: bool}  lobby only
     start                host only, lobby only -> countdown

@@ -8,8 +8,9 @@ compared byte for byte. Its top-level keys::
     seed          int, fixed at creation; every target position derives from it
     now_ms        leader time seen so far: max over applied timestamps, never decreases
     game_state    {phase, phase_deadline_ms, host, winners, game_number, joins}
-    players       name -> {client_id, ready, spectator, joined_index, last_seen_ms}
-                  (last_seen_ms: now_ms of the member's last accepted command)
+    players       name -> {client_id, ready, spectator, joined_index, last_seen_ms, bot}
+                  (last_seen_ms: now_ms of the member's last accepted command;
+                  bot: joined with ``bot: true``, a headless agent, not a person)
     current_round {number, targets: [{id, x, y, r, taken_by}], deadline_ms, ended_ms}
     scores        name -> points in the current (or last finished) game
     leaderboard   name.casefold() -> {name, points, games, wins}, across games

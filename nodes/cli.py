@@ -444,10 +444,10 @@ def play(name: str, cluster_path: str | None, offline: bool, fps: int, size: str
 @cluster_option
 def bots(count: int, strategy: str, prefix: str, games: int, duration: float | None,
          seed: int | None, cluster_path: str | None) -> None:
-    """Run headless agent players (eager, slow, random)."""
+    """Run headless agent players (eager, slow, random); a live line shows their games and points."""
     import random as _random
 
-    from client.bots import STRATEGIES, Bot, run_bots
+    from client.bots import STRATEGIES, Bot, ProgressPrinter, run_bots
     from client.session import NetworkSession
 
     cf = _cluster(cluster_path)
@@ -460,9 +460,11 @@ def bots(count: int, strategy: str, prefix: str, games: int, duration: float | N
         s = NetworkSession(cf)
         sessions.append(s)
         players.append(Bot(name, s, strat, _random.Random(f"{seed}:{name}"), games_to_play=games))
+    progress = ProgressPrinter()
     try:
-        run_bots(players, sessions, duration)
+        run_bots(players, sessions, duration, report=progress)
     finally:
+        progress.close()
         for s in sessions:
             s.close()
     for b in players:

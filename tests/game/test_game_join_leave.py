@@ -17,6 +17,7 @@ def test_join_in_the_lobby_adds_a_player_bound_to_the_session(table: LocalTable)
         "spectator": False,
         "joined_index": 0,
         "last_seen_ms": table.clock_ms,
+        "bot": False,
     }
     assert {"type": "player_joined", "name": "ann", "spectator": False} in table.events
 
@@ -198,3 +199,30 @@ def test_a_spectator_leaving_does_not_end_the_game(in_round: LocalTable) -> None
     in_round.do("c3", "join", name="cy")
     in_round.do("c3", "leave")
     assert in_round.state["game_state"]["phase"] == "round"
+
+
+def test_a_person_joining_a_table_hosted_by_a_bot_becomes_host(table: LocalTable) -> None:
+    """Issue 10 item 3: the people at a table decide when a game starts."""
+    assert table.do("b1", "join", name="bot1", bot=True)["host"] is True
+    assert table.do("b2", "join", name="bot2", bot=True)["host"] is False
+    assert table.state["players"]["bot1"]["bot"] is True
+    assert table.do("c1", "join", name="ann")["host"] is True
+    assert table.events[-1] == {"type": "host_changed", "host": "ann"}
+    assert table.do("c2", "join", name="bob")["host"] is False  # a person keeps it
+    assert table.do("b3", "join", name="bot3", bot=True)["host"] is False
+
+
+def test_the_host_passes_to_the_next_person_before_any_bot(table: LocalTable) -> None:
+    table.do("c1", "join", name="ann")
+    table.do("b1", "join", name="bot1", bot=True)
+    table.do("c2", "join", name="bob")
+    table.do("c1", "leave")
+    assert table.state["game_state"]["host"] == "bob"  # bot1 joined earlier, bob is a person
+    table.do("c2", "leave")
+    assert table.state["game_state"]["host"] == "bot1"  # only bots left
+
+
+def test_bot_must_be_a_boolean(table: LocalTable) -> None:
+    result = table.do("b1", "join", name="bot1", bot="yes")
+    assert result["ok"] is False and result["error"] == "bad_command"
+    assert table.state["players"] == {}
