@@ -13,8 +13,10 @@ state arrives; build a fresh ``ViewModel``; draw it; flip.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pygame
 
@@ -25,6 +27,73 @@ from .fake import FakeSession
 from .viewmodel import GameSession, Pending, UiState, ViewModel, build_view
 
 LEAVE_WAIT_S = 0.5  # on quit, how long to wait for the "leave" to be answered
+
+# --- where the window goes when ``arena up`` opens several ---------------------------
+
+SLOT_ENV = "ARENA_WINDOW_SLOT"  # "i/n": this is window i (from 0) of n, tile the screen
+GAP_X, GAP_Y = 10, 40  # between windows; GAP_Y leaves room for a title bar
+MIN_TILE = (640, 480)  # smaller tiles are unreadable: cascade full-size windows instead
+CASCADE_STEP = 40
+
+
+def tile_windows(
+    screen: tuple[int, int], count: int, largest: tuple[int, int] = (1200, 800)
+) -> list[tuple[int, int, int, int]]:
+    """Rectangles (x, y, width, height) for ``count`` windows on a ``screen``-sized display.
+
+    A grid of columns and rows, chosen so the windows are as large as possible (at
+    most ``largest``); when even the best grid would make them smaller than
+    ``MIN_TILE``, they are stacked instead: each as large as fits (at least
+    ``MIN_TILE`` where the screen allows), cascading down and to the right.
+    """
+    if count < 1:
+        return []
+    sw, sh = screen
+    best: tuple[float, int, int, int, int] | None = None  # (scale, area, cols, w, h)
+    for cols in range(1, count + 1):
+        rows = math.ceil(count / cols)
+        w = min(largest[0], (sw - GAP_X * (cols + 1)) // cols)
+        h = min(largest[1], (sh - GAP_Y * rows - GAP_X) // rows)
+        if w <= 0 or h <= 0:
+            continue
+        scale = min(w / largest[0], h / largest[1])
+        if best is None or (scale, w * h) > best[:2]:
+            best = (scale, w * h, cols, w, h)
+    if best is not None and best[3] >= MIN_TILE[0] and best[4] >= MIN_TILE[1]:
+        _, _, cols, w, h = best
+        return [
+            (GAP_X + (k % cols) * (w + GAP_X), GAP_Y + (k // cols) * (h + GAP_Y), w, h)
+            for k in range(count)
+        ]
+    spread = (count - 1) * CASCADE_STEP  # room for every window to show its title bar
+    w = max(min(largest[0], sw - 2 * GAP_X - spread), min(MIN_TILE[0], sw))
+    h = max(min(largest[1], sh - GAP_Y - GAP_X - spread), min(MIN_TILE[1], sh))
+    room_x, room_y = max(1, sw - w - GAP_X + 1), max(1, sh - h - GAP_Y + 1)
+    return [
+        (
+            min(GAP_X + (k * CASCADE_STEP) % room_x, max(0, sw - w)),
+            min(GAP_Y + (k * CASCADE_STEP) % room_y, max(0, sh - h)),
+            w,
+            h,
+        )
+        for k in range(count)
+    ]
+
+
+def place_window(size: tuple[int, int], env: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """With ``ARENA_WINDOW_SLOT=i/n`` (set by ``arena up``): this window's tile of the
+    display it opens on (``size`` is the largest it may be); puts the window there
+    through ``SDL_VIDEO_WINDOW_POS`` and returns its size. Without it: ``size``."""
+    slot = env.get(SLOT_ENV, "")
+    index, _, count = slot.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        return size
+    sizes = pygame.display.get_desktop_sizes() if pygame.display.get_init() else []
+    if not sizes:
+        return size
+    x, y, w, h = tile_windows(sizes[0], int(count), size)[int(index)]
+    os.environ["SDL_VIDEO_WINDOW_POS"] = f"{x},{y}"
+    return (w, h)
 
 
 class App:
@@ -166,6 +235,7 @@ def run(
     """
     pygame.init()
     try:
+        size = place_window(size)
         app = App(session, name, size)
         clock = pygame.time.Clock()
         frames = 0

@@ -96,12 +96,13 @@ def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: b
             env=env, stdout=open(directory / f"bot{i + 1}.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True))
     for i in range(players):
-        # side by side, so every window is visible at once
-        pos = {"SDL_VIDEO_WINDOW_POS": f"{10 + (i % 2) * 980},{10 + (i // 2) * 700}"}
+        # every window visible at once: each tiles the display it opens on
+        # (client.app.place_window; --size is the largest a tile may be)
+        slot = {"ARENA_WINDOW_SLOT": f"{i}/{players}"}
         extras.append(subprocess.Popen(
             [sys.executable, "-m", "nodes", "play", "--name", f"Player{i + 1}",
-             "--size", "960x640"],
-            env={**env, **pos}, stdout=open(directory / f"player{i + 1}.log", "ab"),  # noqa: SIM115
+             "--size", "1200x800"],
+            env={**env, **slot}, stdout=open(directory / f"player{i + 1}.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True))
     (directory / "extras.json").write_text(json.dumps([p.pid for p in extras]))
     console.print(f"cluster {lc.cluster.cluster_id}: {nodes} nodes, file {lc.cluster_path}")
