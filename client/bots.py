@@ -178,7 +178,8 @@ def people_at(state: dict[str, Any]) -> list[str]:
 
 def progress_line(bots: list[Bot], state: dict[str, Any] | None) -> str:
     """One line on the table and each bot, e.g.
-    ``game 3 round 2/3 | bot1 4 pts, 11/19 hits, 2 games | bot2 (lobby) ...``."""
+    ``game 3 round 2/3 | bot1 4 pts, 11/19 hits won, 2 games | bot2 ...``; in the lobby a
+    bot is "ready" or "seated", during a game "N pts" (this game) or "watching"."""
     if state is None:
         return "bots: connecting..."
     gs, phase = state["game_state"], view.phase(state)
@@ -199,9 +200,14 @@ def progress_line(bots: list[Bot], state: dict[str, Any] | None) -> str:
         if me is None:
             parts.append(f"{b.name} joining")
             continue
-        points = state["scores"].get(me)
-        score = f"{points} pts" if points is not None else "watching"
-        parts.append(f"{me} {score}, {b.hits_won}/{b.hits_sent} hits, {b.games_seen} games")
+        player = state["players"][me]
+        if player["spectator"]:
+            doing = "watching"
+        elif phase == "lobby":
+            doing = "ready" if player["ready"] else "seated"
+        else:
+            doing = f"{state['scores'].get(me, 0)} pts"
+        parts.append(f"{me} {doing}, {b.hits_won}/{b.hits_sent} hits won, {b.games_seen} games")
     return " | ".join(parts)
 
 

@@ -112,13 +112,18 @@ def test_the_progress_line_names_the_game_and_each_bots_points(clock: ScriptedCl
     assert progress_line(bots, None) == "bots: connecting..."
     session.poll()
     assert progress_line(bots, session.state).endswith("bot1 joining | bot2 joining")
+    _turns(session, bots, clock, 0.1)  # seated (the readies are on their way)
+    assert progress_line(bots, session.state) == (
+        "lobby (game 1 next) | bot1 seated, 0/0 hits won, 0 games"
+        " | bot2 seated, 0/0 hits won, 0 games"
+    )
     _turns(session, bots, clock, 5.0)  # started, counted down, shooting
     line = progress_line(bots, session.state)
     state: Any = session.state
     points = state["scores"]
     assert line.startswith(("game 1 round 1/3 | bot1 ", "game 1 intermission | bot1 "))
     for b in bots:
-        assert f"{b.name} {points[b.name]} pts, {b.hits_won}/{b.hits_sent} hits, 0 games" in line
+        assert f"{b.name} {points[b.name]} pts, {b.hits_won}/{b.hits_sent} hits won, 0 games" in line
     assert b.hits_sent > 0
 
 
