@@ -14,7 +14,7 @@ one a player meets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pygame
@@ -23,20 +23,9 @@ import pytest
 from client.api import wait_until
 from client.app import App
 from client.session import NetworkSession
-from nodes.clusterfile import Timing
 from nodes.local import LocalCluster
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    lc = LocalCluster.create(tmp_path / "cluster", 3, timing=Timing(election_ms=(150.0, 300.0)))
-    try:
-        lc.start_all()
-        yield lc
-    finally:
-        lc.kill_all()
 
 
 def _frames_until(app: App, cond: Callable[[], object], timeout: float, what: str) -> None:
@@ -55,8 +44,9 @@ def _key(app: App, key: int) -> None:
 
 
 def test_a_window_says_no_majority_and_rejoins_by_itself_when_the_nodes_come_back(
-    cluster: LocalCluster, display: pygame.Surface, tmp_path: Path
+    live_cluster: LocalCluster, display: pygame.Surface, tmp_path: Path
 ) -> None:
+    cluster = live_cluster
     session = NetworkSession(cluster.cluster)
     try:
         app = App(session, "Player1", (1200, 800))
