@@ -24,7 +24,7 @@ from game import view as game_view
 
 from . import render
 from .fake import FakeSession
-from .viewmodel import GameSession, Pending, UiState, ViewModel, build_view
+from .viewmodel import MIN_SIZE, GameSession, Pending, UiState, ViewModel, build_view
 
 LEAVE_WAIT_S = 0.5  # on quit, how long to wait for the "leave" to be answered
 
@@ -32,7 +32,7 @@ LEAVE_WAIT_S = 0.5  # on quit, how long to wait for the "leave" to be answered
 
 SLOT_ENV = "ARENA_WINDOW_SLOT"  # "i/n": this is window i (from 0) of n, tile the screen
 GAP_X, GAP_Y = 10, 40  # between windows; GAP_Y leaves room for a title bar
-MIN_TILE = (640, 480)  # smaller tiles are unreadable: cascade full-size windows instead
+MIN_TILE = MIN_SIZE  # a smaller window is drawn clipped: cascade larger windows instead
 CASCADE_STEP = 40
 
 
