@@ -26,6 +26,7 @@ from .majority_driver import default_vote_policy
 from .transports import InProcessNetwork
 from .types import (
     ConsensusError,
+    InvalidArgument,
     LockResult,
     NodeInfo,
     NotStarted,
@@ -39,6 +40,7 @@ __all__ = [
     "Consensus",
     "ConsensusError",
     "InProcessNetwork",
+    "InvalidArgument",
     "LockResult",
     "NodeInfo",
     "NotStarted",
