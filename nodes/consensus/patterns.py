@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 from . import checks
 from .driver import Driver
 from .events import EventBus
-from .types import ConsensusError, InvalidArgument, LockResult, NotStarted, ProposalResult, ValueInfo
+from .types import (
+    ConsensusError,
+    InvalidArgument,
+    LockResult,
+    NotStarted,
+    ProposalResult,
+    ValueInfo,
+)
 
 
 @dataclass(slots=True)
