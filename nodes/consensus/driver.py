@@ -140,9 +140,12 @@ class Driver:
                   "or answers (its peers will see it as crashed). Create a new Consensus "
                   "(same id and data_dir) to bring it back.", self.id, exc, exc_info=exc)
         self.stopped = True
-        if self.link is not None:
-            self.link.close()
-        self._on_stop()
+        try:
+            if self.link is not None:
+                self.link.close()
+            self._on_stop()
+        except Exception:  # keep going: the event below must still go out
+            log.exception("node %s: cleaning up after the failure failed too", self.id)
         self.bus.emit("node:failed", self.id, error=exc)
         self.bus.flush()
 
