@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "Consensus", "ConsensusError", "InProcessNetwork", "LockResult", "NodeInfo",
+    "Consensus", "ConsensusError", "InProcessNetwork", "InvalidArgument", "LockResult", "NodeInfo",
     "NotStarted", "Proposal", "ProposalResult", "ValueInfo", "Votes",
 }
 

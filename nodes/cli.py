@@ -1,7 +1,10 @@
 """The ``arena`` command line. Entry points only wire; logic lives in the packages.
 
 The cluster file is found with --cluster, else $ARENA_CLUSTER, else
-./.arena/cluster.toml (where ``arena up`` writes it).
+./.arena/cluster.toml (where ``arena up`` writes it). ``--cluster`` and
+``--json`` may come before the command too (``arena --cluster FILE game``): the
+group passes them down through the click context, and the command's own option,
+when given on the command line, wins.
 """
 
 from __future__ import annotations
@@ -14,14 +17,31 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from . import clusterfile
 
+
+def _from_group(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A command's ``--cluster`` / ``--json``: its own, if given on its command
+    line; else the group's (``arena --cluster FILE game``), if given on the
+    command line; else the environment or the default."""
+    assert param.name is not None
+    if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+        return value
+    root = ctx.find_root()
+    if root is not ctx and root.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+        return root.params.get(param.name, value)
+    return value
+
+
+CLUSTER_HELP = "Cluster file (default: $ARENA_CLUSTER, else .arena/cluster.toml)."
 cluster_option = click.option(
-    "--cluster", "cluster_path", envvar="ARENA_CLUSTER", default=None,
-    help="Cluster file (default: $ARENA_CLUSTER, else .arena/cluster.toml).",
+    "--cluster", "cluster_path", envvar="ARENA_CLUSTER", default=None, help=CLUSTER_HELP,
+    callback=_from_group,
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.",
+                           callback=_from_group)
 admin_key_option = click.option("--admin-key", envvar="ARENA_ADMIN_KEY", default=None,
                                 help="Admin key, if the cluster requires one.")
 
@@ -54,6 +74,23 @@ def _fail(e: Exception) -> click.ClickException:
     return click.ClickException(str(e))
 
 
+def _read_failed(e: Exception, timeout: float) -> click.ClickException:
+    """A read that got no answer: unlike a command, it changed nothing either way."""
+    from client.api import TimeoutError_, Unavailable
+
+    if isinstance(e, TimeoutError_ | Unavailable):
+        return click.ClickException(
+            f"no node answered the read within {timeout:g} s, and the read changed nothing "
+            "(a read never does). Is a majority of the nodes up? Check 'arena status', then "
+            "retry (or pass a longer --timeout)")
+    return _fail(e)
+
+
+read_timeout_option = click.option(
+    "--timeout", "timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+    help="Seconds to wait for an answer.")
+
+
 class _Main(click.Group):
     """A bad or unreadable cluster file (or key file) is a clear error, not a traceback."""
 
@@ -66,7 +103,11 @@ class _Main(click.Group):
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="arena")
-def main() -> None:
+@click.option("--cluster", "cluster_path", envvar="ARENA_CLUSTER", default=None,
+              help=CLUSTER_HELP + " Also accepted after the command, where it wins.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON, for the commands that print data.")
+def main(cluster_path: str | None, as_json: bool) -> None:
     """Arena: a multiplayer game backend whose state is replicated with Raft."""
 
 
@@ -328,13 +369,15 @@ def _value(text: str) -> Any:
 @click.option("--stale", is_flag=True, help="Fast local read from any node, possibly stale.")
 @cluster_option
 @json_option
-def kv_get(key: str, stale: bool, cluster_path: str | None, as_json: bool) -> None:
+@read_timeout_option
+def kv_get(key: str, stale: bool, cluster_path: str | None, as_json: bool,
+           timeout: float) -> None:
     """Read KEY."""
-    with _client(cluster_path) as c:
+    with _client(cluster_path, deadline=timeout) as c:
         try:
             r = c.get_full(key, stale=stale)
         except Exception as e:
-            raise _fail(e) from e
+            raise _read_failed(e, timeout) from e
     if as_json:
         _emit(r, True)
     elif not r.get("found"):
@@ -367,8 +410,9 @@ def _kv_command(name: str, args: list[str], doc: str) -> None:
     cmd = click.Command(name, callback=run, help=doc, params=[
         *params,
         click.Option(["--cluster", "cluster_path"], envvar="ARENA_CLUSTER", default=None,
-                     help="Cluster file."),
-        click.Option(["--json", "as_json"], is_flag=True, help="Print JSON."),
+                     help=CLUSTER_HELP, callback=_from_group),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print JSON.",
+                     callback=_from_group),
     ])
     kv.add_command(cmd)
 
@@ -387,15 +431,16 @@ _kv_command("unlock", ["name", "holder"], "Release lock NAME held by HOLDER.")
 @main.command()
 @cluster_option
 @json_option
-def game(cluster_path: str | None, as_json: bool) -> None:
+@read_timeout_option
+def game(cluster_path: str | None, as_json: bool, timeout: float) -> None:
     """Print the current game state (a linearizable read)."""
     from game.render_text import describe
 
-    with _client(cluster_path) as c:
+    with _client(cluster_path, deadline=timeout) as c:
         try:
             r = c.read("game", {"op": "state"})
         except Exception as e:
-            raise _fail(e) from e
+            raise _read_failed(e, timeout) from e
     state = r.get("state") if isinstance(r, dict) else None
     if as_json:
         _emit(state, True)

@@ -41,25 +41,16 @@ def cluster_status(cf: ClusterFile, timeout: float = 0.4) -> list[dict]:
 
 
 def status_table(rows: list[dict], title: str = "cluster") -> Table:
-    t = Table(title=title)
-    for col in ("node", "address", "role", "term", "leader", "commit", "applied", "reachable"):
-        t.add_column(col)
-    colours = {"leader": "bold green", "follower": "cyan", "candidate": "yellow",
-               "pre-candidate": "yellow"}
-    for r in rows:
-        if not r["reachable"]:
-            t.add_row(r["id"], r["address"], "[red]down[/red]", "-", "-", "-", "-", "no")
-            continue
-        role = r["role"]
-        part = " (partitioned)" if r.get("blocked") else ""
-        t.add_row(r["id"], r["address"], f"[{colours.get(role, 'white')}]{role}[/]{part}",
-                  str(r["term"]), str(r["leader"] or "-"), str(r["commit"]),
-                  str(r["applied"]), "yes")
-    return t
+    """The status table, fitted to the terminal (``nodes.status_view``)."""
+    from .status_view import status_table as fitted
+
+    return fitted(rows, title)
 
 
 def render_status(rows: list[dict]) -> None:
-    Console().print(status_table(rows))
+    from .status_view import render_status as fitted_render
+
+    fitted_render(rows)
 
 
 def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: bool = False,

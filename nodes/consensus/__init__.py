@@ -14,6 +14,8 @@ Modules, one job each:
   drives it.
 - ``driver``: the tick task, liveness pings and what both drivers share.
 - ``transports``: ``InProcessNetwork``, ZeroMQ, bring-your-own.
+- ``checks``: argument checks (``InvalidArgument``: seconds not
+  milliseconds, values that can be replicated, keys, node ids).
 - ``wire``: packets and their bytes; ``events``: event names, triggers and
   dispatch; ``liveness``: reachability and partitions; ``directory``: the
   replicated address book; ``types``: result values.
@@ -26,6 +28,7 @@ from .majority_driver import default_vote_policy
 from .transports import InProcessNetwork
 from .types import (
     ConsensusError,
+    InvalidArgument,
     LockResult,
     NodeInfo,
     NotStarted,
@@ -39,6 +42,7 @@ __all__ = [
     "Consensus",
     "ConsensusError",
     "InProcessNetwork",
+    "InvalidArgument",
     "LockResult",
     "NodeInfo",
     "NotStarted",

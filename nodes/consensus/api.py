@@ -35,15 +35,16 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+from . import checks
 from .driver import Driver, Options
-from .events import Callback, EventBus
-from .majority import quorum_required
+from .events import Callback, EventBus, positional_arity
 from .majority_driver import MajorityDriver, VotePolicy
-from .patterns import Patterns, _Optimistic, check_key
+from .patterns import Patterns, _Optimistic
 from .raft_driver import RaftDriver
 from .transports import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
 from .types import (
     ConsensusError,
+    InvalidArgument,
     NodeInfo,
     NotStarted,
     ProposalResult,
@@ -114,6 +115,31 @@ class Consensus(Patterns):
     - ``quorum``, ``vote_policy``: simple_majority only (see ``majority``).
     - ``cluster_id``: frames of another cluster are dropped.
     - ``failure_timeout``: silence after which a peer is ``node:unreachable``.
+
+    Durations are seconds; one that only makes sense as milliseconds
+    (``timeout=3000``) is refused, as are negative windows and intervals and
+    non-bool flags (``compression="yes"``).
+
+    How calls fail (one rule for every method):
+
+    - A bad argument -- a key that is not a non-empty str, a value that cannot
+      be encoded (plain data only: dict, list, str, bytes, int, float, bool,
+      None), a malformed option -- raises ``InvalidArgument`` (a
+      ``ConsensusError`` and a ``ValueError``) at once: nothing is stored,
+      sent or voted on. A call on a node that is not running raises
+      ``NotStarted`` / ``ConsensusError``.
+    - An outcome is never an exception for calls that answer yes or no:
+      ``propose``, ``delete``, ``compare_and_swap``, ``release_lock`` return
+      False, ``propose_with_result`` / ``batch`` a ``ProposalResult`` and
+      ``acquire_lock`` a ``LockResult`` with ``error`` set (``"rejected"``,
+      ``"timeout"``, ``"cas_failed"``, ...).
+    - Calls that return a value -- ``increment``, ``decrement``, ``read``,
+      ``wait_for_leader`` -- raise ``ConsensusError`` when they have none to
+      return (rejected, timed out, no leader), the message saying why.
+
+    The node's own tick task failing (a bug) stops the node visibly:
+    ``running`` turns False, ``failure`` holds the exception, it is logged,
+    and ``node:failed`` is emitted.
     """
 
     def __init__(
@@ -142,20 +168,30 @@ class Consensus(Patterns):
         tick_interval: float | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
-        if not isinstance(node_id, str) or not 0 < len(node_id) <= 64:
-            raise ValueError(f"node_id must be a non-empty str of at most 64 chars, got {node_id!r}")
+        checks.node_id(node_id)
         if mechanism not in MECHANISMS:
-            raise ValueError(f"unknown mechanism {mechanism!r}; choose one of {MECHANISMS}")
-        if timeout <= 0 or heartbeat_interval <= 0:
-            raise ValueError("timeout and heartbeat_interval must be positive")
-        lo, hi = election_timeout
+            raise InvalidArgument(f"unknown mechanism {mechanism!r}; choose one of {MECHANISMS}")
+        timeout = checks.seconds("timeout", timeout)
+        heartbeat_interval = checks.seconds("heartbeat_interval", heartbeat_interval)
+        lo, hi = checks.election_window(election_timeout)
         if not heartbeat_interval < lo < hi:
-            raise ValueError(
+            raise InvalidArgument(
                 f"need heartbeat_interval < election_timeout[0] < election_timeout[1], got "
                 f"{heartbeat_interval}, {election_timeout}")
-        quorum_required(quorum, 1)  # validates the fraction
+        batch_updates = checks.flag("batch_updates", batch_updates)
+        batch_window = checks.seconds("batch_window", batch_window, allow_zero=True)
+        compression = checks.flag("compression", compression)
+        fsync = checks.flag("fsync", fsync)
+        join = checks.flag("join", join)
+        snapshot_interval = checks.count("snapshot_interval", snapshot_interval)
+        quorum = checks.quorum_fraction(quorum)
+        if tick_interval is not None:
+            tick_interval = checks.seconds("tick_interval", tick_interval)
+        if failure_timeout is not None:
+            failure_timeout = checks.seconds("failure_timeout", failure_timeout)
         if isinstance(transport, str) and transport != "zmq":
-            raise ValueError(f"transport must be an InProcessNetwork, 'zmq' or None, got {transport!r}")
+            raise InvalidArgument(
+                f"transport must be an InProcessNetwork, 'zmq' or None, got {transport!r}")
         self._node_id = node_id
         self.mechanism = mechanism
         self.timeout = timeout
@@ -228,7 +264,13 @@ class Consensus(Patterns):
 
     @property
     def running(self) -> bool:
+        """True between ``start()`` and ``stop()``, unless the node failed (``failure``)."""
         return self._driver.started and not self._driver.stopped
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The exception that stopped this node's tick task, if one did."""
+        return self._driver.failure
 
     def _make_link(self, loop: asyncio.AbstractEventLoop) -> Link:
         deliver = self._driver.deliver
@@ -291,20 +333,50 @@ class Consensus(Patterns):
         self._bus.off(event, callback)
 
     def subscribe(self, key: str, callback: Callback) -> Callable[[], None]:
-        """``callback(key, new, old, **details)`` on every change of ``key`` in this
-        node's view (``"*"``: every key). Returns an unsubscriber."""
-        return self._bus.on("state:changed", callback, first_arg=None if key == "*" else key)
+        """Call ``callback`` on every change of ``key`` in this node's view
+        (``"*"``: every key). Returns an unsubscriber. What it is given depends
+        on how many positional parameters it takes:
+
+        - one: ``callback(value)``, the new value (None: deleted);
+        - two: ``callback(new, old)``;
+        - three or more, or ``*args``: ``callback(key, new, old)``, plus the
+          details of ``state:changed`` it declares as keywords (``version``,
+          ``index``, ``optimistic``, ``rolled_back``).
+
+        A ``"*"`` subscription needs the key, so three parameters (or ``*args``).
+        """
+        if key != "*":
+            checks.key(key)
+        if not callable(callback):
+            raise InvalidArgument(f"the callback for {key!r} must be callable, got {callback!r}")
+        arity = positional_arity(callback)
+        if arity == 0 or (key == "*" and arity is not None and arity < 3):
+            raise InvalidArgument(
+                f"subscribe({key!r}, ...) cannot call {callback!r}: it takes {arity} positional "
+                "parameter(s); use callback(value) or callback(new, old) for one key, "
+                "callback(key, new, old) for one key or '*'")
+        if arity == 1:
+            def wrapped(key_: str, new: Any, old: Any) -> Any:
+                return callback(new)
+        elif arity == 2:
+            def wrapped(key_: str, new: Any, old: Any) -> Any:  # noqa: F811
+                return callback(new, old)
+        else:
+            wrapped = callback
+        return self._bus.on("state:changed", wrapped, first_arg=None if key == "*" else key)
 
     # --- proposals -------------------------------------------------------------------------
 
     async def propose(self, key: str, value: Any, *, timeout: float | None = None) -> bool:
         """Set ``key`` to ``value`` (None deletes it) through consensus. True once
-        accepted; False when rejected or not decided within the timeout."""
+        accepted; False when rejected or not decided within the timeout. A value
+        that cannot be encoded raises ``InvalidArgument`` before anything is
+        proposed (see the class docstring: how calls fail)."""
         return (await self.propose_with_result(key, value, timeout=timeout)).accepted
 
     async def propose_with_result(self, key: str, value: Any, *,
                                   timeout: float | None = None) -> ProposalResult:
-        check_key(key)
+        checks.key(key)
         command = {"op": "delete", "key": key} if value is None else \
             {"op": "put", "key": key, "value": value}
         return await self._submit(command, key, value, timeout)
@@ -316,6 +388,9 @@ class Consensus(Patterns):
                       timeout: float | None) -> ProposalResult:
         if not self._driver.started:
             raise NotStarted(f"node {self._node_id} is not started: call start() first")
+        checks.replicable(command, key)
+        if timeout is not None:
+            timeout = checks.seconds("timeout", timeout)
         return await self._driver.submit(command, key, value, timeout or self.timeout)
 
     # --- reads ---------------------------------------------------------------------------
@@ -353,22 +428,40 @@ class Consensus(Patterns):
 
     # --- cluster ---------------------------------------------------------------------------
 
-    def add_node(self, node_id: str, address: str | None = None) -> Awaitable[ProposalResult]:
+    def add_node(self, node_id: str | Mapping[str, Any], address: str | None = None, *,
+                 metadata: Mapping[str, Any] | None = None) -> Awaitable[ProposalResult]:
         """Add a node. Before the first tick: a founding member (done at once).
         After: a membership change through the leader (the node joins as a learner
-        and is promoted once caught up); await the result or ignore it."""
+        and is promoted once caught up); await the result or ignore it.
+
+        ``metadata`` (plain data, e.g. ``{"region": "eu-west"}``) shows in
+        ``get_nodes()``; under raft, once the node runs, it is replicated with
+        the address so every member sees it. The node may also be given as one
+        mapping: ``add_node({"id": "n4", "address": "tcp://...", "metadata": {...}})``.
+        """
+        if isinstance(node_id, Mapping):
+            if address is not None or metadata is not None:
+                raise InvalidArgument("give add_node either one mapping {id, address, metadata} "
+                                      "or node_id, address=, metadata=, not both")
+            node_id, address, metadata = _node_spec(node_id)
+        checks.node_id(node_id)
+        if address is not None and (not isinstance(address, str) or not address):
+            raise InvalidArgument(f"address must be a non-empty str like 'tcp://host:port', "
+                                  f"got {address!r:.80}")
+        meta = _metadata(metadata)
         if (address is None and isinstance(self._link, ZmqLink)
                 and not self._driver.addresses.get(node_id)):
-            raise ValueError(f"over ZeroMQ, add_node({node_id!r}) needs the node's address "
-                             "('tcp://host:port')")
-        if self._driver.bootstrap_peer(node_id, address):
+            raise InvalidArgument(f"over ZeroMQ, add_node({node_id!r}) needs the node's address "
+                                  "('tcp://host:port')")
+        if self._driver.bootstrap_peer(node_id, address, meta):
             return _Resolved(ProposalResult(f"{self._node_id}/add/{node_id}", True, node_id,
                                             Votes(), 0, value=address))
         return self._spawn(lambda: self._driver.change_membership("add", node_id, address,
-                                                                   self.timeout))
+                                                                   self.timeout, meta))
 
     def remove_node(self, node_id: str) -> Awaitable[ProposalResult]:
         """Remove a node (the leader included: it steps down once the change commits)."""
+        checks.node_id(node_id)
         return self._spawn(lambda: self._driver.change_membership("remove", node_id, None,
                                                                    self.timeout))
 
@@ -397,12 +490,28 @@ class Consensus(Patterns):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def get_nodes(self) -> dict[str, NodeInfo]:
-        """Every member as this node sees it: id, address, role (if known),
-        voter/learner and ``connected`` (reachability)."""
-        return self._driver.nodes()
+    def get_nodes(self) -> list[NodeInfo]:
+        """Every member as this node sees it, sorted by id: ``NodeInfo`` with
+        ``id``, ``address``, ``role`` (if known), ``voter``/``learner``,
+        ``connected``/``status`` (reachability) and ``metadata``."""
+        return list(self._driver.nodes().values())
 
-    def get_leader(self) -> str | None:
+    def get_node(self, node_id: str) -> NodeInfo | None:
+        """One member as this node sees it (None: not a member here)."""
+        return self._driver.nodes().get(node_id)
+
+    def get_leader(self) -> NodeInfo | None:
+        """The leader this node knows of, as a ``NodeInfo`` (None: none known;
+        always None under simple_majority). ``get_leader_id()`` gives the id."""
+        leader = self._driver.leader_id
+        if leader is None:
+            return None
+        info = self._driver.nodes().get(leader)
+        if info is None:  # a leader outside our configuration view (e.g. while joining)
+            info = self._driver.node_info(leader, "leader", True, False)
+        return info
+
+    def get_leader_id(self) -> str | None:
         return self._driver.leader_id
 
     def is_leader(self) -> bool:
@@ -416,8 +525,13 @@ class Consensus(Patterns):
         return self._node_id
 
     def get_debug_state(self) -> dict[str, Any]:
-        """current_term, role, leader_id, commit_index, log_length, and more."""
-        return self._driver.debug_state()
+        """current_term, role, leader_id, commit_index, log_length, and more
+        (``tick_rounds``: the node's tick task is alive while it grows)."""
+        state = self._driver.debug_state()
+        state["tick_rounds"] = self._driver.tick_rounds
+        state["running"] = self.running
+        state["failure"] = None if self.failure is None else repr(self.failure)
+        return state
 
     async def wait_for_leader(self, timeout: float | None = None) -> str:
         """The leader's id, once one is known (raft). Raises ``ConsensusError`` on timeout."""
@@ -425,8 +539,34 @@ class Consensus(Patterns):
             raise ConsensusError("simple_majority has no leader")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.timeout)
-        while (leader := self.get_leader()) is None:
+        while (leader := self.get_leader_id()) is None:
             if loop.time() >= deadline:
                 raise ConsensusError(f"node {self._node_id}: no leader within the timeout")
             await asyncio.sleep(self.options.timing.tick)
         return leader
+
+
+_NODE_SPEC_KEYS = frozenset({"id", "node_id", "address", "metadata"})
+
+
+def _node_spec(spec: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """``{"id", "address", "metadata"}`` (``node_id`` for ``id`` too) as a tuple."""
+    unknown = set(spec) - _NODE_SPEC_KEYS
+    if unknown:
+        raise InvalidArgument(f"add_node got unknown field(s) {sorted(map(str, unknown))}; a "
+                              "node is {'id': ..., 'address': ..., 'metadata': {...}}")
+    node_id = spec.get("id", spec.get("node_id"))
+    if node_id is None:
+        raise InvalidArgument("add_node({...}) needs the node's 'id'")
+    return node_id, spec.get("address"), spec.get("metadata")
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+        raise InvalidArgument(f"metadata must be a mapping with str keys, e.g. "
+                              f"{{'region': 'eu-west'}}, got {metadata!r:.80}")
+    meta = dict(metadata)
+    checks.replicable(meta, None)
+    return meta

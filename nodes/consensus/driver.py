@@ -60,8 +60,11 @@ class Driver:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.liveness = Liveness(node_id, opts.timing.failure_timeout)
         self.addresses: dict[str, str | None] = {}
+        self.metadata: dict[str, dict[str, Any]] = {}  # what add_node was given, per node
         self.stopped = False
         self.started = False
+        self.failure: BaseException | None = None  # what killed the tick task, if anything
+        self.tick_rounds = 0  # rounds of the tick task so far (it is alive while this grows)
         self._task: asyncio.Task[None] | None = None
         self._last_ping = 0.0
         self.dropped: dict[str, int] = {}
@@ -92,6 +95,14 @@ class Driver:
         self.bus.flush()
 
     async def _run(self) -> None:
+        try:
+            await self._tick_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never a silent death: see _fail
+            self._fail(exc)
+
+    async def _tick_forever(self) -> None:
         assert self.loop is not None
         loop = self.loop
         tick = self.opts.timing.tick
@@ -108,17 +119,44 @@ class Driver:
             while next_at <= now:
                 next_at += tick
                 ticks += 1
+            self.tick_rounds += 1
             try:
                 # after a stall count at most an election timeout's worth of ticks
                 self._on_ticks(min(ticks, max_ticks), now)
                 if self.link is not None:
                     self.link.poll()
                 self._liveness(now)
-            except Exception:
-                log.exception("node %s: the driver failed on a tick", self.id)
-                raise
             finally:
                 self.bus.flush()
+
+    def _fail(self, exc: BaseException) -> None:
+        """The tick task died (a bug, or a callback's error we could not contain):
+        the node can no longer tick, ping or time anything out. Stop it visibly --
+        ``running`` turns False, ``failure`` holds the exception, the error is
+        logged with its traceback and ``node:failed`` is emitted -- rather than
+        leave a node that looks alive to its owner and dead to its peers."""
+        self.failure = exc
+        log.error("node %s stopped: its tick task failed with %r; it no longer ticks, pings "
+                  "or answers (its peers will see it as crashed). Create a new Consensus "
+                  "(same id and data_dir) to bring it back.", self.id, exc, exc_info=exc)
+        self.stopped = True
+        try:
+            if self.link is not None:
+                self.link.close()
+            self._on_stop()
+        except Exception:  # keep going: the event below must still go out
+            log.exception("node %s: cleaning up after the failure failed too", self.id)
+        self.bus.emit("node:failed", self.id, error=exc)
+        self.bus.flush()
+
+    def not_running_error(self) -> str:
+        """Why calls are refused on a node that is not running, and what to do."""
+        if self.failure is not None:
+            return (f"node {self.id} failed ({self.failure!r}) and stopped: create a new "
+                    "Consensus to bring it back")
+        if self.stopped:
+            return f"node {self.id} is stopped"
+        return f"node {self.id} is not started: call start() first"
 
     # --- inputs ----------------------------------------------------------------------
 
@@ -170,6 +208,7 @@ class Driver:
             learner=learner,
             connected=self.liveness.is_reachable(node_id),
             is_self=me,
+            metadata=dict(self.metadata.get(node_id, {})),
         )
 
     # --- for subclasses ----------------------------------------------------------------
@@ -206,10 +245,12 @@ class Driver:
         raise NotImplementedError
 
     async def change_membership(self, action: str, node_id: str, address: str | None,
-                                timeout: float) -> ProposalResult:
+                                timeout: float, metadata: dict[str, Any] | None = None
+                                ) -> ProposalResult:
         raise NotImplementedError
 
-    def bootstrap_peer(self, node_id: str, address: str | None) -> bool:
+    def bootstrap_peer(self, node_id: str, address: str | None,
+                       metadata: dict[str, Any] | None = None) -> bool:
         """Before the node's first tick, make ``node_id`` a founding member.
         Returns False when it is too late (then it is a membership change)."""
         raise NotImplementedError

@@ -31,15 +31,23 @@ vote:requested         requester, *, term /            raft: a candidate asked t
                                                        (the proposer's own vote included)
 vote:granted           requester, *, term /            this node granted that vote (the voter's
                        proposal_id, key, value         side of vote:requested)
-log:appended           index, term, *, first_index,    entries were appended to this node's log
-                       count                           and persisted (raft); an accepted proposal
-                                                       was appended to the local log
+log:appended           index, term, *, key, op,        an entry was appended to this node's log
+                       first_index, count              and persisted (raft: one event per entry;
+                                                       ``first_index``/``count`` describe the
+                                                       persisted batch it came in; ``key`` None
+                                                       for a batch, a no-op or a membership
+                                                       change, ``op`` then "batch", "noop",
+                                                       "config" or "members"); an accepted
+                                                       proposal was appended to the local log
                                                        (simple_majority, term 0)
 consensus:accepted     key, value, *, proposal_id,     a proposal was accepted and applied here:
                        index, op, result, votes        every node, every command (for a batch
                                                        ``key`` is None and ``value`` the ops)
 lock:changed           name, *, action, holder,        a distributed lock was acquired, renewed
                        token, expires_ms               or released (applied here)
+node:failed            node_id, *, error               this node's tick task failed (``error``,
+                                                       also logged): the node stopped and
+                                                       ``running`` is False
 =====================  ==============================  ==========================================
 """
 
@@ -66,6 +74,7 @@ EVENTS: frozenset[str] = frozenset({
     "log:appended",
     "consensus:accepted",
     "lock:changed",
+    "node:failed",
 })
 
 Callback = Callable[..., Any]
@@ -110,6 +119,11 @@ def _listener(callback: Callback, first_arg: Any = None) -> _Listener:
     )
 
 
+def positional_arity(callback: Callback) -> int | None:
+    """How many positional arguments ``callback`` takes (None: ``*args`` or unknown)."""
+    return _listener(callback).max_positional
+
+
 class EventBus:
     """Named events with sync or async listeners.
 
@@ -146,6 +160,9 @@ class EventBus:
         self._listeners[event] = [
             li for li in self._listeners.get(event, []) if li.callback is not callback
         ]
+
+    def has_listeners(self, event: str) -> bool:
+        return bool(self._listeners.get(event))
 
     def emit(self, event: str, *args: Any, **details: Any) -> None:
         """Queue an event; listeners run at the next ``flush``."""

@@ -48,13 +48,15 @@ from typing import Any
 
 from nodes.kv import same_value
 
+from .types import InvalidArgument
+
 DECIDED_MEMORY = 10_000  # decided proposal ids remembered, to ignore repeats
 
 
 def quorum_required(quorum: float, total: int) -> int:
     """Votes for needed out of ``total``: strictly more than ``quorum * total``."""
-    if not 0 < quorum <= 1:
-        raise ValueError(f"quorum must be a fraction in (0, 1], got {quorum!r}")
+    if isinstance(quorum, bool) or not isinstance(quorum, int | float) or not 0 < quorum <= 1:
+        raise InvalidArgument(f"quorum must be a number in (0, 1], e.g. 0.5, got {quorum!r:.80}")
     if total <= 0:
         return 1
     # the simplest fraction the float stands for: 2/3 (not 0.666..6), 0.29 (not 0.28999..)

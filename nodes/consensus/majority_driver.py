@@ -55,11 +55,15 @@ class MajorityDriver(Driver):
 
     # --- membership -------------------------------------------------------------------
 
-    def bootstrap_peer(self, node_id: str, address: str | None) -> bool:
-        self._add(node_id, address)
+    def bootstrap_peer(self, node_id: str, address: str | None,
+                       metadata: dict[str, Any] | None = None) -> bool:
+        self._add(node_id, address, metadata)
         return True
 
-    def _add(self, node_id: str, address: str | None) -> None:
+    def _add(self, node_id: str, address: str | None,
+             metadata: dict[str, Any] | None = None) -> None:
+        if metadata:
+            self.metadata[node_id] = dict(metadata)
         if node_id == self.id:
             return
         if address is not None or node_id not in self.addresses:
@@ -71,12 +75,14 @@ class MajorityDriver(Driver):
             self.liveness.track(node_id, self.loop.time())
 
     async def change_membership(self, action: str, node_id: str, address: str | None,
-                                timeout: float) -> ProposalResult:
+                                timeout: float, metadata: dict[str, Any] | None = None
+                                ) -> ProposalResult:
         if action == "add":
-            self._add(node_id, address)
+            self._add(node_id, address, metadata)
         elif action == "remove":
             self.core.remove_member(node_id)
             self.addresses.pop(node_id, None)
+            self.metadata.pop(node_id, None)
             self.liveness.forget(node_id)
             if self.link is not None:
                 self.link.remove_peer(node_id)
@@ -164,7 +170,8 @@ class MajorityDriver(Driver):
         ctx = ApplyContext(index, 0, p.timestamp_ms, p.proposer)
         result, events = self.kv.apply(p.command, ctx)
         self._results[p.proposal_id] = result
-        self.bus.emit("log:appended", index, 0, first_index=index, count=1)
+        self.bus.emit("log:appended", index, 0, key=p.key, op=p.command.get("op"),
+                      first_index=index, count=1)
         for event in events:
             if event.get("type") == "state:changed":
                 self.bus.emit("state:changed", event["key"], event["new"], event["old"],
@@ -187,7 +194,7 @@ class MajorityDriver(Driver):
         if not self.started or self.loop is None:
             raise ConsensusError(f"node {self.id} is not started: call start() first")
         if self.stopped:
-            raise ConsensusError(f"node {self.id} is stopped")
+            raise ConsensusError(self.not_running_error())
         loop = self.loop
         pid = self.core.propose(key, value if key is not None else command, command,
                                 loop.time(), int(time.time() * 1000), timeout)

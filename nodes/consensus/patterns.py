@@ -11,9 +11,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import checks
 from .driver import Driver
 from .events import EventBus
-from .types import ConsensusError, LockResult, NotStarted, ProposalResult, ValueInfo
+from .types import (
+    ConsensusError,
+    InvalidArgument,
+    LockResult,
+    NotStarted,
+    ProposalResult,
+    ValueInfo,
+)
 
 
 @dataclass(slots=True)
@@ -56,6 +64,8 @@ class Patterns:
 
     async def _add(self, op: str, key: str, by: int, timeout: float | None) -> int:
         check_key(key)
+        if not isinstance(by, int) or isinstance(by, bool):
+            raise InvalidArgument(f"{op} {key!r}: by must be an int, got {by!r:.80}")
         result = await self._submit({"op": op, "key": key, "by": by}, key, by, timeout)
         if not result.accepted:
             detail = _message(result) or (
@@ -165,8 +175,8 @@ class Patterns:
 
 
 def check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"a key must be a non-empty str, got {key!r}")
+    """Raises ``InvalidArgument`` unless ``key`` is a non-empty str."""
+    checks.key(key)
 
 
 def _message(result: ProposalResult) -> str:

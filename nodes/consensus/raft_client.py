@@ -101,6 +101,7 @@ class LeaderClient:
 
     if TYPE_CHECKING:  # provided by the other parts of RaftDriver (declared for readers)
         def send_app(self, to: str, kind: str, body: dict[str, Any]) -> None: ...
+        def not_running_error(self) -> str: ...
         def _drain(self) -> None: ...
         def _schedule_drain(self) -> None: ...
         def _ensure_core(self) -> RaftNode | None: ...
@@ -123,7 +124,7 @@ class LeaderClient:
         if not self.started or self.loop is None:
             raise ConsensusError(f"node {self.id} is not started: call start() first")
         if self.stopped:
-            raise ConsensusError(f"node {self.id} is stopped")
+            raise ConsensusError(self.not_running_error())
         return self._ensure_core()  # type: ignore[return-value]
 
     async def _pause(self, remaining: float) -> None:
@@ -291,15 +292,20 @@ class LeaderClient:
         return fut.done() and not fut.cancelled()
 
     async def change_membership(self, action: str, node_id: str, address: str | None,
-                                timeout: float) -> ProposalResult:
+                                timeout: float, metadata: dict[str, Any] | None = None
+                                ) -> ProposalResult:
         self._require_running()
         loop = self.loop
         assert loop is not None
         deadline = loop.time() + timeout
-        if action == "add" and address:
-            self.addresses[node_id] = address
-            recorded = await self.submit({"op": "set", "id": node_id, "address": address},
-                                         node_id, address, timeout, machine="members")
+        if action == "add" and (address or metadata):
+            record: dict[str, Any] = {"op": "set", "id": node_id}
+            if address:
+                self.addresses[node_id] = address
+                record["address"] = address
+            if metadata:
+                record["metadata"] = metadata
+            recorded = await self.submit(record, node_id, address, timeout, machine="members")
             if not recorded:
                 return recorded
 

@@ -39,7 +39,7 @@ from nodes.raft.messages import (
 )
 from nodes.raft.ready import Role, SoftState
 from nodes.raft.storage import MemoryStorage, Storage
-from nodes.statemachine import Replicated
+from nodes.statemachine import BadCommand, Replicated, decode_command
 
 from .directory import Directory
 from .driver import Driver, Options
@@ -87,7 +87,10 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
 
     # --- building the core ------------------------------------------------------------
 
-    def bootstrap_peer(self, node_id: str, address: str | None) -> bool:
+    def bootstrap_peer(self, node_id: str, address: str | None,
+                       metadata: dict[str, Any] | None = None) -> bool:
+        if self.raft is None and metadata:
+            self.metadata[node_id] = dict(metadata)  # a founder's: known here only
         if address is not None or node_id not in self.addresses:
             self.addresses[node_id] = address
         if self.link is not None:
@@ -206,10 +209,12 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
                 if rd.hard_state is not None:
                     self._persisted_hs = rd.hard_state
                 self._persisted_through = raft.log.last_index
-                if rd.entries:
-                    last = rd.entries[-1]
-                    self.bus.emit("log:appended", last.index, last.term,
-                                  first_index=rd.entries[0].index, count=len(rd.entries))
+                if rd.entries and self.bus.has_listeners("log:appended"):
+                    first, count = rd.entries[0].index, len(rd.entries)
+                    for entry in rd.entries:
+                        key, op = _entry_subject(entry)
+                        self.bus.emit("log:appended", entry.index, entry.term, key=key, op=op,
+                                      first_index=first, count=count)
             # 2. send
             for m in rd.messages:
                 self._check_persisted_before_send(m)
@@ -298,6 +303,10 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
                           expires_ms=event["expires_ms"])
         elif kind == "member:address":
             node, address = event["id"], event["address"]
+            if "metadata" in event:
+                self.metadata[node] = dict(event["metadata"])
+            elif address is None:  # forgotten
+                self.metadata.pop(node, None)
             if address is not None:
                 self.addresses[node] = address
                 if node in self._linked and self.link is not None:
@@ -308,6 +317,7 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
         self.sm.restore(snapshot.data)
         self.last_applied = snapshot.meta.index
         self.addresses.update(self.directory.as_dict())
+        self.metadata.update(self.directory.metadata_dict())
         if emit:
             after = {k: (v, ver) for k, v, ver in self.kv.snapshot()["keys"]}
             for key in sorted(before.keys() | after.keys()):
@@ -480,3 +490,21 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
         close = getattr(self.storage, "close", None)
         if close is not None:
             close()
+
+
+def _entry_subject(entry: Entry) -> tuple[str | None, str]:
+    """(key, op) of a log entry, for ``log:appended``."""
+    if entry.kind is EntryKind.CONFIG:
+        return None, "config"
+    if not entry.data:
+        return None, "noop"
+    try:
+        envelope = decode_command(entry.data)
+    except BadCommand:
+        return None, "unknown"
+    cmd = envelope["cmd"]
+    if envelope["m"] != "kv":
+        return (cmd.get("id") if isinstance(cmd.get("id"), str) else None), str(envelope["m"])
+    op = cmd.get("op")
+    key = cmd.get("key", cmd.get("name"))
+    return (key if isinstance(key, str) else None), str(op)

@@ -6,6 +6,7 @@ fearing that the node changes them underneath.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,12 @@ class ConsensusError(Exception):
 
 class NotStarted(ConsensusError):
     """The node is not running: call ``start()`` (inside a running loop) first."""
+
+
+class InvalidArgument(ConsensusError, ValueError):
+    """An argument the library cannot take (a value that cannot be encoded, a key
+    that is not a str, a duration in milliseconds, ...). Raised at once, before
+    anything is stored or sent; the message names the argument and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +69,13 @@ class ProposalResult:
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
-    """One node as this node sees it.
+    """One node as this node sees it (``get_nodes()``, ``get_leader()``).
 
     ``role`` is what the node last told us (its pings carry it) or what we are;
     None when unknown. ``connected`` is reachability: heard from within the
-    failure timeout (always True for ourselves).
+    failure timeout (always True for ourselves); ``status`` says the same in a
+    word: ``"active"`` or ``"unreachable"``. ``metadata`` is what ``add_node``
+    was given (e.g. ``{"region": "eu-west"}``). ``str(info)`` is the node's id.
     """
 
     id: str
@@ -76,6 +85,14 @@ class NodeInfo:
     learner: bool
     connected: bool
     is_self: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def status(self) -> str:
+        return "active" if self.connected else "unreachable"
+
+    def __str__(self) -> str:
+        return self.id
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,7 +102,9 @@ class NodeInfo:
             "voter": self.voter,
             "learner": self.learner,
             "connected": self.connected,
+            "status": self.status,
             "is_self": self.is_self,
+            "metadata": dict(self.metadata),
         }
 
 

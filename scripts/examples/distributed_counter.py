@@ -38,14 +38,15 @@ async def main() -> None:
         await nodes[leader].stop()
         alive = {i: c for i, c in nodes.items() if i != leader}
         any_node = next(iter(alive.values()))
-        await until(lambda: any_node.get_leader() not in (None, leader))
-        say(f"   new leader: {any_node.get_leader()}")
+        await until(lambda: any_node.get_leader_id() not in (None, leader))
+        new_leader = any_node.get_leader()
+        say(f"   new leader: {new_leader.id} at {new_leader.address or 'in-process'}")
         await asyncio.gather(*(c.increment("score") for c in alive.values()))
         await until(lambda: all(c.get("score") == 194 for c in alive.values()))
         say(f"   score on the survivors: {[c.get('score') for c in alive.values()]}")
 
         if net is not None:
-            loner = next(i for i in alive if i != any_node.get_leader())
+            loner = next(i for i in alive if i != any_node.get_leader_id())
             say(f"3. {loner} is cut off from the others")
             net.isolate(loner)
             try:

@@ -69,7 +69,7 @@ class Cluster:
         ids = list(among) if among is not None else [c.node_id for c in self.live()]
 
         def agreed() -> str | None:
-            seen = {self.nodes[i].get_leader() for i in ids}
+            seen = {self.nodes[i].get_leader_id() for i in ids}
             if len(seen) == 1:
                 leader = seen.pop()
                 if leader in ids and self.nodes[leader].is_leader():

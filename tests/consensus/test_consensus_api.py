@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from consensus_helpers import Cluster, run, wait_until
 
-from nodes import Consensus, ConsensusError, InProcessNetwork, NotStarted
+from nodes import Consensus, ConsensusError, InProcessNetwork, InvalidArgument, NotStarted
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def test_calls_before_start_fail_clearly() -> None:
             await c.propose("k", 1)
         with pytest.raises(NotStarted, match="start"):
             c.remove_node("y")
-        assert c.get("k") is None and c.get_leader() is None
+        assert c.get("k") is None and c.get_leader() is None and c.get_leader_id() is None
         assert c.get_debug_state()["current_term"] == 0
 
     run(scenario())
@@ -41,7 +41,8 @@ def test_start_async_can_wait_for_a_leader() -> None:
         c = Consensus("solo")
         await c.start_async(wait_for_leader=True, timeout=3.0)
         try:
-            assert c.is_leader() and c.get_leader() == "solo"
+            assert c.is_leader() and c.get_leader_id() == "solo"
+            assert c.get_leader().id == "solo" and str(c.get_leader()) == "solo"
             c.start()  # idempotent
         finally:
             await c.stop()
@@ -120,14 +121,19 @@ def test_listeners_get_what_they_declare_and_may_be_async_or_failing() -> None:
     run(scenario())
 
 
-def test_values_that_cannot_be_replicated_are_refused_not_raised() -> None:
+def test_values_that_cannot_be_replicated_are_refused_up_front_as_increment_does() -> None:
     async def scenario() -> None:
         c = Consensus("solo")
         c.start()
         try:
             await c.wait_for_leader()
-            result = await c.propose_with_result("k", object())
-            assert not result.accepted and result.error == "bad_command"
+            with pytest.raises(InvalidArgument, match="'k' cannot be replicated"):
+                await c.propose_with_result("k", object())
+            with pytest.raises(InvalidArgument, match="'k' cannot be replicated"):
+                await c.propose("k", object())
+            with pytest.raises(InvalidArgument, match="by must be an int"):
+                await c.increment("k", "one")  # type: ignore[arg-type]
+            assert c.get_debug_state()["log_length"] == 1  # only the leader's no-op
             assert await c.propose("k", {"nested": [1, 2]})
             assert c.get("k") == {"nested": [1, 2]} and c.keys() == ["k"]
             assert await c.propose("k", None)  # None deletes

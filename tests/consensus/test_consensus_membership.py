@@ -22,7 +22,7 @@ def test_nodes_added_right_after_start_are_founding_members() -> None:
                 if other != c.node_id:
                     assert (await c.add_node(other)).accepted
         try:
-            await wait_until(lambda: all(c.get_leader() for c in nodes), 3.0, "a leader")
+            await wait_until(lambda: all(c.get_leader_id() for c in nodes), 3.0, "a leader")
             assert all(c.get_debug_state()["voters"] == ids for c in nodes)
             assert await nodes[0].propose("k", 1)
         finally:
@@ -51,7 +51,7 @@ def test_an_added_node_joins_as_a_learner_catches_up_and_becomes_a_voter() -> No
             # it knows the whole configuration, not just itself (see the cfg handshake)
             await wait_until(lambda: newcomer.get_debug_state()["voters"] == cl.ids + ["n4"],
                              3.0, "n4 sees four voters")
-            assert set(cl[follower].get_nodes()) == {"n1", "n2", "n3", "n4"}
+            assert {n.id for n in cl[follower].get_nodes()} == {"n1", "n2", "n3", "n4"}
             assert await newcomer.propose("from-n4", True)
             await cl.converged("from-n4", True)
 
@@ -65,7 +65,7 @@ def test_a_removed_follower_leaves_the_configuration() -> None:
             gone = next(i for i in cl.ids if i != leader)
             assert (await cl[leader].remove_node(gone)).accepted
             rest = [i for i in cl.ids if i != gone]
-            await wait_until(lambda: all(gone not in cl[i].get_nodes() for i in rest), 3.0)
+            await wait_until(lambda: all(cl[i].get_node(gone) is None for i in rest), 3.0)
             await wait_until(lambda: cl[gone].get_debug_state()["role"] == "removed", 3.0)
             result = await cl[leader].propose_with_result("k", 1)
             assert result.accepted and result.votes.total == 2 and result.quorum_required == 2
@@ -100,8 +100,8 @@ def test_an_address_given_to_add_node_is_replicated_to_every_member() -> None:
             newcomer.start()
             assert (await cl[leader].add_node("n4", "tcp://10.0.0.4:7000")).accepted
             await wait_until(
-                lambda: all(cl[i].get_nodes().get("n4") is not None
-                            and cl[i].get_nodes()["n4"].address == "tcp://10.0.0.4:7000"
+                lambda: all(cl[i].get_node("n4") is not None
+                            and cl[i].get_node("n4").address == "tcp://10.0.0.4:7000"
                             for i in cl.ids), 3.0, "n4's address everywhere")
 
     run(scenario())

@@ -169,11 +169,12 @@ def test_a_silent_peer_is_reported_unreachable_then_reconnected() -> None:
             cl.net.isolate("n3")
             await wait_until(lambda: watcher.of("node:unreachable"), 3.0, "node:unreachable")
             assert watcher.of("node:unreachable")[0][0] == ("n3",)
-            assert cl["n1"].get_nodes()["n3"].connected is False
+            assert cl["n1"].get_node("n3").connected is False
+            assert cl["n1"].get_node("n3").status == "unreachable"
             cl.net.heal()
             await wait_until(lambda: watcher.of("node:reconnected"), 3.0, "node:reconnected")
             assert watcher.of("node:reconnected")[0][0] == ("n3",)
-            assert cl["n1"].get_nodes()["n3"].connected is True
+            assert cl["n1"].get_node("n3").connected is True
 
     run(scenario())
 
@@ -183,9 +184,11 @@ def test_get_nodes_reports_each_member_with_role_and_connectivity() -> None:
         async with Cluster(seed=19) as cl:
             leader = await cl.leader()
             # roles of others come with their pings: wait for one round
-            await wait_until(lambda: all(n.role for n in cl["n1"].get_nodes().values()))
-            nodes = cl["n1"].get_nodes()
-            assert set(nodes) == set(cl.ids)
+            await wait_until(lambda: all(n.role for n in cl["n1"].get_nodes()))
+            listed = cl["n1"].get_nodes()
+            assert [n.id for n in listed] == sorted(cl.ids)
+            assert all(n.status == "active" for n in listed)
+            nodes = {n.id: n for n in listed}
             assert nodes[leader].role == "leader"
             assert all(n.voter and not n.learner and n.connected for n in nodes.values())
             assert nodes["n1"].is_self and nodes["n1"].as_dict()["id"] == "n1"

@@ -99,8 +99,8 @@ def test_three_nodes_over_zeromq_on_loopback_elect_and_commit() -> None:
             assert await nodes[leader].increment("n") == 1
             assert await nodes[follower].read("over") == "zmq"
             await wait_until(lambda: all(c.get("n") == 1 for c in nodes.values()))
-            info = nodes[follower].get_nodes()
-            assert info[leader].address == addr[leader] and info[leader].connected
+            info = nodes[follower].get_node(leader)
+            assert info is not None and info.address == addr[leader] and info.connected
         finally:
             for c in nodes.values():
                 await c.stop()
