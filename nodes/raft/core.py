@@ -9,6 +9,47 @@ rule). Inputs: ``tick()``, ``step(message)``, ``propose(data)``,
 ``random.Random`` passed in, so one seed replays a run exactly.
 
 Section references are to the Raft paper ("paper") and Ongaro's thesis.
+
+Protocol-aware recovery (Alagappan et al., FAST'18; TigerBeetle's storage fault
+model). Raft assumes a node keeps what it made durable. When a node's storage
+cannot prove that (an empty directory of a voter that may have voted before, a
+damaged record, a log shorter than what the node acknowledged, a lost hard
+state), the storage loads with ``HardState.recovering`` set and the rule is:
+
+1. A recovering node grants no vote and no pre-vote, never campaigns (nor on
+   TimeoutNow), and ``promised`` (the highest index it acknowledged) is kept
+   durable from now on like any node's.
+2. Term first. It waits ``election_ticks_max`` ticks (an election that its old
+   self voted in has then ended: won, so that its voters hold the term, or
+   abandoned), then asks every other voter for its term with a probe: a
+   pre-vote request for term 0, which every node rejects with its own term. Until
+   a quorum of the voters other than itself has answered, it answers no leader
+   (it only adopts higher terms). A vote or acknowledgement that helped a leader
+   win or an entry commit was given together with a quorum that includes it; any
+   quorum of the *others* meets that quorum in some other node, so the highest
+   term answered is at least every term in which its lost promises mattered, and
+   no stale leader (lower term) can repair it.
+3. Fresh cluster: when every answer is term 0 and its log is empty, no node of
+   that quorum ever voted, so the cluster never elected a leader nor committed
+   anything: nothing can have been lost and it stops recovering at once. This is
+   how a majority of brand-new (empty) founders bootstraps a cluster.
+4. Repair. Otherwise it follows a leader of at least that term as any follower
+   does (its acknowledgements count: they speak of entries it now holds durably,
+   from a leader that holds every committed entry), and it is repaired once its
+   log matches the leader's up to the leader's commit index *and* that index is an
+   entry of the leader's own term (``leader_commit`` of one AppendEntries): that
+   entry follows every entry the leader had
+   when elected, hence every entry committed before (leader completeness), and the
+   leader's commit index covers every entry it committed itself. It then records
+   the leader as its vote in that term (its old self can only have helped elect
+   that leader in it) and votes normally from the next term on.
+
+The rule assumes storage faults on a minority of the voters: answers from other
+recovering nodes are counted as they come (a wiped node answers term 0), so two
+wiped voters of a five-node cluster whose three others had never heard of any term
+could mistake it for a fresh one. A cluster of one or two voters has no quorum of
+others to ask; there a recovering node simply stops recovering (with two voters
+every quorum needs both, so its shorter log cannot elect anyone on its own).
 """
 
 from __future__ import annotations
@@ -153,6 +194,13 @@ class RaftNode:
         self.commit = min(max(hs.commit, self.log.offset_index), self.log.last_index)
         self.applied = self.log.offset_index  # last index handed out to apply
         self._persisted_hs = hs
+        # protocol-aware recovery (module docstring). Invariant: promised <= last_index
+        # outside a Ready's persist step (acknowledged entries are in the log).
+        self.promised = min(hs.promised, self.log.last_index)
+        self.recovering = hs.recovering
+        self.term_confirmed = False  # recovering: a quorum of the others told us their term
+        self.recovery_elapsed = 0  # ticks since start while recovering
+        self._term_answers: dict[str, int] = {}
 
         self.role = Role.FOLLOWER
         self.leader_id: str | None = None
@@ -205,12 +253,14 @@ class RaftNode:
         return len(self.config.voters) // 2 + 1
 
     def promotable(self) -> bool:
-        return self.id in self.config.voters
+        return self.id in self.config.voters and not self.recovering
 
     # --- public inputs -------------------------------------------------------------
 
     def tick(self) -> None:
         self._check_no_ready()
+        if self.recovering:
+            self._tick_recovering()
         if self.role is Role.LEADER:
             self._tick_leader()
         else:
@@ -297,6 +347,8 @@ class RaftNode:
         self._check_no_ready()
         if m.recipient != self.id:
             return
+        if self.recovering and self._step_recovering(m):
+            return
         if m.term > self.term:
             if isinstance(m, RequestVote):
                 in_lease = (
@@ -360,6 +412,9 @@ class RaftNode:
         if self._needs_broadcast and self.role is Role.LEADER:
             self._broadcast_append()
         self._needs_broadcast = False
+        if self.role is Role.LEADER:
+            # the leader counts its own copy toward a commit once this Ready is saved
+            self.promised = max(self.promised, self.log.last_index)
         hs = self._hard_state()
         soft = self._current_soft()
         committed: list[Entry] = []
@@ -416,7 +471,7 @@ class RaftNode:
         assert not self._ready_outstanding, "the driver must advance() a Ready before new input"
 
     def _hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.commit)
+        return HardState(self.term, self.vote, self.commit, self.promised, self.recovering)
 
     def _current_soft(self) -> SoftState:
         return SoftState(self.role, self.leader_id, self.term)
@@ -512,6 +567,63 @@ class RaftNode:
             return "lost"
         return "pending"
 
+    # --- protocol-aware recovery (module docstring) ------------------------------
+
+    def _others(self) -> list[str]:
+        return sorted(self.config.voters - {self.id})
+
+    def _tick_recovering(self) -> None:
+        if self.term_confirmed:
+            return
+        self.recovery_elapsed += 1
+        if len(self._others()) < self._quorum():
+            self.recovering = False  # one or two voters: nobody to ask (docstring)
+            return
+        wait = self.cfg.election_ticks_max
+        if self.recovery_elapsed >= wait and (self.recovery_elapsed - wait) % self.cfg.heartbeat_ticks == 0:
+            for peer in self._others():
+                if peer not in self._term_answers:
+                    # a pre-vote for term 0: every node rejects it with its own term
+                    self._send(RequestVote(0, self.id, peer, 0, 0, pre_vote=True))
+
+    def _step_recovering(self, m: Message) -> bool:
+        """Handle ``m`` the recovering way; True if it needs nothing more."""
+        if isinstance(m, RequestVoteResponse) and m.pre_vote:
+            # we never pre-vote while recovering: this answers a term probe
+            if not self.term_confirmed and self.recovery_elapsed >= self.cfg.election_ticks_max:
+                self._term_answers[m.sender] = m.term
+                if m.term > self.term:
+                    self._become_follower(m.term, None)
+                self._maybe_confirm_term()
+            return True
+        if isinstance(m, TimeoutNow):
+            return True
+        if not self.term_confirmed and isinstance(m, AppendEntries | InstallSnapshot):
+            # answer no leader before we know the cluster's term: it may be a stale one
+            if m.term > self.term:
+                self._become_follower(m.term, None)
+            return True
+        return False
+
+    def _maybe_confirm_term(self) -> None:
+        answered = [p for p in self._others() if p in self._term_answers]
+        if len(answered) < self._quorum():
+            return
+        self.term_confirmed = True
+        if self.term == 0 and self.log.last_index == 0:
+            self.recovering = False  # a fresh cluster: nothing was ever promised
+
+    def _own_term_at(self, index: int) -> bool:
+        try:
+            return self.log.term(index) == self.term
+        except CompactedError:
+            return False
+
+    def _repaired(self, leader: str) -> None:
+        self.recovering = False
+        if self.vote is None:
+            self.vote = leader
+
     # --- votes -------------------------------------------------------------------
 
     def _handle_vote(self, m: RequestVote) -> None:
@@ -520,7 +632,11 @@ class RaftNode:
             can_vote = m.term > self.term
         else:
             can_vote = self.vote == m.sender or (self.vote is None and self.leader_id is None)
-        granted = can_vote and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        granted = (
+            can_vote
+            and not self.recovering
+            and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        )
         if granted and not m.pre_vote:
             self.vote = m.sender
             self.election_elapsed = 0
@@ -565,6 +681,8 @@ class RaftNode:
                 new = list(entries[k:])
                 assert new[0].index > self.commit, "a committed entry would be overwritten"
                 self._truncate_configs(new[0].index)
+                # the replaced entries were never committed: the promise about them is void
+                self.promised = min(self.promised, new[0].index - 1)
                 self.log.append(new)
                 for ce in new:
                     if ce.kind is EntryKind.CONFIG:
@@ -572,6 +690,9 @@ class RaftNode:
                 break
         last_new = prev + len(entries)
         self.commit = max(self.commit, min(m.leader_commit, last_new))
+        self.promised = max(self.promised, last_new)
+        if self.recovering and m.leader_commit <= last_new and self._own_term_at(m.leader_commit):
+            self._repaired(m.sender)
         return AppendEntriesResponse(
             self.term, self.id, m.sender, True, match_index=last_new, seq=m.seq
         )
@@ -601,6 +722,7 @@ class RaftNode:
         # those entries already (a delayed snapshot must not erase them).
         self._incoming_snapshot = None
         self.log.restore(meta.index, meta.term, keep_suffix=True)
+        self.promised = max(min(self.promised, self.log.last_index), meta.index)
         self._configs = [(meta.index, meta.config)]
         for e in self.log.entries:
             if e.kind is EntryKind.CONFIG:
@@ -935,6 +1057,7 @@ class RaftNode:
             "applied": self.applied,
             "last_index": self.log.last_index,
             "snapshot_index": self.log.offset_index,
+            "recovering": self.recovering,
             "voters": sorted(self.config.voters),
             "learners": sorted(self.config.learners),
         }

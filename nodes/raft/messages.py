@@ -39,11 +39,20 @@ class HardState:
 
     ``commit`` is persisted too (as etcd does) so a restarted node can apply
     committed entries without waiting for a leader.
+
+    ``promised`` is the highest log index this node has vouched for: acknowledged
+    to a leader, or (as leader) counted toward a commit. It is durable before the
+    acknowledgement leaves, so a log that restarts shorter than it lost entries
+    that may be committed. ``recovering`` is set while the node cannot prove its
+    storage intact (``nodes.raft.core``, "Protocol-aware recovery"): it neither
+    votes nor campaigns until a leader has repaired it.
     """
 
     term: int = 0
     vote: str | None = None
     commit: int = 0
+    promised: int = 0
+    recovering: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from random import Random
 
 from nodes.raft.core import RaftConfig, RaftNode
-from nodes.raft.messages import ClusterConfig, Entry, EntryKind, Message, Snapshot
+from nodes.raft.messages import ClusterConfig, Entry, EntryKind, HardState, Message, Snapshot
 from nodes.raft.ready import ReadState, Role
 from nodes.raft.storage import MemoryStorage
 
@@ -96,6 +96,21 @@ class ManualCluster:
         self._start(nid)
         self.transcript.append(f"restart {nid}")
         self.process(nid)
+
+    def wipe(self, nid: str, keep: int = 0) -> None:
+        """``nid`` (down) lost its storage but the first ``keep`` entries: it restarts
+        recovering, as ``DiskStorage`` reports a founder's wiped directory
+        (``keep=0``) or a damaged log (``nodes.raft.core``, protocol-aware recovery)."""
+        assert nid not in self.nodes, f"crash {nid} first"
+        old = self.storages[nid].load()
+        assert old.snapshot is None, "wipe() keeps a log prefix, not a snapshot"
+        storage = MemoryStorage(old.initial_config)
+        hs = old.hard_state if keep else HardState()
+        kept = [e for e in old.entries if e.index <= keep]
+        storage.save(HardState(hs.term, hs.vote, min(hs.commit, keep), min(hs.promised, keep),
+                               recovering=True), kept)
+        self.storages[nid] = storage
+        self.transcript.append(f"wipe {nid} (keep {keep})")
 
     def node(self, nid: str) -> RaftNode:
         return self.nodes[nid].raft

@@ -51,7 +51,7 @@ from .records import (
     scan_frames,
 )
 from .snapshots import SNAPSHOT_NAME, list_snapshots, read_snapshot, write_snapshot
-from .wal import Wal
+from .wal import Replay, Wal
 
 log = logging.getLogger(__name__)
 
@@ -123,19 +123,27 @@ class DiskStorage:
         self._closed = False
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = DirectoryLock(self.path)
+        self._created = False
+        self._bad_snapshot: Path | None = None
         try:
             meta = self._open_meta(initial_config)
             self.initial_config = meta.initial_config
-            self._snapshot = self._read_latest_snapshot()
-            self._hard_state = self._read_hard_state()
+            damage: list[str] = []  # why the node cannot prove its storage intact
+            self._snapshot = self._read_latest_snapshot(damage)
+            self._hard_state = self._read_hard_state(meta, damage)
             self._durable_hard_state = self._hard_state
             self._base = self._snapshot.meta.index if self._snapshot else 0
             if not (self.path / "wal").is_dir():
-                raise CorruptionError(self.path / "wal", 0, "the WAL directory is missing")
+                damage.append(f"{self.path / 'wal'}: the WAL directory is missing")
+                (self.path / "wal").mkdir()
             self._wal = Wal(self.path / "wal", self._ops, segment_bytes)
             replay = self._wal.replay(self._base, allow_torn_tail=True)
             self._last_index = max(self._base, replay.last_record_index)
-            self._check_commit_is_logged(replay.torn is not None)
+            self._check_log_keeps_promises(replay, damage)
+            if damage:
+                self._start_recovering(damage)
+            if self._bad_snapshot is not None:
+                self._bad_snapshot.unlink()
             self._wal.start(replay)
             self._remove_stale_files()
         except BaseException:
@@ -170,6 +178,7 @@ class DiskStorage:
         return meta
 
     def _create(self, meta_path: Path, initial_config: ClusterConfig) -> Meta:
+        self._created = True
         wal_dir = self.path / "wal"
         ours = [
             p for p in self.path.iterdir() if p.name == "hardstate" or SNAPSHOT_NAME.match(p.name)
@@ -191,38 +200,72 @@ class DiskStorage:
         self._ops.atomic_write(meta_path, frame(encode_meta(meta)), "meta")
         return meta
 
-    def _read_latest_snapshot(self) -> Snapshot | None:
+    def _read_latest_snapshot(self, damage: list[str]) -> Snapshot | None:
         snapshots = list_snapshots(self.path)
-        return read_snapshot(snapshots[-1][2]) if snapshots else None
+        if not snapshots:
+            return None
+        try:
+            return read_snapshot(snapshots[-1][2])
+        except CorruptionError as exc:
+            # the log before it is gone (compacted): start from nothing and recover;
+            # the file goes once the node is durably marked as recovering
+            damage.append(exc.describe())
+            self._bad_snapshot = snapshots[-1][2]
+            return None
 
-    def _read_hard_state(self) -> HardState:
+    def _read_hard_state(self, meta: Meta, damage: list[str]) -> HardState:
         path = self.path / "hardstate"
         if not path.exists():
+            if self.node_id in meta.initial_config.voters:
+                # A founder's directory without a hard state: either the cluster is new,
+                # or the directory was wiped (and recreated) after the node had voted and
+                # acknowledged entries. It cannot tell which, so it asks its peers first.
+                return HardState(recovering=True)
             return HardState()
-        offset, body = _read_single_frame(path)
         try:
+            offset, body = _read_single_frame(path)
             return decode_hard_state(body)
+        except CorruptionError as exc:
+            damage.append(exc.describe())
         except RecordError as exc:
-            raise CorruptionError(path, offset, str(exc)) from None
+            damage.append(f"{path}: {exc}")
+        # term and vote are lost: the node learns the term from its peers before it
+        # may vote again (nodes.raft.core, protocol-aware recovery)
+        return HardState()
 
-    def _check_commit_is_logged(self, tail_was_torn: bool) -> None:
-        """The hard state is written after the WAL's fsync, so its commit index never
-        passes the durable log: if it does, acknowledged records are gone (a cut
-        "torn" tail that was in fact durable, or a removed segment)."""
-        commit = self._hard_state.commit
-        if commit <= self._last_index:
-            return
-        segments = self._wal.segments
-        where, offset = (
-            (segments[-1].path, segments[-1].size) if segments else (self.path / "wal", 0)
+    def _check_log_keeps_promises(self, replay: Replay, damage: list[str]) -> None:
+        """A cut in the log that may lose acknowledged entries is damage, not a torn tail.
+
+        The hard state is written after the WAL's fsync, so neither its promise (the
+        highest index the node acknowledged) nor its commit index ever passes the
+        durable log: if one does, entries that may be committed are gone (a suffix
+        lost by the disk, a damaged record, a removed segment)."""
+        hs = self._hard_state
+        cut = replay.torn
+        if cut is not None and not cut.torn:
+            damage.append(f"{cut.segment.path}, byte offset {cut.offset}: {cut.problem}")
+        vouched = max(hs.promised, hs.commit)
+        if vouched > self._last_index:
+            where = f" (the log was cut at a torn record in {cut.segment.path})" if cut else ""
+            damage.append(
+                f"{self.path}: the log ends at index {self._last_index}{where} but the node "
+                f"had acknowledged entries up to index {vouched}: acknowledged entries are missing"
+            )
+
+    def _start_recovering(self, damage: list[str]) -> None:
+        """Record durably that the node must be repaired, before anything is cut (a
+        crash in between then still finds it recovering), and say so loudly."""
+        log.warning(
+            "%s: the node's storage is damaged (%s); keeping the intact part and "
+            "recovering: it will not vote or campaign until a leader has repaired it "
+            "(nothing to do for the operator; see docs/MULTIHOST.md, 'Damaged storage')",
+            self.path, "; ".join(damage),
         )
-        damage = "the damaged final record" if tail_was_torn else "the log's end"
-        raise CorruptionError(
-            where,
-            offset,
-            f"the hard state commits index {commit} but the log ends at {self._last_index} "
-            f"(at {damage}): committed records are missing",
-        )
+        hs = self._hard_state
+        last = self._last_index
+        self._write_hard_state(HardState(
+            hs.term, hs.vote, min(hs.commit, last), min(hs.promised, last), recovering=True
+        ))
 
     def _remove_stale_files(self) -> None:
         """Finish a compaction that a crash interrupted (no fsync: see ``drop_covered``)."""
@@ -263,6 +306,7 @@ class DiskStorage:
         if entries:
             _check_entries(entries, base, last)
         try:
+            self._lower_promise_before_cut(snapshot, keep_log, entries)
             if snapshot is not None:
                 self._install(snapshot, keep_log)
             if entries:
@@ -270,18 +314,37 @@ class DiskStorage:
                 self._last_index = entries[-1].index
             if hard_state is not None and hard_state != self._hard_state:
                 durable = self._durable_hard_state
-                if (hard_state.term, hard_state.vote) != (durable.term, durable.vote):
+                if _durable_part(hard_state) != _durable_part(durable):
                     self._write_hard_state(hard_state)
                 else:
                     # Only the commit index moved (a leader's every Ready). Raft needs
-                    # term and vote durable before answering, not commit: a restarted
-                    # node relearns commit from the leader. So it is written lazily
-                    # (with the next term/vote change, or on close), saving 2 fsyncs.
+                    # term, vote and promise durable before answering, not commit: a
+                    # restarted node relearns commit from the leader. So it is written
+                    # lazily (with the next change of the rest, or on close).
                     self._hard_state = hard_state
             self._ops.point("save.done")
         except BaseException:
             self._failed = True
             raise
+
+    def _lower_promise_before_cut(
+        self, snapshot: Snapshot | None, keep_log: bool, entries: list[Entry]
+    ) -> None:
+        """Before the durable log is cut below the durable promise (a new leader
+        replaces an uncommitted suffix, or a snapshot replaces the log), lower the
+        promise durably: else a crash between the cut and the hard-state write would
+        look, at the next start, like a lost suffix of acknowledged entries."""
+        keep = self._last_index
+        if snapshot is not None and not keep_log:
+            keep = min(keep, snapshot.meta.index)
+        if entries:
+            keep = min(keep, entries[0].index - 1)
+        durable = self._durable_hard_state
+        if durable.promised > keep or durable.commit > max(keep, self._base):
+            self._write_hard_state(HardState(
+                durable.term, durable.vote, min(durable.commit, max(keep, self._base)),
+                keep, durable.recovering,
+            ))
 
     def compact(self, snapshot: Snapshot) -> None:
         """See ``Storage.compact``: a snapshot no newer than the current one is ignored."""
@@ -406,6 +469,11 @@ class DiskStorage:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _durable_part(hs: HardState) -> tuple[int, str | None, int, bool]:
+    """What must be on disk before the node answers: all but the commit index."""
+    return hs.term, hs.vote, hs.promised, hs.recovering
 
 
 def _check_entries(entries: list[Entry], base: int, last: int) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 REJOIN_ADVICE = (
-    "the node's data is damaged; move the directory away and let the node rejoin: "
-    "it will receive a snapshot from the leader"
+    "the node cannot repair this by itself. If the cluster file lists this node, move "
+    "the directory away (keep it for inspection) and start the node again on an empty "
+    "one: it then refuses to vote or acknowledge until its peers have repaired it "
+    "(docs/MULTIHOST.md, 'Damaged storage'). If it joined later with --join, move the "
+    "directory away and add it again under a new id"
 )
 
 
@@ -22,15 +25,21 @@ class StorageError(Exception):
 class CorruptionError(StorageError):
     """A durable record or file fails its checksum or does not make sense.
 
-    Raised instead of dropping anything that was acknowledged as durable: only a
-    torn record at the very end of the log (a crash during the write) is repaired.
+    At open, damage to the log, the hard state or the snapshot is not raised: the
+    node keeps the intact part and recovers from its peers (``DiskStorage``). What
+    is still raised is damage it cannot work around (the meta file), and damage
+    found while the storage is in use.
     """
 
     def __init__(self, path: Path, offset: int, problem: str) -> None:
         self.path = path
         self.offset = offset
         self.problem = problem
-        super().__init__(f"{path}: {problem} at byte offset {offset}; {REJOIN_ADVICE}")
+        super().__init__(f"{self.describe()}; {REJOIN_ADVICE}")
+
+    def describe(self) -> str:
+        """What is wrong and where, without the advice."""
+        return f"{self.path}, byte offset {self.offset}: {self.problem}"
 
 
 class WrongClusterError(StorageError):

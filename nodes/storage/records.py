@@ -17,7 +17,8 @@ Bodies are msgpack arrays whose first element is a tag, so a reader can tell a
 record of one kind from another even without knowing the file it came from:
 
     entry       [1, index, term, kind, data]
-    hard state  [2, term, vote | nil, commit]
+    hard state  [2, term, vote | nil, commit, promised, recovering]
+                (earlier builds wrote the first four only)
     meta        [3, format, cluster_id, node_id, voters, learners]
     snapshot    [4, format, index, term, voters, learners, compressed, raw_size,
                  stored_size, payload_crc]     (the header; the payload follows it)
@@ -145,16 +146,22 @@ def decode_entry(body: bytes) -> Entry:
 
 
 def encode_hard_state(hs: HardState) -> bytes:
-    return _pack([TAG_HARD_STATE, hs.term, hs.vote, hs.commit])
+    return _pack([TAG_HARD_STATE, hs.term, hs.vote, hs.commit, hs.promised, hs.recovering])
 
 
 def decode_hard_state(body: bytes) -> HardState:
-    _, term, vote, commit = _unpack(body, TAG_HARD_STATE, 4)
-    if not (isinstance(term, int) and isinstance(commit, int)):
+    """Reads the current six-field record and the four-field one of earlier builds
+    (no promise recorded: 0, not recovering)."""
+    try:
+        _, term, vote, commit, promised, recovering = _unpack(body, TAG_HARD_STATE, 6)
+    except RecordError:
+        _, term, vote, commit = _unpack(body, TAG_HARD_STATE, 4)
+        promised, recovering = 0, False
+    if not all(isinstance(v, int) for v in (term, commit, promised)):
         raise RecordError("hard state fields have the wrong types")
     if vote is not None and not isinstance(vote, str):
         raise RecordError("hard state vote is neither a node id nor nil")
-    return HardState(term, vote, commit)
+    return HardState(term, vote, commit, promised, bool(recovering))
 
 
 def _config_fields(config: ClusterConfig) -> list[list[str]]:

@@ -12,7 +12,8 @@ Invariants (checked on every read; a violation is a ``CorruptionError``):
   * above the snapshot index the records are contiguous from ``snapshot.index + 1``
     (below it there may be gaps: a snapshot can jump the log forward);
   * a bad frame can only be the torn tail of the last segment, with no valid
-    record after it.
+    record after it. Anything else is damage: at open the log is cut there and
+    the node recovers from its peers (``DiskStorage``, ``nodes.raft.core``).
 
 Truncating a suffix is physical (unlink whole segments, ``ftruncate`` the one that
 holds the first replaced record) rather than a "truncate-from" record, because:
@@ -71,18 +72,24 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class TornTail:
-    """An incomplete final record of the last segment: a crash cut its write short."""
+    """Where the readable log stops: the first bad frame (or out-of-order record).
+
+    ``torn`` is True for an incomplete final record of the last segment with no valid
+    record after it (a crash cut its write short); False for damage anywhere else
+    (a flipped bit, a lost or reordered record): then everything from ``offset`` on,
+    this segment's rest and every later segment, is unreadable as a log."""
 
     segment: Segment
     offset: int
     problem: str
+    torn: bool = True
 
 
 @dataclass(slots=True)
 class Replay:
     entries: list[Entry]  # the records above the snapshot index, in order
-    last_record_index: int  # the last record's index, 0 if there is none
-    torn: TornTail | None
+    last_record_index: int  # the last readable record's index, 0 if there is none
+    torn: TornTail | None  # where reading stopped early (cut by ``start``)
 
 
 def list_segments(directory: Path) -> list[Segment]:
@@ -122,58 +129,68 @@ class Wal:
     def replay(self, snapshot_index: int, allow_torn_tail: bool) -> Replay:
         """Read and check every record; touches nothing on disk.
 
-        A torn tail is returned (for ``start`` to cut) only with ``allow_torn_tail``:
-        at open, after a crash. Later, while we own the files, it would mean damage.
+        With ``allow_torn_tail`` (at open) reading stops at the first bad frame or
+        out-of-order record and says where (``Replay.torn``, for ``start`` to cut):
+        the records before it are the intact prefix. Whether the cut loses anything
+        that was acknowledged is the caller's question (``DiskStorage`` compares with
+        the promise in the hard state). Without it (while we own the files) any bad
+        frame raises ``CorruptionError``.
         """
         entries: list[Entry] = []
         prev = 0
-        torn = None
         for k, seg in enumerate(self._segments):
             data = seg.path.read_bytes()
             scan = scan_frames(data)
+            for offset, body in scan.frames:
+                problem = None
+                try:
+                    entry = decode_entry(body)
+                except RecordError as exc:
+                    problem = str(exc)
+                else:
+                    problem = self._order_problem(seg, offset, entry.index, prev, snapshot_index)
+                if problem is not None:
+                    if not allow_torn_tail:
+                        raise CorruptionError(seg.path, offset, problem)
+                    return Replay(entries, prev, TornTail(seg, offset, problem, torn=False))
+                if entry.index > snapshot_index:
+                    entries.append(entry)
+                prev = entry.index
             if scan.problem is not None:
                 is_last = k == len(self._segments) - 1
                 torn = self._torn_tail(seg, data, scan.valid_end, scan.problem, is_last)
                 if not allow_torn_tail:
-                    raise CorruptionError(seg.path, torn.offset, f"{torn.problem} at the log's end")
-            for offset, body in scan.frames:
-                try:
-                    entry = decode_entry(body)
-                except RecordError as exc:
-                    raise CorruptionError(seg.path, offset, str(exc)) from None
-                index = entry.index
-                if offset == 0 and index != seg.first_index:
-                    problem = f"first record has index {index} but the file is named for {seg.first_index}"
-                    raise CorruptionError(seg.path, offset, problem)
-                if index <= prev:
-                    problem = f"record index {index} follows {prev} (indices must increase)"
-                    raise CorruptionError(seg.path, offset, problem)
-                if index > snapshot_index:
-                    expected = max(prev, snapshot_index) + 1
-                    if index != expected:
-                        problem = (
-                            f"record index {index} where {expected} was expected: log records "
-                            "are missing (was a segment file removed?)"
-                        )
-                        raise CorruptionError(seg.path, offset, problem)
-                    entries.append(entry)
-                prev = index
-        return Replay(entries, prev, torn)
+                    what = "at the log's end" if torn.torn else "in the middle of the log"
+                    raise CorruptionError(seg.path, torn.offset, f"{torn.problem} {what}")
+                return Replay(entries, prev, torn)
+        return Replay(entries, prev, None)
+
+    @staticmethod
+    def _order_problem(seg: Segment, offset: int, index: int, prev: int,
+                       snapshot_index: int) -> str | None:
+        if offset == 0 and index != seg.first_index:
+            return f"first record has index {index} but the file is named for {seg.first_index}"
+        if index <= prev:
+            return f"record index {index} follows {prev} (indices must increase)"
+        if index > snapshot_index:
+            expected = max(prev, snapshot_index) + 1
+            if index != expected:
+                return (
+                    f"record index {index} where {expected} was expected: log records "
+                    "are missing (was a segment file removed?)"
+                )
+        return None
 
     @staticmethod
     def _torn_tail(seg: Segment, data: bytes, offset: int, problem: str, is_last: bool) -> TornTail:
-        """Decide whether a bad frame is a torn tail (returned) or corruption (raised)."""
+        """Tell a torn tail (a crash during the last write) from damage."""
         if not is_last:
-            raise CorruptionError(
-                seg.path,
-                offset,
-                f"{problem} in a segment that is not the last one (those are complete and fsynced)",
-            )
+            return TornTail(seg, offset, f"{problem} in a segment that is not the last one "
+                            "(those are complete and fsynced)", torn=False)
         later = find_frame_after(data, offset, ENTRY_BODY_PREFIX)
         if later is not None:
-            raise CorruptionError(
-                seg.path, offset, f"{problem}, yet a valid record follows at byte offset {later}"
-            )
+            return TornTail(seg, offset, f"{problem}; a valid record follows at byte "
+                            f"offset {later}", torn=False)
         return TornTail(seg, offset, problem)
 
     def term_at(self, index: int) -> int | None:
@@ -194,17 +211,27 @@ class Wal:
     # --- opening ---------------------------------------------------------------
 
     def start(self, replay: Replay) -> None:
-        """Cut a torn tail found by ``replay`` (loudly), then get ready to append."""
+        """Cut the log where ``replay`` stopped reading (loudly), then get ready to
+        append. A torn tail is the expected trace of a crash during a write; damage is
+        cut the same way (the caller has already recorded that the node must be
+        repaired by its peers before it may vote, see ``DiskStorage``)."""
         if replay.torn is not None:
             seg, offset = replay.torn.segment, replay.torn.offset
+            later = [s for s in self._segments if s.first_index > seg.first_index]
             log.warning(
-                "%s: torn record at byte offset %d (%s): cutting %d bytes; expected after a "
-                "crash during a write, which was therefore never acknowledged",
+                "%s: %s record at byte offset %d (%s): cutting %d bytes%s",
                 seg.path,
+                "torn" if replay.torn.torn else "damaged",
                 offset,
                 replay.torn.problem,
                 seg.size - offset,
+                f" and {len(later)} later segment(s)" if later else "",
             )
+            for victim in reversed(later):  # last first: a crash leaves a prefix
+                os.unlink(victim.path)
+                self._segments.remove(victim)
+            if later:
+                self._ops.sync_dir(self.directory, "wal.dir")
             fd = os.open(seg.path, os.O_WRONLY)
             try:
                 os.ftruncate(fd, offset)

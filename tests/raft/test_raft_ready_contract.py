@@ -67,7 +67,7 @@ def test_an_append_entries_success_comes_in_the_same_ready_as_the_entries_it_ack
     (ack,) = rd.messages
     assert isinstance(ack, AppendEntriesResponse) and (ack.success, ack.match_index) == (True, 2)
     assert rd.entries == list(entries)
-    assert rd.hard_state == HardState(1, None, 1)
+    assert rd.hard_state == HardState(1, None, 1, promised=2)  # the promise rides with the ack
     assert rd.committed_entries == [entries[0]], "applied only after the persist step"
     r.advance(rd)
 

@@ -14,7 +14,13 @@ from random import Random
 import pytest
 
 from nodes.raft.core import RaftConfig, RaftNode
-from nodes.raft.messages import ClusterConfig, Message, RequestVote, RequestVoteResponse
+from nodes.raft.messages import (
+    ClusterConfig,
+    HardState,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+)
 from nodes.raft.ready import Role
 from nodes.sim.cluster import Cluster
 from nodes.sim.storage_hosts import DiskHost
@@ -41,6 +47,11 @@ def crash_at(point: str | None) -> Callable[[str], None]:
 
 
 def open_node(path: Path, point: str | None = None) -> tuple[RaftNode, DiskStorage]:
+    if not path.exists():
+        # a founder past the fresh-cluster check (a new founder's directory starts
+        # recovering until its peers confirm the cluster is new: nodes.raft.core)
+        with DiskStorage(path, "n3", "votes", VOTERS, fsync=False) as founded:
+            founded.save(HardState(), [])
     storage = DiskStorage(path, "n3", "votes", VOTERS, fsync=False, crash_hook=crash_at(point))
     return RaftNode("n3", storage, Random(3), PLAIN), storage
 

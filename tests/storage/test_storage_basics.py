@@ -33,7 +33,8 @@ from nodes.storage.wal import list_segments
 
 def test_what_was_saved_is_loaded_after_close_and_reopen(open_storage: OpenStorage):
     s = open_storage()
-    assert s.load().entries == [] and s.load().hard_state == HardState()
+    # a founder's new directory: recovering until its peers say the cluster is new
+    assert s.load().entries == [] and s.load().hard_state == HardState(recovering=True)
     entries = entries_between(1, 20) + [Entry(21, 2, b"\x00\xff" * 50, EntryKind.CONFIG)]
     s.save(HardState(2, "n2", 15), entries)
     snap = Snapshot(SnapshotMeta(10, 1, CONFIG), b"state machine at 10" * 100)

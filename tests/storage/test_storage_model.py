@@ -37,6 +37,8 @@ class DiskMatchesMemory(RuleBasedStateMachine):
         self._tmp = tempfile.TemporaryDirectory()
         self.path = Path(self._tmp.name) / "node"
         self.memory = MemoryStorage(CONFIG)
+        # a founder's new directory starts recovering (nodes.raft.core): so does the model
+        self.memory.save(HardState(recovering=True), [])
         self.compress = True
         self.disk = self._open()
         self.term = 1
