@@ -155,7 +155,8 @@ def node(node_id: str, cluster_path: str | None, data_dir: Path | None, no_fsync
 @click.option("--election-ms", nargs=2, type=float, default=(150.0, 300.0), show_default=True)
 @click.option("--no-status", is_flag=True, help="Do not draw the live status table.")
 @click.option("--secure", is_flag=True,
-              help="CURVE keys and an admin key in DIR/keys (see 'arena keys').")
+              help="CURVE keys and an admin key in DIR/keys, and a rate limit of 200 "
+                   "requests/s per client id and per connection (see 'arena keys').")
 def up(count: int, directory: Path, players: int, bots: int, keep: bool,
        election_ms: tuple[float, float], no_status: bool, secure: bool) -> None:
     """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all."""
@@ -340,6 +341,9 @@ def keys(directory: Path | None, count: int | None, cluster_path: str | None,
             click.echo(text, nl=False)
             click.echo(f"# keys in {target}; paste the table above into the cluster file",
                        err=True)
+            click.echo(f"# with curve = true, [options] rate_limit defaults to "
+                       f"{clusterfile.SECURE_RATE_LIMIT:g} requests/s per client id and per "
+                       "connection (rate_limit = 0 turns it off)", err=True)
             return
         path = clusterfile.find(cluster_path)
         cf: ClusterFile = add_keys(path, directory, force=force)
@@ -348,6 +352,8 @@ def keys(directory: Path | None, count: int | None, cluster_path: str | None,
     sec = cf.security
     click.echo(f"CURVE keys for {', '.join(cf.ids())} and clients, admin key in "
                f"{cf.resolve(sec.admin_key_file or '')}; recorded in {path}")
+    click.echo(f"rate limit: {cf.rate_limit:g} requests/s per client id and per connection "
+               f"(burst {cf.rate_burst}); change [options] rate_limit there (0 turns it off)")
     click.echo("restart every node to turn encryption on; clients need the client secret "
                "key file, admins the admin key file")
 

@@ -12,8 +12,9 @@ TOML, read with the standard library's ``tomllib``::
     [options]
     snapshot_interval = 1000
     compression = true
-    rate_limit = 0          # requests/s admitted per client id (0 = unlimited;
-    rate_burst = 200        # `arena node --rate-limit` overrides); burst = bucket size
+    rate_limit = 0          # requests/s admitted per client id and per connection
+    rate_burst = 200        # (0 = unlimited; the default, or 200 with [security] curve);
+                            # `arena node --rate-limit` overrides; burst = bucket size
 
     [[nodes]]
     id = "n1"
@@ -46,6 +47,11 @@ is plaintext and unauthenticated, fit for loopback only. With ``curve = true``:
   are refused with ``unauthorized``. A reader who cannot read the file simply
   has no admin key. An inline ``[options] admin_key`` still works.
 
+With ``curve = true`` and no ``[options] rate_limit``, the rate limit is
+``SECURE_RATE_LIMIT`` requests/s (burst ``SECURE_RATE_BURST``): every player holds
+the client key, so the key alone must not let one of them flood a node. Write
+``rate_limit = 0`` to turn it off.
+
 Key files are Z85 text (one line) with 0600 permissions; relative paths are
 relative to the cluster file's folder. ``nodes.security`` generates and reads
 them.
@@ -60,6 +66,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_NAME = "cluster.toml"
+SECURE_RATE_LIMIT = 200.0  # requests/s per client id and connection once CURVE is on
+SECURE_RATE_BURST = 400
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _Z85_KEY = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
@@ -135,8 +143,16 @@ class ClusterFile:
     admin_key: str | None = None
     path: Path | None = None
     security: Security = field(default_factory=Security)
-    rate_limit: float = 0.0  # requests/s per client id; 0 = unlimited
+    rate_limit: float = 0.0  # requests/s per client id and per connection; 0 = unlimited
     rate_burst: int = 200
+
+    def secured(self, security: Security) -> ClusterFile:
+        """This file with ``security``; one with CURVE and no rate limit gets the
+        secure default (``SECURE_RATE_LIMIT``), as a file read without one does."""
+        cf = replace(self, security=security)
+        if security.curve and not self.rate_limit:
+            cf = replace(cf, rate_limit=SECURE_RATE_LIMIT, rate_burst=SECURE_RATE_BURST)
+        return cf
 
     def resolve(self, file: str) -> Path:
         """A path from the file, relative to the file's folder."""
@@ -172,7 +188,7 @@ class ClusterFile:
             f"snapshot_interval = {self.snapshot_interval}",
             f"compression = {'true' if self.compression else 'false'}",
         ]
-        if self.rate_limit:
+        if self.rate_limit or self.security.curve:  # an explicit 0 stays 0 under CURVE
             lines += [f"rate_limit = {self.rate_limit:g}", f"rate_burst = {self.rate_burst}"]
         if self.admin_key and not self.security.admin_key_file:
             lines.append(f'admin_key = "{self.admin_key}"')
@@ -243,12 +259,15 @@ def parse(text: str, path: Path | None = None) -> ClusterFile:
     interval = opts.get("snapshot_interval", 1000)
     if not isinstance(interval, int) or interval < 0:
         raise ClusterFileError(f"{where}: options.snapshot_interval must be an int >= 0")
-    rate, burst = opts.get("rate_limit", 0), opts.get("rate_burst", 200)
+    security = _parse_security(doc.get("security", {}), [n.id for n in nodes], where)
+    if "rate_limit" not in opts and security.curve:
+        rate, burst = SECURE_RATE_LIMIT, opts.get("rate_burst", SECURE_RATE_BURST)
+    else:
+        rate, burst = opts.get("rate_limit", 0), opts.get("rate_burst", 200)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
         raise ClusterFileError(f"{where}: options.rate_limit must be a number >= 0 (requests/s)")
     if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
         raise ClusterFileError(f"{where}: options.rate_burst must be an int >= 1")
-    security = _parse_security(doc.get("security", {}), [n.id for n in nodes], where)
     admin_key = opts.get("admin_key")
     if admin_key is not None and not isinstance(admin_key, str):
         raise ClusterFileError(f"{where}: options.admin_key must be a str")

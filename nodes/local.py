@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .clusterfile import DEFAULT_NAME, ClusterFile, NodeAddress, Timing, load
@@ -63,7 +63,7 @@ def make_cluster_file(
         from .security import generate_keys
 
         sec = generate_keys(directory / "keys", cf.ids(), relative_to=directory, force=True)
-        cf = replace(cf, security=sec)
+        cf = cf.secured(sec)
     path = directory / DEFAULT_NAME
     cf.write(path)
     return load(path)
@@ -77,7 +77,7 @@ def add_keys(path: Path, key_dir: Path | None = None, force: bool = False) -> Cl
     cf = load(path)
     sec = generate_keys(key_dir or path.parent / "keys", cf.ids(), relative_to=path.parent,
                         force=force)
-    replace(cf, security=sec).write(path)
+    cf.secured(sec).write(path)
     return load(path)
 
 

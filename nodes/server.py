@@ -54,7 +54,18 @@ from .transport import PeerTransport
 log = logging.getLogger("arena.node")
 
 CLUSTER_INFO_EVERY_S = 0.1
-MAX_REQUESTS_PER_TURN = 5_000
+# Client work per loop turn: at most this many requests, or this much time, whichever
+# ends first (checked every CLIENT_BUDGET_CHECK requests). The rest waits in the socket.
+# The ROUTER reads its connections round-robin (libzmq fair-queues per routing
+# identity), so one flooding connection takes one slot per round, not the budget.
+CLIENT_BUDGET_REQUESTS = 64
+CLIENT_BUDGET_S = 0.002
+CLIENT_BUDGET_CHECK = 16
+# Admission: while the oldest uncommitted proposal is older than this, no new client
+# request is read (the socket holds them, and the senders feel it). A client's
+# command then waits behind a few milliseconds of others' work at most, however many
+# a flooder pipelines; a cluster under no load never defers.
+MAX_PENDING_AGE_S = 0.002
 SNAPSHOT_BYTES = 4 << 20  # also snapshot once this much log was applied since the last
 MAX_BUCKETS = 10_000  # above this, buckets of idle clients (full again) are forgotten
 
@@ -78,6 +89,7 @@ class _PendingSubmit:
     ident: bytes
     req_id: int
     term: int
+    at: float = 0.0  # time.monotonic() when proposed
 
 
 @dataclass(slots=True)
@@ -94,6 +106,7 @@ class Counters:
     fsyncs: int = 0
     updates_published: int = 0
     updates_unwatched: int = 0  # applied while nobody subscribed: not even encoded
+    client_deferred_turns: int = 0  # loop turns that left client requests waiting
     client_errors: Counter[str] = field(default_factory=Counter)
     client_dropped: Counter[str] = field(default_factory=Counter)
 
@@ -176,6 +189,9 @@ class NodeServer:
         self._timer_inflight: dict[str, int] = {}
         self._buckets: dict[str, _TokenBucket] = {}
         self._last_info = 0.0
+        self._next_tick = time.monotonic() + self.tick_s
+        self._conn_buckets: dict[bytes, _TokenBucket] = {}  # per routing identity
+        self._refusal_buckets: dict[bytes, _TokenBucket] = {}  # answered refusals, same
         self.leader_changes: list[tuple[float, str | None, int]] = []
         log.info("node %s starting: term %d, commit %d, applied %d, log %d entries, seed %d",
                  self.id, self.raft.term, self.raft.commit, self.raft.applied,
@@ -188,10 +204,14 @@ class NodeServer:
 
     def _register_poll(self) -> None:
         self.poller = zmq.Poller()
-        for s in [*self.transport.sockets(), self.clients, self.pub]:
+        self.poller_without_clients = zmq.Poller()
+        for s in [*self.transport.sockets(), self.pub]:
             self.poller.register(s, zmq.POLLIN)
+            self.poller_without_clients.register(s, zmq.POLLIN)
+        self.poller.register(self.clients, zmq.POLLIN)
         if self.zap is not None:
             self.poller.register(self.zap.socket, zmq.POLLIN)
+            self.poller_without_clients.register(self.zap.socket, zmq.POLLIN)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -207,26 +227,27 @@ class NodeServer:
         self.stopping = True
 
     def serve_forever(self) -> None:
-        next_tick = time.monotonic() + self.tick_s
+        self._next_tick = time.monotonic() + self.tick_s
         while not self.stopping:
-            self.turn(dict(self.poller.poll(poll_timeout_ms(next_tick, time.monotonic()))))
-            now = time.monotonic()
-            ticks = 0
-            while now >= next_tick:
-                next_tick += self.tick_s
-                ticks += 1
-            if ticks:
-                # after a pause (SIGSTOP) count at most one election timeout's worth
-                for _ in range(min(ticks, self.raft_config.election_ticks_max)):
-                    self.raft.tick()
-                    self._drain_ready()
-                self._leader_timers()
-                self._drain_ready()
+            if self._clients_deferred():
+                # wait for peers (the acks that commit) or the tick, not for clients:
+                # polling a readable socket we will not read would spin
+                timeout = min(1, poll_timeout_ms(self._next_tick, time.monotonic()))
+                readable = dict(self.poller_without_clients.poll(timeout))
+            else:
+                readable = dict(self.poller.poll(poll_timeout_ms(self._next_tick,
+                                                                 time.monotonic())))
+            self.turn(readable)
 
     def turn(self, readable: dict | None = None) -> None:
         """One pass over the inputs ``poll`` found readable (all, when not given),
         then the Ready loop. Probing idle sockets costs an exception each, on the
-        write path of every hop."""
+        write path of every hop.
+
+        Order matters under load: peer traffic and the ticks that are due come
+        first, then at most one budget of client requests (``CLIENT_BUDGET_*``).
+        Client traffic, however heavy, delays a heartbeat by one budget at most;
+        what is left waits in the socket for the next turn."""
         def due(sock: zmq.Socket) -> bool:
             return readable is None or sock in readable
 
@@ -235,18 +256,48 @@ class NodeServer:
         if readable is None or any(m in readable for m in self.transport.monitors):
             self.transport.poll_monitors()
         if due(self.transport.router):
-            for m in self.transport.receive():
-                self.raft.step(m)
-            self._drain_ready()
+            self._serve_peers()
+        self._tick_if_due()
         if due(self.pub):
             self._track_subscriptions()
         if due(self.clients):
-            self._serve_clients()
-            self._drain_ready()
+            if self._clients_deferred():
+                self.counters.client_deferred_turns += 1
+            else:
+                self._serve_clients()
+                self._drain_ready()
         now = time.monotonic()
         if now - self._last_info >= CLUSTER_INFO_EVERY_S:
             self._last_info = now
             self._publish_info()
+
+    def _clients_deferred(self) -> bool:
+        """True while the oldest uncommitted client proposal is older than
+        ``MAX_PENDING_AGE_S`` (``pending_submits`` is in index order)."""
+        if not self.pending_submits:
+            return False
+        oldest = next(iter(self.pending_submits.values()))
+        return time.monotonic() - oldest.at > MAX_PENDING_AGE_S
+
+    def _serve_peers(self) -> None:
+        for m in self.transport.receive():
+            self.raft.step(m)
+        self._drain_ready()
+
+    def _tick_if_due(self) -> None:
+        now = time.monotonic()
+        ticks = 0
+        while now >= self._next_tick:
+            self._next_tick += self.tick_s
+            ticks += 1
+        if not ticks:
+            return
+        # after a pause (SIGSTOP) count at most one election timeout's worth
+        for _ in range(min(ticks, self.raft_config.election_ticks_max)):
+            self.raft.tick()
+            self._drain_ready()
+        self._leader_timers()
+        self._drain_ready()
 
     # --- the Ready contract ------------------------------------------------------------
 
@@ -408,7 +459,10 @@ class NodeServer:
 
     def _serve_clients(self) -> None:
         clients = self.clients
-        for _ in range(MAX_REQUESTS_PER_TURN):
+        stop_at = time.monotonic() + CLIENT_BUDGET_S
+        for n in range(CLIENT_BUDGET_REQUESTS):
+            if n and n % CLIENT_BUDGET_CHECK == 0 and time.monotonic() >= stop_at:
+                return
             # asking first is cheaper than the exception an empty recv raises
             if not clients.get(zmq.EVENTS) & zmq.POLLIN:
                 return
@@ -420,11 +474,22 @@ class NodeServer:
                 self.counters.client_dropped["bad_envelope"] += 1
                 continue
             ident, payload = frames
+            # per connection, before anything is decoded: a connection far over its
+            # limit costs a recv and a lookup, not a decode and an answer
+            over_connection_limit = not self._admit_connection(ident)
+            if over_connection_limit and not self._take(self._refusal_buckets, ident, 1):
+                self.counters.client_dropped["rate_limited_connection"] += 1
+                continue
             try:
                 req = codec.decode_request(payload, self.cluster.cluster_id, self.opts.max_frame)
             except codec.ProtocolError as e:
                 self.counters.client_dropped[e.code] += 1
                 self._reply(ident, codec.protocol_error_response(e))
+                continue
+            if over_connection_limit:
+                self._reply_error(ident, req.req_id, "rate_limited",
+                                  f"this connection exceeds {self.rate_limit:g} requests/s "
+                                  "(whatever its client ids); slow down")
                 continue
             if not security.session_ok(req.client_id, req.body.get(security.SESSION_KEY_FIELD)):
                 # before the rate limit, so nobody can drain another client's bucket either
@@ -446,17 +511,28 @@ class NodeServer:
     def _admit(self, client_id: str, cost: int = 1) -> bool:
         """Token bucket per client: each command costs a token (a batch costs one per
         command it carries, so batching is no way around the limit)."""
+        return self._take(self._buckets, client_id, cost)
+
+    def _admit_connection(self, ident: bytes) -> bool:
+        """Token bucket per connection (ZeroMQ routing identity), one token a request:
+        a client that takes a new client id for every request is still one connection."""
+        return self._take(self._conn_buckets, ident, 1)
+
+    def _take(self, buckets: dict, key: str | bytes, cost: int) -> bool:
+        """Take ``cost`` tokens from ``key``'s bucket (full when new); False if it
+        holds fewer. Always True when no rate limit is set."""
         rate = self.rate_limit
         if rate <= 0:
             return True
         now = time.monotonic()
         burst = float(self.rate_burst)
-        b = self._buckets.get(client_id)
+        b = buckets.get(key)
         if b is None:
-            if len(self._buckets) >= MAX_BUCKETS:
-                self._buckets = {k: v for k, v in self._buckets.items()
-                                 if v.tokens + (now - v.at) * rate < burst}
-            b = self._buckets[client_id] = _TokenBucket(burst, now)
+            if len(buckets) >= MAX_BUCKETS:
+                full = [k for k, v in buckets.items() if v.tokens + (now - v.at) * rate >= burst]
+                for k in full:
+                    del buckets[k]
+            b = buckets[key] = _TokenBucket(burst, now)
         b.tokens = min(burst, b.tokens + (now - b.at) * rate)
         b.at = now
         if b.tokens < min(cost, burst):
@@ -526,7 +602,8 @@ class NodeServer:
             self._reply_error(ident, req.req_id, "bad_request", str(e))
             return
         self.counters.proposals += 1
-        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term)
+        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term,
+                                                     time.monotonic())
 
     def _read(self, ident: bytes, req: Request) -> None:
         body = req.body
@@ -628,7 +705,8 @@ class NodeServer:
         if change.kind is ChangeKind.ADD_LEARNER:
             self.transport.add_peer(nid, self.addresses[nid].raft)
             self._register_poll()
-        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term)
+        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term,
+                                                     time.monotonic())
 
     def _peer_event(self, event: str, peer: str) -> None:
         log.info("node %s: %s %s", self.id, event, peer)
@@ -728,6 +806,7 @@ class NodeServer:
                 "peer_sent": self.transport.sent,
                 "peer_received": self.transport.received,
                 "peer_dropped": dict(self.transport.dropped),
+                "client_deferred_turns": self.counters.client_deferred_turns,
                 "client_errors": dict(self.counters.client_errors),
                 "client_dropped": dict(self.counters.client_dropped),
                 "auth_admitted": dict(self.zap.admitted) if self.zap else {},

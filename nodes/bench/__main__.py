@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMANDS = {
     "storage": "nodes.bench.storage",
+    "flood": "nodes.bench.flood",
 }
 
 

@@ -80,6 +80,32 @@ def test_a_plaintext_cluster_file_needs_no_keys(tmp_path: Path) -> None:
     assert "[security]" not in cf.to_toml()
 
 
+def test_curve_turns_on_a_rate_limit_unless_the_file_sets_one(tmp_path: Path) -> None:
+    """Issue 11: every player holds the client key, so with CURVE on and no limit
+    written, each client id and each connection gets SECURE_RATE_LIMIT; 0 turns it off."""
+    cf = make_cluster_file(tmp_path / "a", 2, secure=True)  # what arena up --secure writes
+    assert (cf.rate_limit, cf.rate_burst) == (clusterfile.SECURE_RATE_LIMIT,
+                                              clusterfile.SECURE_RATE_BURST)
+    assert f"rate_limit = {clusterfile.SECURE_RATE_LIMIT:g}" in cf.path.read_text()
+    text = cf.to_toml()
+    unwritten = "\n".join(line for line in text.splitlines()
+                          if not line.startswith(("rate_limit", "rate_burst")))
+    assert clusterfile.parse(unwritten).rate_limit == clusterfile.SECURE_RATE_LIMIT
+    off = clusterfile.parse(text.replace("rate_limit = 200", "rate_limit = 0"))
+    assert off.rate_limit == 0.0
+    assert clusterfile.parse(off.to_toml()).rate_limit == 0.0  # an explicit 0 survives a write
+    plain = make_cluster_file(tmp_path / "b", 2)
+    assert plain.rate_limit == 0.0 and clusterfile.parse(plain.to_toml()).rate_limit == 0.0
+
+
+def test_arena_keys_turns_on_the_rate_limit_and_says_so(tmp_path: Path) -> None:
+    cf = make_cluster_file(tmp_path, 2)
+    out = CliRunner().invoke(main, ["keys", "--cluster", str(cf.path)])
+    assert out.exit_code == 0, out.output
+    assert "rate limit: 200 requests/s per client id and per connection" in out.output
+    assert clusterfile.load(cf.path).rate_limit == clusterfile.SECURE_RATE_LIMIT
+
+
 def test_a_secret_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     cf = make_cluster_file(tmp_path, 1, secure=True)
     secret = cf.resolve(cf.security.server_secret_key_files["n1"])
@@ -114,7 +140,7 @@ def test_the_security_table_is_checked(tmp_path: Path) -> None:
     with pytest.raises(clusterfile.ClusterFileError, match="40 Z85 chars"):
         clusterfile.parse(text.replace(cf.security.client_public_keys[0], "short"))
     with pytest.raises(clusterfile.ClusterFileError, match="rate_limit"):
-        clusterfile.parse(text.replace("[options]", "[options]\nrate_limit = -1"))
+        clusterfile.parse(text.replace("rate_limit = 200", "rate_limit = -1"))
 
 
 def test_admin_keys_compare_exactly() -> None:

@@ -45,18 +45,25 @@ def test_a_flooding_client_is_rate_limited_while_another_keeps_its_latency(
             t = time.monotonic()
             assert good.put(f"good{i}", i)["ok"]  # to the same leader, from another client id
             latencies.append(time.monotonic() - t)
-        wait_for(lambda: flood.poll(10) or all(c.done for c in calls), 10,
-                 "every flood request answered")
-        elapsed = time.monotonic() - started
+        # a connection far over its limit is not answered at all (issue 11: refusing
+        # must stay cheap): the node counts what it dropped unread
+        refused = lambda: _refused(good.status(lead))  # noqa: E731
+        wait_for(lambda: flood.poll(10) or refused() + sum(c.ok for c in calls) >= len(calls),
+                 10, "every flood request admitted, refused or dropped")
+        elapsed = time.monotonic() - started  # the link retries the dropped ones meanwhile
     finally:
         flood.close()
-    limited = [c for c in calls if not c.ok and c.error and c.error.code == "rate_limited"]
     admitted = [c for c in calls if c.ok]
-    assert len(limited) + len(admitted) == len(calls)
+    limited = [c for c in calls if c.done and not c.ok]
+    assert all(c.error and c.error.code in ("rate_limited", "timeout") for c in limited)
     assert len(admitted) <= burst + RATE * elapsed + 5, (len(admitted), elapsed)
-    assert len(limited) >= len(calls) - burst - RATE * elapsed - 5
+    assert refused() >= len(calls) - burst - RATE * elapsed - 5
     # the other client: every write succeeded (above), none waited behind the flood
     assert max(latencies) < 0.3, latencies
     assert good.get(f"good{FLOOD_ROUNDS - 1}") == FLOOD_ROUNDS - 1
-    counted = good.status(lead)["counters"]["client_errors"].get("rate_limited", 0)
-    assert counted >= len(limited)
+
+
+def _refused(status: dict | None) -> int:
+    counters = (status or {}).get("counters", {})
+    return (counters.get("client_errors", {}).get("rate_limited", 0)
+            + counters.get("client_dropped", {}).get("rate_limited_connection", 0))
