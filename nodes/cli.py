@@ -525,6 +525,7 @@ def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients:
     """Benchmarks on real processes over loopback (durable on our side), with ratios
     against PySyncObj and/or etcd measured in the same run."""
     from .bench import arena_side
+    from .bench.floor import Floor
     from .bench.report import compare, compare_etcd, etcd_caption, render
 
     rivals = {v.strip() for v in (versus or "").split(",") if v.strip()}
@@ -535,7 +536,8 @@ def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients:
     if quick:
         commits, failover_trials, memory_commits = 3000, 3, 20_000
     latency_writes = 200 if quick else 1000
-    etcd = floor = None
+    etcd = None
+    floor = Floor()
     if "etcd" in rivals:
         from .bench.etcd_cluster import EtcdUnavailable, etcd_binary
 
@@ -543,6 +545,7 @@ def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients:
             etcd_binary()
         except EtcdUnavailable as e:
             raise click.ClickException(str(e)) from e
+        floor.sample()  # before, between and after the two systems
     try:
         ours = arena_side.run(chosen, nodes=nodes, commits=commits, clients=clients,
                               failover_trials=failover_trials, memory_commits=memory_commits,
@@ -551,12 +554,12 @@ def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients:
         raise click.ClickException(str(e)) from e
     if "etcd" in rivals:
         from .bench import etcd_side
-        from .bench import floor as floor_bench
 
-        floor = floor_bench.measure()
+        floor.sample()
         etcd = etcd_side.run(chosen & etcd_side.WORKLOADS, commits=commits, clients=clients,
                              latency_writes=latency_writes, failover_trials=failover_trials,
                              memory_commits=memory_commits)
+        floor.sample()
     theirs = None
     if "pysyncobj" in rivals:
         import importlib.util
@@ -570,17 +573,18 @@ def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients:
         theirs = pysyncobj_side.run(their_workloads, nodes=3, commits=commits, clients=clients,
                                     failover_trials=failover_trials)
     rows = compare(ours, theirs)
-    etcd_rows = compare_etcd(ours, etcd, floor) if etcd is not None else []
+    etcd_rows = compare_etcd(ours, etcd, floor.result()) if etcd is not None else []
     if as_json:
         report = {"arena": ours, "pysyncobj": theirs, "comparison": [r.to_dict() for r in rows]}
         if etcd is not None:
-            report.update(etcd=etcd, floor=floor, comparison_etcd=[r.to_dict() for r in etcd_rows])
+            report.update(etcd=etcd, floor=floor.result(),
+                          comparison_etcd=[r.to_dict() for r in etcd_rows])
         _emit(report, True)
     else:
         render(rows, f"arena bench ({nodes} nodes, durable){' vs PySyncObj' if theirs else ''}")
         if etcd is not None:
             render(etcd_rows, f"arena bench vs etcd ({nodes} nodes each, both durable)",
-                   etcd_caption(floor, etcd))
+                   etcd_caption(floor.result(), etcd))
 
 
 def setup_logging(level: str, node_id: str = "") -> None:

@@ -9,6 +9,10 @@ and back). So the floor is ``fsync_p50 + 2 x round_trip_p50`` with
   directory the benchmarked data directories live in (same filesystem);
 - ``round_trip``: a ZeroMQ DEALER in this process to a ROUTER echo in another
   Python process over loopback TCP, one small message at a time.
+
+On a shared machine an fsync's cost moves by 10x within a minute, so a
+:class:`Floor` is sampled several times through a run (before, between and after
+the systems it anchors) and reports the median of the samples' p50s.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import zmq
 from ..local import free_ports
 from .stats import summarize
 
-__all__ = ["fsync_ms", "measure", "zmq_round_trip_ms"]
+__all__ = ["Floor", "fsync_ms", "measure", "zmq_round_trip_ms"]
 
 
 def fsync_ms(directory: Path, count: int = 300, size: int = 128) -> list[float]:
@@ -105,3 +109,31 @@ def measure(directory: Path | None = None, fsyncs: int = 300, round_trips: int =
     return {"fsync_128b": fs, "zmq_round_trip": rt, "directory": str(where),
             "durable_write_ms": fs["p50"] + 2 * rt["p50"],
             "formula": "fsync_128b.p50 + 2 x zmq_round_trip.p50"}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+class Floor:
+    """Samples of the floor taken at several points of one run."""
+
+    def __init__(self, directory: Path | None = None, fsyncs: int = 300,
+                 round_trips: int = 1000) -> None:
+        self.directory, self.fsyncs, self.round_trips = directory, fsyncs, round_trips
+        self.samples: list[dict[str, Any]] = []
+
+    def sample(self) -> None:
+        self.samples.append(measure(self.directory, self.fsyncs, self.round_trips))
+
+    def result(self) -> dict[str, Any] | None:
+        """The median p50s over the samples, and every sample; None before any."""
+        if not self.samples:
+            return None
+        fs = _median([s["fsync_128b"]["p50"] for s in self.samples])
+        rt = _median([s["zmq_round_trip"]["p50"] for s in self.samples])
+        return {"fsync_128b_p50": fs, "zmq_round_trip_p50": rt, "durable_write_ms": fs + 2 * rt,
+                "formula": "median of the samples' fsync_128b.p50 + 2 x the median of their "
+                           "zmq_round_trip.p50",
+                "directory": self.samples[0]["directory"], "samples": self.samples}

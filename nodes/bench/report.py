@@ -170,13 +170,14 @@ def compare_etcd(ours: dict, etcd: dict, floor: dict | None = None) -> list[Row]
 
 def etcd_caption(floor: dict | None, etcd: dict) -> str:
     cfg = etcd.get("config", {})
-    parts = [f"etcd {cfg.get('etcd', '?')}: heartbeat {cfg.get('heartbeat_ms')} ms, election "
-             f"{cfg.get('election_ms')} ms (draws {cfg.get('election_ms')}-"
-             f"{2 * int(cfg.get('election_ms') or 0)} ms), pre-vote, fsync on"]
+    hb, el = int(cfg.get("heartbeat_ms") or 0), int(cfg.get("election_ms") or 0)
+    parts = [f"etcd {cfg.get('etcd', '?')}: heartbeat {hb} ms, election timeouts "
+             f"{el}-{2 * el - hb} ms, pre-vote, fsync on"]
     if floor:
         parts.append(f"durable floor {floor['durable_write_ms']:.3f} ms = fsync of 128 B "
-                     f"{floor['fsync_128b']['p50']:.3f} ms + 2 x ZeroMQ round trip "
-                     f"{floor['zmq_round_trip']['p50']:.3f} ms (p50s, this run)")
+                     f"{floor['fsync_128b_p50']:.3f} ms + 2 x ZeroMQ round trip "
+                     f"{floor['zmq_round_trip_p50']:.3f} ms (medians of "
+                     f"{len(floor['samples'])} samples through this run)")
     return "; ".join(parts)
 
 

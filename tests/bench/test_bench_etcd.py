@@ -130,6 +130,29 @@ def test_etcd_rows_give_ratios_and_judge_every_target() -> None:
     assert lat.met is False and not math.isnan(lat.ratio or math.nan)
 
 
+def test_the_floor_is_the_median_of_samples_so_one_slow_fsync_spell_does_not_set_it() -> None:
+    from nodes.bench.floor import Floor
+
+    fl = Floor()
+    assert fl.result() is None
+    for fsync_p50, rtt_p50 in ((0.2, 0.05), (4.0, 0.03), (0.25, 0.1)):  # a busy disk in sample 2
+        fl.samples.append({"fsync_128b": {"p50": fsync_p50}, "zmq_round_trip": {"p50": rtt_p50},
+                           "directory": "/tmp"})
+    r = fl.result()
+    assert r is not None and len(r["samples"]) == 3
+    assert (r["fsync_128b_p50"], r["zmq_round_trip_p50"]) == (0.25, 0.05)
+    assert r["durable_write_ms"] == pytest.approx(0.35)
+
+
+def test_the_floor_measures_an_fsync_and_a_zeromq_round_trip(tmp_path: Path) -> None:
+    from nodes.bench.floor import measure
+
+    r = measure(tmp_path, fsyncs=20, round_trips=50)
+    assert r["fsync_128b"]["count"] == 20 and r["zmq_round_trip"]["count"] == 50
+    assert 0 < r["zmq_round_trip"]["p50"] < 1000 and 0 < r["fsync_128b"]["p50"] < 1000
+    assert list(tmp_path.iterdir()) == []  # the fsync file is removed
+
+
 def test_etcd_needs_an_election_timeout_of_five_heartbeats(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 5 heartbeats"):
         EtcdCluster(tmp_path, heartbeat_ms=50, election_ms=200)
@@ -220,6 +243,7 @@ def test_quick_vs_etcd_run_reports_every_row_with_sane_values() -> None:
     # no election can finish before the 150 ms minimum election timeout has run out
     assert etcd["failover"]["count"] == 3 and 100 < etcd["failover"]["p50"] < 5000
     assert len(etcd["memory"]["rss_mb_per_node"]) == 3
-    assert 0 < floor["fsync_128b"]["p50"] < 100 and 0 < floor["zmq_round_trip"]["p50"] < 100
+    assert len(floor["samples"]) == 3  # before, between and after the two systems
+    assert 0 < floor["fsync_128b_p50"] < 100 and 0 < floor["zmq_round_trip_p50"] < 100
     assert floor["durable_write_ms"] == pytest.approx(
-        floor["fsync_128b"]["p50"] + 2 * floor["zmq_round_trip"]["p50"])
+        floor["fsync_128b_p50"] + 2 * floor["zmq_round_trip_p50"])
