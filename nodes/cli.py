@@ -559,8 +559,9 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
 
 
 @main.command()
-@click.option("--vs", "versus", type=click.Choice(["pysyncobj"]), default=None,
-              help="Also run the same workloads on a 3-process PySyncObj cluster.")
+@click.option("--vs", "versus", default=None, metavar="pysyncobj|etcd|pysyncobj,etcd",
+              help="Also run the same workloads, in the same run, on a 3-process PySyncObj "
+                   "cluster and/or a 3-member etcd 3.5 (durable; grpcio client).")
 @click.option("--nodes", type=click.IntRange(3, 7), default=3, show_default=True)
 @click.option("--workloads", default="throughput,latency,failover,broadcast,memory,catchup",
               show_default=True, help="Comma-separated subset.")
@@ -575,21 +576,45 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
 def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients: int,
           failover_trials: int, memory_commits: int, quick: bool, as_json: bool) -> None:
     """Benchmarks on real processes over loopback (durable on our side), with ratios
-    against PySyncObj measured in the same run."""
+    against PySyncObj and/or etcd measured in the same run."""
     from .bench import arena_side
-    from .bench.report import compare, render
+    from .bench.floor import Floor
+    from .bench.report import compare, compare_etcd, etcd_caption, render
 
+    rivals = {v.strip() for v in (versus or "").split(",") if v.strip()}
+    if rivals - {"pysyncobj", "etcd"}:
+        raise click.BadParameter(f"unknown {sorted(rivals - {'pysyncobj', 'etcd'})}; "
+                                 "use pysyncobj, etcd or pysyncobj,etcd", param_hint="--vs")
     chosen = {w.strip() for w in workloads.split(",") if w.strip()}
     if quick:
         commits, failover_trials, memory_commits = 3000, 3, 20_000
+    latency_writes = 200 if quick else 1000
+    etcd = None
+    floor = Floor()
+    if "etcd" in rivals:
+        from .bench.etcd_cluster import EtcdUnavailable, etcd_binary
+
+        try:
+            etcd_binary()
+        except EtcdUnavailable as e:
+            raise click.ClickException(str(e)) from e
+        floor.sample()  # before, between and after the two systems
     try:
         ours = arena_side.run(chosen, nodes=nodes, commits=commits, clients=clients,
                               failover_trials=failover_trials, memory_commits=memory_commits,
-                              latency_writes=200 if quick else 1000)
+                              latency_writes=latency_writes, unbatched_throughput="etcd" in rivals)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
+    if "etcd" in rivals:
+        from .bench import etcd_side
+
+        floor.sample()
+        etcd = etcd_side.run(chosen & etcd_side.WORKLOADS, commits=commits, clients=clients,
+                             latency_writes=latency_writes, failover_trials=failover_trials,
+                             memory_commits=memory_commits)
+        floor.sample()
     theirs = None
-    if versus == "pysyncobj":
+    if "pysyncobj" in rivals:
         import importlib.util
 
         if importlib.util.find_spec("pysyncobj") is None:
@@ -601,11 +626,18 @@ def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients:
         theirs = pysyncobj_side.run(their_workloads, nodes=3, commits=commits, clients=clients,
                                     failover_trials=failover_trials)
     rows = compare(ours, theirs)
+    etcd_rows = compare_etcd(ours, etcd, floor.result()) if etcd is not None else []
     if as_json:
-        _emit({"arena": ours, "pysyncobj": theirs, "comparison": [r.to_dict() for r in rows]},
-              True)
+        report = {"arena": ours, "pysyncobj": theirs, "comparison": [r.to_dict() for r in rows]}
+        if etcd is not None:
+            report.update(etcd=etcd, floor=floor.result(),
+                          comparison_etcd=[r.to_dict() for r in etcd_rows])
+        _emit(report, True)
     else:
         render(rows, f"arena bench ({nodes} nodes, durable){' vs PySyncObj' if theirs else ''}")
+        if etcd is not None:
+            render(etcd_rows, f"arena bench vs etcd ({nodes} nodes each, both durable)",
+                   etcd_caption(floor.result(), etcd))
 
 
 def setup_logging(level: str, node_id: str = "") -> None:

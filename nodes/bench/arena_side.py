@@ -20,6 +20,7 @@ PySyncObj's figures measured in the same run):
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -38,6 +39,11 @@ from . import embedded
 from .stats import summarize
 
 WORKLOADS = ("throughput", "latency", "failover", "broadcast", "memory", "catchup")
+# per-request deadline of the failover client: one heartbeat, and the same for etcd's
+# (nodes.bench.etcd_side.FAILOVER_ATTEMPT_S). An etcd follower forwards a put to the
+# leader it last heard from and, that leader dead, answers nothing until the deadline:
+# a longer one would measure the client's patience more than etcd's failover.
+FAILOVER_REQUEST_TIMEOUT_S = 0.05
 
 
 def _say(msg: str) -> None:
@@ -56,11 +62,14 @@ def _rss_mb(pid: int) -> float:
 
 
 def _load_worker(cluster_path: str, clients: int, commits: int, window: int,
-                 out: Any, start: Any) -> None:
-    """Run ``clients`` logical clients, each keeping ``window`` puts in flight."""
+                 out: Any, start: Any, batching: bool = True) -> None:
+    """Run ``clients`` logical clients, each keeping ``window`` puts in flight
+    (``batching``: the client library's transport batching on or off)."""
     cf = load(cluster_path)
     ctx = zmq.Context()
     links = [ClusterLink(cf, request_timeout=2.0, deadline=30.0, ctx=ctx) for _ in range(clients)]
+    for link in links:
+        link.batching = batching
     # open every session (seq 1 goes alone), then wait for the start signal
     for link in links:
         link.wait(link.submit("kv", {"op": "put", "key": "warm", "value": 0}))
@@ -94,42 +103,62 @@ def _load_worker(cluster_path: str, clients: int, commits: int, window: int,
     ctx.term()
 
 
-def throughput_runs(lc: LocalCluster, commits: int, clients: int, runs: int = 3) -> dict:
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by ``pids``."""
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def throughput_runs(lc: LocalCluster, commits: int, clients: int, runs: int = 3,
+                    batching: bool = True) -> dict:
     """The median of ``runs`` bursts, as the PySyncObj side reports (one burst on a
     shared 2-core machine can be off by a third)."""
     bursts = []
     for k in range(runs):
-        bursts.append(throughput(lc, commits, clients))
-        _say(f"  throughput run {k + 1}/{runs}: {bursts[-1]['commits_per_s']:.0f} commits/s")
+        bursts.append(throughput(lc, commits, clients, batching=batching))
+        _say(f"  throughput run {k + 1}/{runs}{'' if batching else ' (client batching off)'}: "
+             f"{bursts[-1]['commits_per_s']:.0f} commits/s, "
+             f"{bursts[-1]['server_cpu_us_per_commit']:.0f} us server CPU per commit")
     median = sorted(bursts, key=lambda b: b["commits_per_s"])[(runs - 1) // 2]
     return {**median, "runs": [{"commits_per_s": round(b["commits_per_s"]), "seconds": b["seconds"],
-                                "failed": b["failed"]} for b in bursts],
+                                "failed": b["failed"],
+                                "server_cpu_us_per_commit": b["server_cpu_us_per_commit"]}
+                               for b in bursts],
             "failed": sum(b["failed"] for b in bursts)}
 
 
 def throughput(lc: LocalCluster, commits: int, clients: int, processes: int = 2,
-               window: int = 128) -> dict:
+               window: int = 128, batching: bool = True) -> dict:
     """``clients`` logical clients in ``processes`` load processes, each keeping
-    ``window`` commands in flight (128, as the PySyncObj side does)."""
+    ``window`` commands in flight (128, as the PySyncObj side does); ``batching``
+    off sends every command as a request of its own (etcd's unbatched puts).
+    ``server_cpu_us_per_commit``: CPU time of every node process during the burst."""
     mpctx = mp.get_context("spawn")
     out, start = mpctx.Queue(), mpctx.Event()
     procs = [mpctx.Process(target=_load_worker,
                            args=(str(lc.cluster_path), max(1, clients // processes),
-                                 commits // processes, window, out, start))
+                                 commits // processes, window, out, start, batching))
              for _ in range(processes)]
     for p in procs:
         p.start()
     time.sleep(1.0)  # let every load process open its sessions (start is a barrier below)
+    pids = [pid for nid in lc.cluster.ids() if (pid := lc.pid(nid)) and lc.alive(nid)]
+    cpu0 = _cpu_s(pids)
     t0 = time.perf_counter()
     start.set()
     results = [out.get(timeout=300) for _ in procs]
     elapsed = time.perf_counter() - t0
+    cpu = _cpu_s(pids) - cpu0
     for p in procs:
         p.join(10)
     total = sum(r["commits"] for r in results)
     return {"commits_per_s": total / elapsed, "commits": total, "clients": clients,
-            "window": window, "failed": sum(r["failed"] for r in results),
-            "seconds": round(elapsed, 3)}
+            "window": window, "batching": batching, "failed": sum(r["failed"] for r in results),
+            "seconds": round(elapsed, 3), "server_cpu_us_per_commit": round(cpu / total * 1e6, 1)}
 
 
 def latency(c: Client, writes: int) -> dict:
@@ -143,21 +172,29 @@ def latency(c: Client, writes: int) -> dict:
             "samples_ms": [round(x, 3) for x in samples]}
 
 
-def failover(lc: LocalCluster, c: Client, trials: int) -> dict:
+def failover(lc: LocalCluster, c: Client, trials: int,
+             request_timeout: float = FAILOVER_REQUEST_TIMEOUT_S) -> dict:
+    """``request_timeout``: how long the client waits for one node's answer before it
+    resends to the next (etcd's failover client gets the same deadline per attempt)."""
     times = []
     for t in range(trials):
         lead = c.wait_for_leader(10)
         c.put("fo", t)
         lc.kill(lead)
+        saved, c.link.request_timeout = c.link.request_timeout, request_timeout
         t0 = time.perf_counter()
-        c.put("fo", -t)  # fails over inside the client until it commits
+        try:
+            c.put("fo", -t)  # fails over inside the client until it commits
+        finally:
+            c.link.request_timeout = saved
         times.append((time.perf_counter() - t0) * 1000)
         lc.start(lead)
         target = c.status(c.wait_for_leader(10))["commit"]
         wait_until(lambda n=lead, t=target: (c.status(n, timeout=0.3) or {}).get("applied", 0) >= t,
               20, f"{lead} catching up")
         _say(f"  failover trial {t + 1}/{trials}: {times[-1]:.0f} ms")
-    return {"trials": [round(x, 1) for x in times], **summarize(times)}
+    return {"trials": [round(x, 1) for x in times], **summarize(times),
+            "request_timeout_s": request_timeout}
 
 
 def broadcast(lc: LocalCluster, c: Client, subscribers: int, writes: int) -> dict:
@@ -225,7 +262,10 @@ def catchup(lc: LocalCluster, c: Client, commits: int, clients: int) -> dict:
 def run(workloads: set[str], nodes: int = 3, commits: int = 20_000, clients: int = 8,
         latency_writes: int = 1000, failover_trials: int = 20, subscribers: int = 50,
         memory_commits: int = 1_000_000, tmp_dir: Path | None = None,
-        snapshot_interval: int = 10_000) -> dict:
+        snapshot_interval: int = 10_000, unbatched_throughput: bool = False) -> dict:
+    """``unbatched_throughput``: with ``throughput``, also measure it with the client
+    library's batching off (``results["throughput_unbatched"]``, the like-for-like
+    figure for etcd's one-Put-per-put clients)."""
     unknown = workloads - set(WORKLOADS)
     if unknown:
         raise ValueError(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
@@ -247,6 +287,10 @@ def run(workloads: set[str], nodes: int = 3, commits: int = 20_000, clients: int
             if "throughput" in workloads:
                 _say("arena: throughput")
                 results["throughput"] = throughput_runs(lc, commits, clients)
+                if unbatched_throughput:
+                    _say("arena: throughput, client batching off")
+                    results["throughput_unbatched"] = throughput_runs(lc, commits, clients,
+                                                                      batching=False)
             if "broadcast" in workloads:
                 _say("arena: broadcast")
                 results["broadcast"] = broadcast(lc, c, subscribers, 200)
