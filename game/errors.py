@@ -21,6 +21,17 @@ happened and, where there is one, what to do instead.
 - ``future_round``        the hit names a round that has not started
 - ``no_such_target``      the target id is not in the running round
 - ``target_taken``        another hit on that target committed first
+
+Rooms (``game.rooms``):
+
+- ``no_such_room``        no open room has that id or join code (it may have closed)
+- ``private_room``        the room is private: join it with its code
+- ``in_room``             this session already has a seat in a room; leave it first
+- ``not_in_room``         this session has no seat in the room the command names
+- ``bots_not_allowed``    the room was created without bots
+- ``bad_room_config``     a room setting is out of range (the message says which)
+- ``too_many_rooms``      the cluster holds its maximum number of rooms
+- ``bad_token``           no seat of that name in that room holds that reconnect token
 """
 
 from __future__ import annotations
@@ -44,6 +55,14 @@ ERROR_CODES: frozenset[str] = frozenset(
         "future_round",
         "no_such_target",
         "target_taken",
+        "no_such_room",
+        "private_room",
+        "in_room",
+        "not_in_room",
+        "bots_not_allowed",
+        "bad_room_config",
+        "too_many_rooms",
+        "bad_token",
     }
 )
 

@@ -1,0 +1,663 @@
+"""Many matches at once: rooms in the replicated state (issue 12, the rule side).
+
+A room is one of today's tables (``game.state``) plus what a table does not
+know: a name, public or private (with a join code), whether bots may join, when
+it was created, and its seats (who may come back after a disconnect). Commands
+for a room's game are handed to today's ``game.rules.apply`` unchanged, on that
+room's table only; the room layer adds who sits where, reconnects, timers and a
+leaderboard across rooms. Like the rules, nothing here reads a clock or a
+random source: time is the leader's timestamp of the entry, codes and tokens
+come from the seed and secret held in this state.
+
+Rules the room layer adds:
+
+- A session (client id) holds at most one seat in all rooms (``in_room``).
+- A room's members never exceed its ``max_players``: joins are judged in log
+  order against the state the previous entries left, so quick plays submitted
+  at the same moment fill a room up and then open another.
+- Quick play joins the public lobby with the most members that still has a
+  seat (and allows bots, for a bot; and has nobody of that name), the oldest
+  on a tie; with none, it creates a public room with the default settings.
+- A seat is away after ``disconnect`` or after ``idle_ms`` of silence (see
+  ``game.seats``); it keeps name, points and host role. Any accepted command
+  from the seat's session brings it back; a new session brings it back with
+  ``reclaim`` and the seat's token; ``grace_ms`` (default 30 s) after going
+  away the seat is freed as if its holder had left (``player_left`` with
+  reason ``grace``), and the name may join as new.
+- A room without members is closed ``close_ms`` (default 60 s) after it
+  emptied, unless someone joins first.
+- Every finished game (``game_over``) is folded into one leaderboard across
+  rooms (``state["leaderboard"]``, as ``game.scoring.record_game``).
+- A rejected command changes nothing; commands naming room A never change
+  room B (quick play and create may add a room).
+
+## Commands (``{"type": ..., ...}``, to the state machine ``rooms``)
+
+| command | fields | accepted result (``ok: true`` plus) |
+|---|---|---|
+| `create` | `name`; optional `private` (false), `bots` (true), `max_players` (1-16, 8), `rounds` (1-20, 3), `round_ms` (1000-600000, 20000), `player` (a name: join it at once), `bot` | `room`, `code` (private rooms, else null); with `player` also the join fields |
+| `join` | `room` (id) or `code` (private rooms need it), `name`, optional `bot` | `room`, `name`, `spectator`, `host`, `token` |
+| `quick_play` | `name`, optional `bot` | the join fields and `created` (bool) |
+| `leave` | `room` | `room`, `name` |
+| `disconnect` | `room` | `room`, `name`, `until_ms` (the seat is freed then) |
+| `reclaim` | `room`, `name`, `token` | the join fields with a new `token`, and `score` (null outside a game) |
+| `ready`, `start`, `hit`, `rematch`, `ping`, `tick` | `room` and today's fields | `room` and today's result fields |
+| `timers` | `rooms` (ids) | `rooms`: the listed ids that are open (the leader proposes it; never rejected) |
+
+Errors are today's codes (``game.errors``) plus ``no_such_room``,
+``private_room``, ``in_room``, ``not_in_room``, ``bots_not_allowed``,
+``bad_room_config``, ``too_many_rooms``, ``bad_token``. ``drop_idle`` is not a
+rooms command: ``timers`` marks idle seats away instead of removing them.
+
+## Events, and the topics they belong on
+
+Every event carries ``room`` (the room id) except ``leaderboard``. Today's
+game events (``player_joined``, ``phase``, ``target_hit``, ``game_over``, ...)
+keep their shape, with ``room`` added. The room layer adds::
+
+    room_created {room, listed, row}     room_row {room, listed, row}
+    room_closed {room, listed, reason: "empty"}
+    seat_away {room, name, until_ms, reason: "disconnect" | "idle"}
+    seat_back {room, name}               seat_reclaimed {room, name}
+    leaderboard {rows}                   (the rows a game over changed)
+
+``row`` is a listing row: ``{room, name, phase, players, max_players, bots,
+private, created_ms, leader}``; ``leader`` is always None here, for the server
+to fill with the node (or group) that leads the room. ``topics(event)`` says
+where an event is published: ``room/<id>`` carries every event of that room;
+``rooms`` (the room list) carries ``room_created``, ``room_row`` and
+``room_closed`` of public rooms (``listed``) and ``leaderboard``. A private
+room never appears on ``rooms``. Room-list subscribers start from the query
+``{op: "rooms"}``, room subscribers from ``{op: "room", room}`` (see
+``game.rooms_machine``), then apply the events of higher index.
+
+A client cannot keep a room by replaying commands as it does the single table
+(quick play reads every room, reclaim needs the secret): it keeps the room's
+public view from the query plus that room's events, or re-reads the room.
+
+## Tokens, codes and the trust model (for the server session)
+
+Tokens and codes are derived from ``state["secret"]`` (``game.seats``). The
+nodes are trusted: the secret is in the full snapshot, the log and the disk.
+Clients are not: everything a client can read must leave out the secret, the
+tokens and the private codes. The machine never puts them in events, listings
+or ``public_snapshot``; but results and commands travel in published updates,
+so **the server must filter, for the machine ``rooms``**:
+
+- results: drop ``token`` and ``code`` from the result in every published
+  update; only the submitter's own reply carries them;
+- commands: drop ``token`` from published ``reclaim`` commands and ``code``
+  from published ``join`` commands (or publish no rooms commands at all:
+  clients do not replay them, see above);
+- snapshots and reads: answer a client's snapshot request and ``op: state``
+  with ``public_snapshot()``, never ``snapshot()`` (which is for Raft).
+
+A token is single use: every reclaim issues a new one, so a token seen once
+(e.g. in a log line) is worthless after its owner used it. The token is as
+secret as the rooms secret: the composer (``nodes/node_main.py``) must give
+every node the same secret that no client holds. Without ``--secure`` client
+ids are not authenticated anyway, so anyone can already act as any session;
+the token matters in a secure cluster, where sessions are bound to keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from game import lobby, rules, seats, timeline
+from game.config import GameConfig
+from game.errors import Rejected
+from game.guards import valid_name
+from game.scoring import record_game
+from game.state import LOBBY, check_invariants, find_name, members_by_join_order
+from game.state import new_state as new_table
+
+Events = list[dict[str, Any]]
+Handled = tuple[dict[str, Any], Events]
+Handler = Callable[[dict[str, Any], dict[str, Any], str, int, int], Handled]
+
+LIST_TOPIC = "rooms"
+ROOM_NAME_MAX_LEN = 32
+_ROOM_NAME = re.compile(r"[A-Za-z0-9 _'-]+")
+# Settings a room creator may choose: (smallest, largest) accepted value.
+ROOM_LIMITS: dict[str, tuple[int, int]] = {
+    "max_players": (1, 16),
+    "rounds": (1, 20),
+    "round_ms": (1_000, 600_000),
+}
+DELEGATED = frozenset({"ready", "start", "hit", "rematch", "ping", "tick"})
+TIMER_CLIENT = "@rooms"  # the non-member a timer's table tick runs as
+
+
+def new_state(
+    table_config: GameConfig | None = None,
+    seed: int = 0,
+    secret: str = "",
+    grace_ms: int = 30_000,
+    close_ms: int = 60_000,
+    max_rooms: int = 10_000,
+) -> dict[str, Any]:
+    """No rooms yet. ``table_config`` is what a room gets for settings not chosen."""
+    if not isinstance(secret, str):
+        raise ValueError(f"secret must be a str, got {type(secret).__name__}")
+    for name, value in (("grace_ms", grace_ms), ("close_ms", close_ms), ("max_rooms", max_rooms)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
+    new_table(table_config, seed)  # validates the seed exactly as a table does
+    return {
+        "seed": seed,
+        "secret": secret,
+        "now_ms": 0,
+        "next_room": 1,
+        "tokens_issued": 0,
+        "config": {
+            "grace_ms": grace_ms,
+            "close_ms": close_ms,
+            "max_rooms": max_rooms,
+            "table": (table_config or GameConfig()).to_dict(),
+        },
+        "rooms": {},  # id -> room (see _open_room)
+        "clients": {},  # client id -> [room id, seat name]
+        "codes": {},  # private join code -> room id
+        "leaderboard": {},
+    }
+
+
+def apply(state: dict[str, Any], command: Any, ctx: rules.Context) -> tuple[dict[str, Any], Events]:
+    """Apply one committed rooms command in place; ``(result, events)`` as ``rules.apply``."""
+    now_ms = max(state["now_ms"], int(ctx.timestamp_ms))
+    try:
+        handler = _handler_for(command)
+        fields, events = handler(state, command, ctx.client_id, ctx.index, now_ms)
+    except Rejected as rejection:
+        return rejection.result(), []
+    state["now_ms"] = now_ms
+    return {"ok": True, **fields}, events
+
+
+# --- creating and joining ------------------------------------------------------------
+
+
+def create(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    name = _room_name(command.get("name"))
+    private = _opt_bool(command, "private", False)
+    bots = _opt_bool(command, "bots", True)
+    table_config = _room_config(state, command)
+    player = command.get("player")
+    bot = _opt_bool(command, "bot", False)
+    if player is not None:
+        player = valid_name(player)
+        _check_unseated(state, client_id)
+        if bot and not bots:
+            raise Rejected("bots_not_allowed", "a room without bots cannot seat its creator bot")
+    _check_room_capacity(state)
+
+    room = _open_room(state, name, private, bots, table_config, now_ms)
+    events: Events = [_row_event("room_created", room)]
+    fields: dict[str, Any] = {"room": room["id"], "code": room["code"]}
+    if player is not None:
+        joined, more = _seat(state, room, client_id, player, bot, index, now_ms)
+        fields.update(joined)
+        events += _tag(state, room, more)
+        events.append(_row_event("room_row", room))
+    return fields, events
+
+
+def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    bot = _opt_bool(command, "bot", False)
+    room = _room_to_join(state, command)
+    seated = state["clients"].get(client_id)
+    if seated is not None:
+        same = seated[0] == room["id"] and isinstance(command.get("name"), str) and \
+            seated[1].casefold() == command["name"].strip().casefold()
+        if same:  # a duplicated join must not fail the session that got in
+            return _seat_fields(state, room, seated[1]), []
+        _check_unseated(state, client_id)
+    if bot and not room["bots"]:
+        raise Rejected("bots_not_allowed", f"room {room['id']} does not allow bots")
+    before = listing_row(room)
+    fields, events = _seat(state, room, client_id, command.get("name"), bot, index, now_ms)
+    return fields, _after(state, room, before, events)
+
+
+def quick_play(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
+    name = valid_name(command.get("name"))
+    bot = _opt_bool(command, "bot", False)
+    _check_unseated(state, client_id)
+    room = best_open_room(state, name, bot)
+    events: Events = []
+    if room is None:
+        _check_room_capacity(state)
+        number = state["next_room"]
+        config = GameConfig.from_dict(state["config"]["table"])
+        room = _open_room(state, f"Room {number}", False, True, config, now_ms)
+        events.append(_row_event("room_created", room))
+    before = listing_row(room)
+    fields, more = _seat(state, room, client_id, name, bot, index, now_ms)
+    return {**fields, "created": bool(events)}, events + _after(state, room, before, more)
+
+
+def best_open_room(state: dict[str, Any], name: str, bot: bool) -> dict[str, Any] | None:
+    """Quick play's choice: the fullest public lobby with a seat, oldest on a tie. O(rooms)."""
+    best, best_key = None, None
+    for room in state["rooms"].values():
+        table = room["table"]
+        members = len(table["players"])
+        if (
+            room["private"]
+            or table["game_state"]["phase"] != LOBBY
+            or members >= table["config"]["max_players"]
+            or (bot and not room["bots"])
+            or find_name(table, name) is not None
+        ):
+            continue
+        key = (members, -room["number"])
+        if best_key is None or key > best_key:
+            best, best_key = room, key
+    return best
+
+
+# --- leaving, going away and coming back ------------------------------------------------
+
+
+def leave(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    room, name = _my_seat(state, command, client_id)
+    before = listing_row(room)
+    _, events = _delegate(room, {"type": "leave"}, client_id, index, now_ms)
+    _free_seats(state, room, [name], now_ms)
+    return {"room": room["id"], "name": name}, _after(state, room, before, events)
+
+
+def disconnect(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
+    room, name = _my_seat(state, command, client_id)
+    seat = room["seats"][name]
+    if seat["away_ms"] is None:
+        seat["away_ms"] = now_ms
+    until_ms = seat["away_ms"] + state["config"]["grace_ms"]
+    event = {"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"}
+    return {"room": room["id"], "name": name, "until_ms": until_ms}, _tag(state, room, [event])
+
+
+def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    """A new session takes back an existing seat (away or not) with the seat's token."""
+    room = _room_by_id(state, command.get("room"))
+    raw_name = command.get("name")
+    name = find_name(room["table"], raw_name) if isinstance(raw_name, str) else None
+    seat = room["seats"].get(name) if name is not None else None
+    if seat is None or not seats.token_matches(
+        state["secret"], room["id"], name, seat["epoch"], command.get("token")
+    ):
+        raise Rejected(
+            "bad_token",
+            f"room {room['id']} has no seat {raw_name!r} with that token (its grace period may "
+            "have ended): join as a new player",
+        )
+    seated = state["clients"].get(client_id)
+    if seated is not None and seated != [room["id"], name]:
+        _check_unseated(state, client_id)
+
+    before = listing_row(room)
+    table = room["table"]
+    _, events = rules.apply(table, {"type": "tick"}, rules.Context(index, now_ms, TIMER_CLIENT))
+    player = table["players"][name]
+    del state["clients"][player["client_id"]]
+    state["clients"][client_id] = [room["id"], name]
+    player["client_id"] = client_id
+    player["last_seen_ms"] = now_ms
+    seat["away_ms"] = None
+    seat["epoch"] = _next_epoch(state)
+    events.append({"type": "seat_reclaimed", "name": name})
+    fields = _seat_fields(state, room, name)
+    fields["score"] = table["scores"].get(name)
+    return fields, _after(state, room, before, events)
+
+
+# --- the game's own commands, and time --------------------------------------------------
+
+
+def delegated(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
+    """Today's command on the caller's room's table; an away seat that speaks is back."""
+    room, name = _my_seat(state, command, client_id)
+    before = listing_row(room)
+    inner = {key: value for key, value in command.items() if key != "room"}
+    fields, events = _delegate(room, inner, client_id, index, now_ms)
+    seat = room["seats"].get(name)
+    if seat is not None and seat["away_ms"] is not None:
+        seat["away_ms"] = None
+        events.append({"type": "seat_back", "name": name})
+    return {"room": room["id"], **fields}, _after(state, room, before, events)
+
+
+def timers(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    """Everything due in the listed rooms at ``now_ms``: phase ends, seats going away,
+    seats freed after the grace period, empty rooms closed. Unknown ids are skipped."""
+    ids = command.get("rooms")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise Rejected("bad_command", "timers needs 'rooms': a list of room ids")
+    events: Events = []
+    done: list[str] = []
+    for room_id in dict.fromkeys(ids):  # each once, in the order given
+        room = state["rooms"].get(room_id)
+        if room is not None:
+            done.append(room_id)
+            events += _room_timers(state, room, index, now_ms)
+    return {"rooms": done}, events
+
+
+def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms: int) -> Events:
+    config = state["config"]
+    table = room["table"]
+    before = listing_row(room)
+    events: Events = []
+    if timeline.transition_due(table, now_ms):
+        _, events = rules.apply(table, {"type": "tick"}, rules.Context(index, now_ms, TIMER_CLIENT))
+    idle_ms = table["config"]["idle_ms"]
+    for name in members_by_join_order(table):
+        seat = room["seats"][name]
+        since = seats.idle_since(table["players"][name], idle_ms)
+        if seat["away_ms"] is None and now_ms >= since:
+            seat["away_ms"] = since
+            until_ms = since + config["grace_ms"]
+            events.append({"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"})
+    expired = [
+        name
+        for name in members_by_join_order(table)
+        if room["seats"][name]["away_ms"] is not None
+        and now_ms >= room["seats"][name]["away_ms"] + config["grace_ms"]
+    ]
+    if expired:
+        events += lobby.remove_members(table, expired, reason="grace")
+        _free_seats(state, room, expired, now_ms)
+    empty_since = room["empty_since_ms"]
+    if empty_since is not None and now_ms >= empty_since + config["close_ms"]:
+        tagged = _tag(state, room, events)
+        _close_room(state, room)
+        return tagged + [{"type": "room_closed", "room": room["id"], "listed": not room["private"],
+                          "reason": "empty"}]
+    return _after(state, room, before, events)
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def listing_row(room: dict[str, Any]) -> dict[str, Any]:
+    """What the room browser shows of a room (never its code)."""
+    table = room["table"]
+    return {
+        "room": room["id"],
+        "name": room["name"],
+        "phase": table["game_state"]["phase"],
+        "players": len(table["players"]),
+        "max_players": table["config"]["max_players"],
+        "bots": room["bots"],
+        "private": room["private"],
+        "created_ms": room["created_ms"],
+        "leader": None,  # filled by the server: the node (or group) leading this room
+    }
+
+
+def public_room(room: dict[str, Any]) -> dict[str, Any]:
+    """A room as any client may see it: the table, the row, which seats are away."""
+    return {
+        "row": listing_row(room),
+        "table": room["table"],
+        "away": {name: seat["away_ms"] for name, seat in room["seats"].items()
+                 if seat["away_ms"] is not None},
+        "bots": sorted(name for name, seat in room["seats"].items() if seat["bot"]),
+    }
+
+
+def topics(event: dict[str, Any]) -> tuple[str, ...]:
+    """The publish topics of one event: ``room/<id>`` and/or the room list ``rooms``."""
+    if event["type"] == "leaderboard":
+        return (LIST_TOPIC,)
+    own = f"room/{event['room']}"
+    if event["type"] in ("room_created", "room_row", "room_closed") and event["listed"]:
+        return (own, LIST_TOPIC)
+    return (own,)
+
+
+def check_rooms_invariants(state: dict[str, Any]) -> None:
+    """Assert the cross-room invariants (and every table's); for tests."""
+    seen_clients: dict[str, list[str]] = {}
+    codes = {}
+    for room_id, room in state["rooms"].items():
+        table = room["table"]
+        check_invariants(table)
+        assert room_id == f"r{room['number']}" and room["number"] < state["next_room"], room_id
+        assert set(room["seats"]) == set(table["players"]), (room_id, room["seats"])
+        assert (room["empty_since_ms"] is None) == bool(table["players"]), room_id
+        assert room["private"] == (room["code"] is not None), room_id
+        if room["code"] is not None:
+            codes[room["code"]] = room_id
+        for name, player in table["players"].items():
+            assert player["client_id"] not in seen_clients, player["client_id"]
+            seen_clients[player["client_id"]] = [room_id, name]
+            away = room["seats"][name]["away_ms"]
+            assert away is None or away <= state["now_ms"], (room_id, name, away)
+    assert seen_clients == state["clients"], (seen_clients, state["clients"])
+    assert codes == state["codes"], (codes, state["codes"])
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+COMMANDS: dict[str, Handler] = {
+    "create": create,
+    "join": join,
+    "quick_play": quick_play,
+    "leave": leave,
+    "disconnect": disconnect,
+    "reclaim": reclaim,
+    "timers": timers,
+    **{kind: delegated for kind in sorted(DELEGATED)},
+}
+
+
+def _handler_for(command: Any) -> Handler:
+    if not isinstance(command, dict):
+        raise Rejected(
+            "bad_command", f"a command must be a map with a 'type', got {type(command).__name__}"
+        )
+    kind = command.get("type")
+    handler = COMMANDS.get(kind) if isinstance(kind, str) else None
+    if handler is None:
+        known = ", ".join(COMMANDS)
+        raise Rejected("unknown_command", f"unknown rooms command type {kind!r}; known: {known}")
+    return handler
+
+
+def _delegate(
+    room: dict[str, Any], inner: dict[str, Any], client_id: str, index: int, now_ms: int
+) -> Handled:
+    """Today's ``rules.apply`` on the room's table; its rejection becomes ours (nothing changed)."""
+    result, events = rules.apply(room["table"], inner, rules.Context(index, now_ms, client_id))
+    if not result["ok"]:
+        raise Rejected(result["error"], result["message"])
+    return {k: v for k, v in result.items() if k != "ok"}, events
+
+
+def _seat(
+    state: dict[str, Any], room: dict[str, Any], client_id: str, name: Any, bot: bool,
+    index: int, now_ms: int,
+) -> Handled:
+    """Join the room's table; on success the session's seat and first token exist."""
+    joined, events = _delegate(room, {"type": "join", "name": name}, client_id, index, now_ms)
+    stored = joined["name"]
+    room["seats"][stored] = {"epoch": _next_epoch(state), "bot": bot, "away_ms": None}
+    state["clients"][client_id] = [room["id"], stored]
+    room["empty_since_ms"] = None
+    return _seat_fields(state, room, stored), events
+
+
+def _seat_fields(state: dict[str, Any], room: dict[str, Any], name: str) -> dict[str, Any]:
+    player = room["table"]["players"][name]
+    token = seats.token_for(state["secret"], room["id"], name, room["seats"][name]["epoch"])
+    return {
+        "room": room["id"],
+        "name": name,
+        "spectator": player["spectator"],
+        "host": room["table"]["game_state"]["host"] == name,
+        "token": token,
+    }
+
+
+def _free_seats(state: dict[str, Any], room: dict[str, Any], names: list[str], now_ms: int) -> None:
+    """Forget seats whose members the table has already removed."""
+    for name in names:
+        del room["seats"][name]
+    for client_id in [c for c, (r, n) in state["clients"].items() if r == room["id"] and n in names]:
+        del state["clients"][client_id]
+    if not room["table"]["players"]:
+        room["empty_since_ms"] = now_ms
+
+
+def _next_epoch(state: dict[str, Any]) -> int:
+    state["tokens_issued"] += 1
+    return state["tokens_issued"]
+
+
+def _open_room(
+    state: dict[str, Any], name: str, private: bool, bots: bool, config: GameConfig, now_ms: int
+) -> dict[str, Any]:
+    number = state["next_room"]
+    state["next_room"] += 1
+    room_id = f"r{number}"
+    code = None
+    if private:
+        attempt = 0
+        while (code := seats.code_for(state["secret"], room_id, attempt)) in state["codes"]:
+            attempt += 1
+        state["codes"][code] = room_id
+    room = {
+        "id": room_id,
+        "number": number,
+        "name": name,
+        "private": private,
+        "code": code,
+        "bots": bots,
+        "created_ms": now_ms,
+        "empty_since_ms": now_ms,
+        "seats": {},  # name -> {epoch, bot, away_ms}; the same names as table players
+        "table": new_table(config, seats.table_seed(state["seed"], room_id)),
+    }
+    state["rooms"][room_id] = room
+    return room
+
+
+def _close_room(state: dict[str, Any], room: dict[str, Any]) -> None:
+    del state["rooms"][room["id"]]
+    if room["code"] is not None:
+        del state["codes"][room["code"]]
+
+
+def _tag(state: dict[str, Any], room: dict[str, Any], events: Events) -> Events:
+    """Events of one room: add the room id; fold each game over into the leaderboard."""
+    tagged: Events = []
+    for event in events:
+        tagged.append({**event, "room": room["id"]})
+        if event["type"] == "game_over" and event["scores"]:
+            record_game(state["leaderboard"], event["scores"], event["winners"])
+            rows = [dict(state["leaderboard"][n.casefold()]) for n in sorted(event["scores"])]
+            tagged.append({"type": "leaderboard", "rows": rows})
+    return tagged
+
+
+def _after(state: dict[str, Any], room: dict[str, Any], before: dict[str, Any], events: Events) -> Events:
+    tagged = _tag(state, room, events)
+    if listing_row(room) != before:
+        tagged.append(_row_event("room_row", room))
+    return tagged
+
+
+def _row_event(kind: str, room: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "room": room["id"], "listed": not room["private"], "row": listing_row(room)}
+
+
+def _room_by_id(state: dict[str, Any], room_id: Any) -> dict[str, Any]:
+    if not isinstance(room_id, str):
+        raise Rejected("bad_command", f"the command needs a room id 'room', got {room_id!r:.40}")
+    room = state["rooms"].get(room_id)
+    if room is None:
+        raise Rejected("no_such_room", f"no open room {room_id!r}; list the rooms and pick another")
+    return room
+
+
+def _room_to_join(state: dict[str, Any], command: dict) -> dict[str, Any]:
+    """By ``code`` (any room, private ones only so) or by ``room`` id (public rooms)."""
+    if command.get("code") is not None:
+        code = seats.normal_code(command["code"])
+        room_id = state["codes"].get(code) if code else None
+        if room_id is None or command.get("room") not in (None, room_id):
+            raise Rejected("no_such_room", f"no open room has the code {command['code']!r:.20}")
+        return state["rooms"][room_id]
+    room = _room_by_id(state, command.get("room"))
+    if room["private"]:
+        raise Rejected("private_room", f"room {room['id']} is private: join it with its code")
+    return room
+
+
+def _my_seat(state: dict[str, Any], command: dict, client_id: str) -> tuple[dict[str, Any], str]:
+    room = _room_by_id(state, command.get("room"))
+    seated = state["clients"].get(client_id)
+    if seated is None or seated[0] != room["id"]:
+        where = f"; it sits in {seated[0]}" if seated else ""
+        raise Rejected("not_in_room", f"this session has no seat in room {room['id']}{where}")
+    return room, seated[1]
+
+
+def _check_unseated(state: dict[str, Any], client_id: str) -> None:
+    seated = state["clients"].get(client_id)
+    if seated is not None:
+        raise Rejected(
+            "in_room",
+            f"this session already sits in room {seated[0]} as {seated[1]!r}; leave it first",
+        )
+
+
+def _check_room_capacity(state: dict[str, Any]) -> None:
+    limit = state["config"]["max_rooms"]
+    if len(state["rooms"]) >= limit:
+        raise Rejected("too_many_rooms", f"the cluster holds its limit of {limit} rooms; use quick play or wait")
+
+
+def _room_name(raw: Any) -> str:
+    name = raw.strip() if isinstance(raw, str) else ""
+    if not 1 <= len(name) <= ROOM_NAME_MAX_LEN or not _ROOM_NAME.fullmatch(name):
+        raise Rejected(
+            "bad_room_config",
+            f"a room name is 1-{ROOM_NAME_MAX_LEN} letters, digits, spaces, _ ' or -; got {raw!r:.40}",
+        )
+    return name
+
+
+def _opt_bool(command: dict, key: str, default: bool) -> bool:
+    value = command.get(key, default)
+    if not isinstance(value, bool):
+        raise Rejected("bad_command", f"{command.get('type')}: {key!r} must be a boolean, got {value!r:.20}")
+    return value
+
+
+def _room_config(state: dict[str, Any], command: dict) -> GameConfig:
+    """The base table config with the creator's choices, each checked against ROOM_LIMITS."""
+    chosen = dict(state["config"]["table"])
+    for key, (low, high) in ROOM_LIMITS.items():
+        if key not in command:
+            continue
+        value = command[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise Rejected("bad_room_config", f"{key} must be an integer in {low}..{high}, got {value!r:.20}")
+        chosen[key] = value
+    chosen["min_players"] = min(chosen["min_players"], chosen["max_players"])
+    try:
+        return GameConfig.from_dict(chosen)
+    except ValueError as exc:
+        raise Rejected("bad_room_config", str(exc)) from exc

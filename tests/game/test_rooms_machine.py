@@ -1,0 +1,87 @@
+"""RoomsMachine: the rooms behind the node layer's StateMachine protocol, and the leader's timer."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from rooms_helpers import Entry, RoomsLog
+
+from game.config import GameConfig
+from game.machine import GameMachine
+from game.rooms_machine import MAX_TIMER_ROOMS, RoomsMachine
+from nodes.statemachine import Replicated, encode_command
+
+CONFIG = GameConfig(rounds=1, countdown_ms=100, round_ms=5_000, idle_ms=15_000)
+
+
+def test_the_machine_runs_inside_the_node_layers_replicated_composite() -> None:
+    sm = Replicated([GameMachine(), RoomsMachine(secret="s")])
+    applied = sm.apply_entry(1, 1, encode_command("c1", 1, 5_000, "rooms",
+                                                  {"type": "quick_play", "name": "ann"}))
+    assert applied.result["ok"] and applied.result["room"] == "r1"
+    assert {e["machine"] for e in applied.events} == {"rooms"}
+    other = Replicated([GameMachine(), RoomsMachine(secret="s")])
+    other.restore(sm.snapshot())
+    assert other.snapshot() == sm.snapshot()
+
+
+def test_a_snapshot_restored_on_another_node_gives_the_same_bytes_and_timers() -> None:
+    log = RoomsLog(CONFIG)
+    log.do("c1", "quick_play", name="ann")
+    log.do("c2", "create", name="two", private=True, player="bob")
+    copy_ = RoomsMachine()
+    copy_.restore(msgpack.unpackb(msgpack.packb(log.machine.snapshot())))
+    assert msgpack.packb(copy_.snapshot()) == msgpack.packb(log.machine.snapshot())
+    later = log.clock_ms + CONFIG.idle_ms
+    assert copy_.due_command(later) == log.machine.due_command(later) == {
+        "type": "timers", "rooms": ["r1", "r2"]}
+
+
+def test_restore_refuses_data_that_is_not_a_rooms_snapshot() -> None:
+    with pytest.raises(ValueError, match="rooms snapshot"):
+        RoomsMachine().restore({"players": {}})
+
+
+def test_due_command_is_quiet_until_something_is_due_and_after_it_was_applied() -> None:
+    log = RoomsLog(CONFIG, grace_ms=30_000, close_ms=60_000)
+    assert log.machine.due_command(10**12) is None  # no rooms, nothing to do
+    log.do("c1", "create", name="one")  # empty: closes 60 s after creation
+    log.do("c2", "quick_play", name="bob")  # r1 again: bob goes idle 15 s from now
+    assert log.machine.due_command(log.clock_ms + CONFIG.idle_ms - 1) is None
+    log.wait(CONFIG.idle_ms)
+    assert log.machine.due_command(log.clock_ms) == {"type": "timers", "rooms": ["r1"]}
+    log.timers()
+    assert log.types() == ["seat_away"]
+    assert log.machine.due_command(log.clock_ms) is None  # no busy loop of empty timers
+
+
+def test_one_timers_entry_handles_at_most_max_timer_rooms_rooms_earliest_first() -> None:
+    log = RoomsLog(CONFIG, close_ms=1_000)
+    for n in range(MAX_TIMER_ROOMS + 3):
+        log.do(f"c{n}", "create", name=f"room {n}")
+        log.wait(1)
+    log.wait(1_000)
+    first = log.timers()
+    assert first["rooms"] == [f"r{n}" for n in range(1, MAX_TIMER_ROOMS + 1)]
+    assert log.timers()["rooms"] == [f"r{n}" for n in range(MAX_TIMER_ROOMS + 1, MAX_TIMER_ROOMS + 4)]
+    assert log.state["rooms"] == {} and log.timers() is None
+
+
+def test_queries_answer_rooms_room_seat_and_errors() -> None:
+    log = RoomsLog(CONFIG)
+    log.do("c1", "quick_play", name="ann")
+    m = log.machine
+    assert [r["room"] for r in m.query({"op": "rooms"})["rooms"]] == ["r1"]
+    room = m.query({"op": "room", "room": "r1"})["room"]
+    assert room["row"]["players"] == 1 and "ann" in room["table"]["players"]
+    assert m.query({"op": "room", "room": "r2"})["error"] == "no_such_room"
+    assert m.query({"op": "seat_of", "client_id": "c1"}) == {"ok": True, "room": "r1", "name": "ann"}
+    assert m.query({"op": "seat_of", "client_id": "c2"}) == {"ok": True, "room": None, "name": None}
+    assert m.query({"op": "drop"})["error"] == "bad_query"
+
+
+def test_a_malformed_command_is_answered_with_an_error_not_an_exception() -> None:
+    m = RoomsMachine()
+    for command in (None, [], {"type": 3}, {"type": "join"}, {"type": "create", "name": 5}):
+        result, events = m.apply(command, Entry(1, 0, "c1"))  # type: ignore[arg-type]
+        assert result["ok"] is False and events == []
