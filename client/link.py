@@ -10,7 +10,10 @@ One DEALER per node (so switching node costs no reconnect), requests with ids
 - exactly once: every command carries (client_id, seq), fixed when it is made,
   so a resend after a failover is applied once by the cluster's session table.
   The first command (seq 1) opens the session and is sent alone; later ones may
-  pipeline.
+  pipeline. Every command also carries ``first_outstanding``, the lowest seq this
+  link has no answer for yet (thesis 6.3): the cluster keeps the results of all
+  seqs from there on, so a command that failed on its way (a follower, a dead
+  node) while a later one committed is still applied, once, when it is resent.
 
 ``poll()`` never blocks unless given a timeout; the pygame window calls it once
 per frame, the blocking ``Client`` in a loop.
@@ -160,6 +163,7 @@ class ClusterLink:
         self.inflight: dict[int, Call] = {}
         self.queued: list[Call] = []
         self.seq = 0
+        self.unanswered: set[int] = set()  # seqs handed out and not answered yet
         self.session_open = False
         self.batching = True
         self._batch: list[Call] = []
@@ -248,6 +252,8 @@ class ClusterLink:
         c = Call(kind, body, on_done, created_at=time.monotonic())
         if node is not None:
             c.node = node
+        if kind == "submit" and type(body.get("seq")) is int:
+            self.unanswered.add(body["seq"])
         if kind == "submit" and not self.session_open and (self.inflight_submits() or self.queued):
             self.queued.append(c)  # the session's first command goes alone
             return c
@@ -277,6 +283,7 @@ class ClusterLink:
             if len(group) == 1:
                 c = group[0]
                 c.body = {**c.body, "seq": self.seq}
+                self.unanswered.add(self.seq)
                 self._send(c)
                 continue
             items = [{"m": c.body["machine"], "cmd": c.body["cmd"]} for c in group]
@@ -309,6 +316,9 @@ class ClusterLink:
         c.attempts += 1
         self.inflight[c.req_id] = c
         body = c.body
+        if c.kind == "submit" and self.unanswered:
+            # recomputed at every resend: the floor only rises as answers arrive
+            body = {**body, "first_outstanding": min(self.unanswered)}
         if self.session_key is not None:
             body = {**body, security.SESSION_KEY_FIELD: self.session_key}
         frame = codec.encode_request(self.cluster_id, Request(c.req_id, self.client_id, c.kind, body))
@@ -467,6 +477,10 @@ class ClusterLink:
 
     def _finish(self, c: Call, ok: bool, result: object, index: int, error: ErrorInfo | None) -> None:
         c.done, c.ok, c.result, c.index, c.error = True, ok, result, index, error
+        if c.kind == "submit":
+            # answered (or given up on: a late copy of it then gets stale_sequence,
+            # never a second application)
+            self.unanswered.discard(c.body.get("seq"))  # type: ignore[arg-type]
         if c.on_done is not None:
             c.on_done(c)
 
