@@ -7,6 +7,8 @@ One DEALER per node (so switching node costs no reconnect), requests with ids
   resent there at once;
 - fail over: a request unanswered within ``request_timeout`` moves the link to
   the next node and is resent; after ``deadline`` it fails with ``Timeout``;
+- back off: a request answered ``rate_limited`` is resent to the same node after
+  a pause that doubles each time (``THROTTLE_PAUSE``), until ``deadline``;
 - exactly once: every command carries (client_id, seq), fixed when it is made,
   so a resend after a failover is applied once by the cluster's session table.
   The first command (seq 1) opens the session and is sent alone; later ones may
@@ -41,7 +43,8 @@ from nodes.codec import ClusterInfo, ErrorInfo, Request, Response, Update
 from nodes.statemachine import BATCH_MACHINE
 
 MAX_BATCH = 256  # commands per batch (one log entry)
-RETRYABLE = {"not_leader", "transfer_in_progress", "unavailable", "timeout"}
+RETRYABLE = {"not_leader", "transfer_in_progress", "unavailable", "timeout", "rate_limited"}
+THROTTLE_PAUSE = (0.05, 1.0)  # s: the first pause after rate_limited, doubling up to the second
 
 
 class ClientError(Exception):
@@ -84,6 +87,8 @@ class Call:
     sent_at: float = 0.0
     created_at: float = 0.0
     attempts: int = 0
+    throttled: int = 0  # rate_limited answers so far
+    retry_at: float = 0.0  # while paused after rate_limited: when to resend
     done: bool = False
     ok: bool = False
     result: object = None
@@ -162,6 +167,7 @@ class ClusterLink:
         self._req_ids = itertools.count(1)
         self.inflight: dict[int, Call] = {}
         self.queued: list[Call] = []
+        self.paused: list[Call] = []  # rate limited: resent at their retry_at
         self.seq = 0
         self.unanswered: set[int] = set()  # seqs handed out and not answered yet
         self.session_open = False
@@ -302,7 +308,8 @@ class ClusterLink:
                                  "cmd": {"batch": items}}, split)
 
     def inflight_submits(self) -> int:
-        return sum(1 for c in self.inflight.values() if c.kind == "submit")
+        """Submits sent and not answered, or paused to be sent again."""
+        return sum(1 for c in [*self.inflight.values(), *self.paused] if c.kind == "submit")
 
     def _send(self, c: Call) -> None:
         now = time.monotonic()
@@ -350,6 +357,8 @@ class ClusterLink:
             self._drain_info()
         if self.update_sub is not None and self.update_sub in events:
             self._drain_updates()
+        if self.paused:
+            self._resume_paused()
         self._check_timeouts()
 
     def _drain_info(self) -> None:
@@ -406,6 +415,13 @@ class ClusterLink:
         err = resp.error or ErrorInfo("unavailable", "empty error")
         if err.code in RETRYABLE and now - c.created_at < self.deadline and not c.node:
             self.inflight.pop(resp.req_id)
+            if err.code == "rate_limited":
+                # nothing was done: pause, then resend (to the node the link talks to)
+                low, high = THROTTLE_PAUSE
+                c.retry_at = now + min(high, low * 2 ** c.throttled)
+                c.throttled += 1
+                self.paused.append(c)
+                return
             if (err.code == "not_leader" and err.leader_id in self.nodes
                     and err.leader_id != nid and err.leader_id not in self.down):
                 self._switch(err.leader_id)
@@ -426,6 +442,16 @@ class ClusterLink:
     def _flush_queue(self) -> None:
         queued, self.queued = self.queued, []
         for c in queued:
+            self._send(c)
+
+    def _resume_paused(self) -> None:
+        now = time.monotonic()
+        due = [c for c in self.paused if c.retry_at <= now]
+        if not due:
+            return
+        self.paused = [c for c in self.paused if c.retry_at > now]
+        for c in due:
+            c.retry_at = 0.0
             self._send(c)
 
     def _check_timeouts(self) -> None:

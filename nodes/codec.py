@@ -59,7 +59,7 @@ Request kinds (``REQUEST_KINDS``) and their bodies (a map with str keys; the
 codec checks the envelope and that shape, the node checks what is inside and
 answers ``bad_request`` when it is wrong)::
 
-    submit    {machine: str, seq: uint >= 1, cmd: map}
+    submit    {machine: str, seq: uint >= 1, cmd: map, first_outstanding?: uint (1..seq)}
     read      {machine: str, query: map, linearizable: bool}
     snapshot  {} (optionally machines: [str...])
     status    {}

@@ -111,3 +111,55 @@ def test_the_link_resends_a_command_lost_with_a_paused_node_after_the_next_one_c
         cluster3.resume(follower)
         link.close()
     assert c.get("n") == 3
+
+
+def test_a_seq_refused_as_rate_limited_is_applied_after_the_next_seq_committed(
+    make_cluster: Callable[..., LocalCluster], client_for: Callable[..., Client]
+) -> None:
+    """The rate limit refuses seq 2 before it is proposed; seq 3, sent when a token
+    is back, commits; seq 2 resent afterwards is applied (issue 10 item 5)."""
+    lc = make_cluster(3, rate_limit=2.0, rate_burst=1)
+    c = client_for(lc)
+    lead = wait_for(lambda: leader_of(c), 10, "a leader")
+    raw = RawClient(lc, "c-throttled")
+    try:
+        def until_admitted(seq: int) -> Response:
+            answers: list[Response] = []
+
+            def admitted() -> Response | None:
+                resp = raw.submit(lead, seq, INCR, first_outstanding=2)
+                answers.append(resp)
+                return None if resp.error is not None and resp.error.code == "rate_limited" \
+                    else resp
+            return wait_for(admitted, 5, f"seq {seq} admitted (answers: {answers[-1:]})",
+                            every=0.01)
+
+        assert raw.submit(lead, 1, INCR).result["value"] == 1  # the only token
+        refused = raw.submit(lead, 2, INCR, first_outstanding=2)
+        assert refused.error is not None and refused.error.code == "rate_limited"
+        assert until_admitted(3).result["value"] == 2
+        two = until_admitted(2)
+        assert two.result == {"ok": True, "value": 3, "version": 3}, two.result
+    finally:
+        raw.close()
+    assert c.get("n") == 3
+
+
+def test_the_link_backs_off_and_resends_rate_limited_commands_each_applied_once(
+    make_cluster: Callable[..., LocalCluster], client_for: Callable[..., Client]
+) -> None:
+    lc = make_cluster(3, rate_limit=2.0, rate_burst=1)
+    c = client_for(lc)
+    lead = wait_for(lambda: leader_of(c), 10, "a leader")
+    link = ClusterLink(lc.cluster, prefer=lead)
+    try:
+        link.wait(link.submit("kv", INCR))
+        calls = [link.submit("kv", {"op": "incr", "key": f"k{i}"}) for i in range(4)]
+        wait_for(lambda: link.poll(10) or all(call.done for call in calls), 10,
+                 "every throttled command answered")
+    finally:
+        link.close()
+    assert [call.ok and call.result["ok"] for call in calls] == [True] * 4, \
+        [(call.error, call.result) for call in calls]
+    assert sum(call.throttled for call in calls) >= 1  # the limit bit: they backed off
+    assert [c.get(f"k{i}") for i in range(4)] == [1, 1, 1, 1]
