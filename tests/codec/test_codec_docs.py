@@ -5,6 +5,7 @@ the page's worked examples are, byte for byte, what the codec sends."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ import pytest
 from nodes import codec
 from nodes.codec import ClusterInfo, ErrorInfo, Request, Response, Update
 from nodes.kv import KeyValue
-from nodes.statemachine import Replicated, encode_command
+from nodes.statemachine import DEFAULT_MAX_OUTSTANDING, Replicated, encode_command
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 FRAME_NAMES = {
@@ -65,6 +66,19 @@ def test_the_limits_and_topics_are_the_codes(protocol_md: str) -> None:
     assert f"{codec.MAX_BODY_DEPTH} levels" in protocol_md
     assert f"{codec.MAX_VALUE_DEPTH} levels" in protocol_md
     assert "## 5. Requests in detail" in protocol_md
+
+
+def test_the_session_limits_are_the_state_machines(protocol_md: str) -> None:
+    defaults = inspect.signature(Replicated).parameters
+    flat = " ".join(protocol_md.split())  # line breaks do not matter
+    assert defaults["max_outstanding"].default == DEFAULT_MAX_OUTSTANDING
+    assert f"already has {DEFAULT_MAX_OUTSTANDING} results kept" in flat
+    assert f"table's {defaults['max_sessions'].default:,} sessions" in flat
+    assert defaults["session_ttl_ms"].default == 3_600_000 and "an hour of replicated time" in flat
+    for code in ("stale_sequence", "too_many_outstanding", "session_expired"):
+        assert f'"{code}"' in protocol_md, code
+    assert "`first_outstanding`" in protocol_md and "first_outstanding?: uint" in (
+        codec.__doc__ or "")
 
 
 def test_the_module_docstring_lists_every_frame() -> None:
