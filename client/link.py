@@ -7,10 +7,15 @@ One DEALER per node (so switching node costs no reconnect), requests with ids
   resent there at once;
 - fail over: a request unanswered within ``request_timeout`` moves the link to
   the next node and is resent; after ``deadline`` it fails with ``Timeout``;
+- back off: a request answered ``rate_limited`` is resent to the same node after
+  a pause that doubles each time (``THROTTLE_PAUSE``), until ``deadline``;
 - exactly once: every command carries (client_id, seq), fixed when it is made,
   so a resend after a failover is applied once by the cluster's session table.
   The first command (seq 1) opens the session and is sent alone; later ones may
-  pipeline.
+  pipeline. Every command also carries ``first_outstanding``, the lowest seq this
+  link has no answer for yet (thesis 6.3): the cluster keeps the results of all
+  seqs from there on, so a command that failed on its way (a follower, a dead
+  node) while a later one committed is still applied, once, when it is resent.
 
 ``poll()`` never blocks unless given a timeout; the pygame window calls it once
 per frame, the blocking ``Client`` in a loop.
@@ -38,7 +43,8 @@ from nodes.codec import ClusterInfo, ErrorInfo, Request, Response, Update
 from nodes.statemachine import BATCH_MACHINE
 
 MAX_BATCH = 256  # commands per batch (one log entry)
-RETRYABLE = {"not_leader", "transfer_in_progress", "unavailable", "timeout"}
+RETRYABLE = {"not_leader", "transfer_in_progress", "unavailable", "timeout", "rate_limited"}
+THROTTLE_PAUSE = (0.05, 1.0)  # s: the first pause after rate_limited, doubling up to the second
 
 
 class ClientError(Exception):
@@ -81,6 +87,8 @@ class Call:
     sent_at: float = 0.0
     created_at: float = 0.0
     attempts: int = 0
+    throttled: int = 0  # rate_limited answers so far
+    retry_at: float = 0.0  # while paused after rate_limited: when to resend
     done: bool = False
     ok: bool = False
     result: object = None
@@ -159,7 +167,9 @@ class ClusterLink:
         self._req_ids = itertools.count(1)
         self.inflight: dict[int, Call] = {}
         self.queued: list[Call] = []
+        self.paused: list[Call] = []  # rate limited: resent at their retry_at
         self.seq = 0
+        self.unanswered: set[int] = set()  # seqs handed out and not answered yet
         self.session_open = False
         self.batching = True
         self._batch: list[Call] = []
@@ -248,6 +258,8 @@ class ClusterLink:
         c = Call(kind, body, on_done, created_at=time.monotonic())
         if node is not None:
             c.node = node
+        if kind == "submit" and type(body.get("seq")) is int:
+            self.unanswered.add(body["seq"])
         if kind == "submit" and not self.session_open and (self.inflight_submits() or self.queued):
             self.queued.append(c)  # the session's first command goes alone
             return c
@@ -277,6 +289,7 @@ class ClusterLink:
             if len(group) == 1:
                 c = group[0]
                 c.body = {**c.body, "seq": self.seq}
+                self.unanswered.add(self.seq)
                 self._send(c)
                 continue
             items = [{"m": c.body["machine"], "cmd": c.body["cmd"]} for c in group]
@@ -295,7 +308,8 @@ class ClusterLink:
                                  "cmd": {"batch": items}}, split)
 
     def inflight_submits(self) -> int:
-        return sum(1 for c in self.inflight.values() if c.kind == "submit")
+        """Submits sent and not answered, or paused to be sent again."""
+        return sum(1 for c in [*self.inflight.values(), *self.paused] if c.kind == "submit")
 
     def _send(self, c: Call) -> None:
         now = time.monotonic()
@@ -309,6 +323,9 @@ class ClusterLink:
         c.attempts += 1
         self.inflight[c.req_id] = c
         body = c.body
+        if c.kind == "submit" and self.unanswered:
+            # recomputed at every resend: the floor only rises as answers arrive
+            body = {**body, "first_outstanding": min(self.unanswered)}
         if self.session_key is not None:
             body = {**body, security.SESSION_KEY_FIELD: self.session_key}
         frame = codec.encode_request(self.cluster_id, Request(c.req_id, self.client_id, c.kind, body))
@@ -340,6 +357,8 @@ class ClusterLink:
             self._drain_info()
         if self.update_sub is not None and self.update_sub in events:
             self._drain_updates()
+        if self.paused:
+            self._resume_paused()
         self._check_timeouts()
 
     def _drain_info(self) -> None:
@@ -396,6 +415,13 @@ class ClusterLink:
         err = resp.error or ErrorInfo("unavailable", "empty error")
         if err.code in RETRYABLE and now - c.created_at < self.deadline and not c.node:
             self.inflight.pop(resp.req_id)
+            if err.code == "rate_limited":
+                # nothing was done: pause, then resend (to the node the link talks to)
+                low, high = THROTTLE_PAUSE
+                c.retry_at = now + min(high, low * 2 ** c.throttled)
+                c.throttled += 1
+                self.paused.append(c)
+                return
             if (err.code == "not_leader" and err.leader_id in self.nodes
                     and err.leader_id != nid and err.leader_id not in self.down):
                 self._switch(err.leader_id)
@@ -416,6 +442,16 @@ class ClusterLink:
     def _flush_queue(self) -> None:
         queued, self.queued = self.queued, []
         for c in queued:
+            self._send(c)
+
+    def _resume_paused(self) -> None:
+        now = time.monotonic()
+        due = [c for c in self.paused if c.retry_at <= now]
+        if not due:
+            return
+        self.paused = [c for c in self.paused if c.retry_at > now]
+        for c in due:
+            c.retry_at = 0.0
             self._send(c)
 
     def _check_timeouts(self) -> None:
@@ -467,6 +503,10 @@ class ClusterLink:
 
     def _finish(self, c: Call, ok: bool, result: object, index: int, error: ErrorInfo | None) -> None:
         c.done, c.ok, c.result, c.index, c.error = True, ok, result, index, error
+        if c.kind == "submit":
+            # answered (or given up on: a late copy of it then gets stale_sequence,
+            # never a second application)
+            self.unanswered.discard(c.body.get("seq"))  # type: ignore[arg-type]
         if c.on_done is not None:
             c.on_done(c)
 

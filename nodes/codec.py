@@ -59,7 +59,7 @@ Request kinds (``REQUEST_KINDS``) and their bodies (a map with str keys; the
 codec checks the envelope and that shape, the node checks what is inside and
 answers ``bad_request`` when it is wrong)::
 
-    submit    {machine: str, seq: uint >= 1, cmd: map}
+    submit    {machine: str, seq: uint >= 1, cmd: map, first_outstanding?: uint (1..seq)}
     read      {machine: str, query: map, linearizable: bool}
     snapshot  {} (optionally machines: [str...])
     status    {}
@@ -68,7 +68,10 @@ answers ``bad_request`` when it is wrong)::
 
 A request's ``req_id`` is chosen by the client (unique among its requests in
 flight, so it can pipeline) and echoed by the response; 0 is reserved for the
-answer to a frame whose ``req_id`` could not be read. Error codes are
+answer to a frame whose ``req_id`` could not be read: whenever the frame opens
+with a msgpack array whose first item is ``PROTOCOL_VERSION`` and whose fourth is
+an int >= 1, that int is echoed, whatever is wrong further on (an ext type in the
+body, a frame above ``max_frame``, an unknown kind, another cluster's id). Error codes are
 ``ERROR_CODES``; a client treats an unknown code as a failure of that request.
 
 Published frames (the node's PUB socket; payload of ``[topic, payload]``)::
@@ -92,7 +95,7 @@ Errors
 ------
 Decoding raises only ``ProtocolError`` (the peer broke the protocol), one subclass
 per reason, each with a ``code`` used as a drop counter's name: ``BadVersion``,
-``ForeignCluster``, ``Malformed``, ``FrameTooLarge``, ``UnknownType`` (and
+``ForeignCluster``, ``Malformed``, ``FrameTooLarge``, ``UnknownType``, ``UnknownKind`` (and
 ``TypeError`` when handed something that is not bytes: that is our bug). It never
 builds a dataclass whose fields have the wrong types. Encoding raises only
 ``EncodeError`` (we have a bug: we were asked to send what the protocol cannot
@@ -150,6 +153,7 @@ __all__ = [
     "ProtocolError",
     "Request",
     "Response",
+    "UnknownKind",
     "UnknownType",
     "Update",
     "decode_cluster_info",
@@ -245,7 +249,16 @@ class FrameTooLarge(ProtocolError):
 
 
 class UnknownType(ProtocolError):
+    """A type code this side does not know, or not the frame expected on this socket."""
+
     code = "unknown_type"
+
+
+class UnknownKind(ProtocolError):
+    """A ``Request`` whose ``kind`` is not one of ``REQUEST_KINDS`` (the frame type is
+    fine: a newer client, or a typo)."""
+
+    code = "unknown_kind"
 
 
 class EncodeError(ValueError):
@@ -459,6 +472,8 @@ def _unpack(data: bytes, max_frame: int, allow_maps: bool) -> Any:
         detail = str(exc) or type(exc).__name__
         if not allow_maps and "max_map_len" in detail:
             detail = "a Raft peer frame holds no maps"
+        elif "max_ext_len" in detail:
+            detail = "it holds a msgpack ext type (a timestamp, ...): ext types are never allowed"
         raise Malformed(f"frame of {size} bytes is not a valid msgpack frame: {detail}") from None
 
 
@@ -738,7 +753,7 @@ def _check_request(req_id: Any, client_id: Any, kind: Any, body: Any) -> None:
     if type(kind) is not str:
         raise Malformed(f"Request.kind must be a str, got {_show(kind)}")
     if kind not in REQUEST_KINDS:
-        raise UnknownType(f"request kind {_show(kind)} is not one of {', '.join(REQUEST_KINDS)}")
+        raise UnknownKind(f"request kind {_show(kind)} is not one of {', '.join(REQUEST_KINDS)}")
     _str_keyed_map(body, f"Request.body of {kind!r}", MAX_BODY_DEPTH)
 
 
@@ -833,22 +848,46 @@ def encode_request(cluster_id: str, req: Request) -> bytes:
 
 def decode_request(data: bytes, cluster_id: str, max_frame: int = DEFAULT_MAX_FRAME) -> Request:
     """A client's request. A ``ProtocolError`` carries ``req_id`` when the frame is
-    one of ours (right version) with a readable ``req_id``, so the node can answer
-    the caller with ``protocol_error_response``."""
-    frame = _unpack(data, max_frame, allow_maps=True)
-    req_id: int | None = None
-    if type(frame) is list and len(frame) > 3 and type(frame[0]) is int and frame[0] == PROTOCOL_VERSION:
-        candidate = frame[3]
-        if type(candidate) is int and 1 <= candidate <= _MAX_UINT64:
-            req_id = candidate
+    one of ours (right version) with a readable ``req_id``, even when the rest of it
+    could not be unpacked at all (see ``_peek_req_id``), so the node can answer the
+    caller with ``protocol_error_response``."""
     try:
+        frame = _unpack(data, max_frame, allow_maps=True)
         _expect(_open_envelope(frame, cluster_id), FrameType.REQUEST)
         _expect_width(frame, 7, "Request")
         _check_request(*frame[3:])
     except ProtocolError as exc:
-        exc.req_id = req_id
+        exc.req_id = _peek_req_id(data)
         raise
     return Request(frame[3], frame[4], frame[5], frame[6])
+
+
+_PEEK_BYTES: Final = 4096  # enough for [version, cluster_id, type_code, req_id]
+
+
+def _peek_req_id(data: bytes | bytearray | memoryview) -> int | None:
+    """The ``req_id`` of a request frame, read from its first items only: an array
+    whose item 0 is ``PROTOCOL_VERSION`` and item 3 an int >= 1, else None. Whatever
+    follows (an ext type, a truncated tail, megabytes above ``max_frame``) is never
+    unpacked."""
+    head = bytes(data[:_PEEK_BYTES])
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(head) or 1,
+                                max_str_len=len(head), max_bin_len=len(head),
+                                max_array_len=len(head), max_map_len=len(head) // 2,
+                                max_ext_len=0, strict_map_key=False)
+    unpacker.feed(head)
+    try:
+        if unpacker.read_array_header() < 4:
+            return None
+        items = [unpacker.unpack() for _ in range(4)]
+    except Exception:  # msgpack raises OutOfData, ValueError, its own errors...
+        return None
+    version, req_id = items[0], items[3]
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        return None
+    if type(req_id) is not int or not 1 <= req_id <= _MAX_UINT64:
+        return None
+    return req_id
 
 
 def encode_response(cluster_id: str, resp: Response) -> bytes:

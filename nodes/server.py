@@ -586,11 +586,18 @@ class NodeServer:
             self._reply_error(ident, req.req_id, "bad_request",
                               "submit needs seq (int >= 1) and cmd (map)")
             return
+        first = body.get("first_outstanding")  # thesis 6.3: optional, 1..seq
+        if first is not None and (type(first) is not int or not 1 <= first <= seq):
+            self._reply_error(ident, req.req_id, "bad_request",
+                              f"first_outstanding must be an int from 1 to seq ({seq}), the "
+                              f"lowest seq you have no answer for; got {first!r:.40}")
+            return
         if req.client_id.startswith("@"):
             self._reply_error(ident, req.req_id, "bad_request", "client ids starting with @ are reserved")
             return
         try:
-            data = encode_command(req.client_id, seq, int(time.time() * 1000), machine, cmd)
+            data = encode_command(req.client_id, seq, int(time.time() * 1000), machine, cmd,
+                                  first)
             index = self.raft.propose(data)
         except NotLeader:
             self._not_leader(ident, req.req_id)

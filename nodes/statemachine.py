@@ -7,7 +7,12 @@ command (made monotonic: see ``Replicated.clock_ms``).
 
 A log entry's payload is one msgpack map (``encode_command``)::
 
-    {"c": client_id, "s": seq, "t": timestamp_ms, "m": machine name, "cmd": command}
+    {"c": client_id, "s": seq, "t": timestamp_ms, "m": machine name, "cmd": command,
+     "f": first_outstanding}
+
+``"f"`` is optional (entries written before it existed, and clients that do not
+pipeline, leave it out): the lowest seq the client has no answer for yet, at most
+``"s"``. Absent, it counts as ``"s"`` itself.
 
 An empty payload is the leader's no-op at the start of a term. Payloads are
 decoded with bounded sizes and without ext types (``decode_command``); never
@@ -32,7 +37,10 @@ MAX_COMMAND_BYTES = 2 * 1024 * 1024
 MAX_CLIENT_ID_CHARS = 256
 MAX_MACHINE_NAME_CHARS = 64
 MAX_UINT64 = (1 << 64) - 1
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+"""2: sessions keep every result at or above the client's first outstanding seq (1 kept one)."""
+DEFAULT_MAX_OUTSTANDING = 1024
+"""Results kept per client (commands applied but not yet acknowledged by its floor)."""
 BATCH_MACHINE = "*"
 """The machine name of a transport batch: ``{"batch": [{"m": machine, "cmd": ...}, ...]}``."""
 
@@ -115,7 +123,8 @@ def error_result(code: str, message: str, **extra: object) -> dict[str, object]:
 
 
 def _check_envelope(
-    client_id: object, seq: object, timestamp_ms: object, machine: object, cmd: object
+    client_id: object, seq: object, timestamp_ms: object, machine: object, cmd: object,
+    first_outstanding: object = None,
 ) -> None:
     if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS:
         raise BadCommand(
@@ -130,13 +139,28 @@ def _check_envelope(
         raise BadCommand(f"machine must be a non-empty str, got {machine!r:.80}")
     if not isinstance(cmd, dict):
         raise BadCommand(f"cmd must be a map, got {type(cmd).__name__}")
+    if first_outstanding is not None and (
+        type(first_outstanding) is not int or not 1 <= first_outstanding <= seq  # type: ignore[operator]
+    ):
+        raise BadCommand(
+            f"first_outstanding must be an int from 1 to seq ({seq}), got {first_outstanding!r:.80}: "
+            "it is the lowest seq the client has no answer for, and this command is one"
+        )
 
 
-def encode_command(client_id: str, seq: int, timestamp_ms: int, machine: str, cmd: dict) -> bytes:
+def encode_command(
+    client_id: str, seq: int, timestamp_ms: int, machine: str, cmd: dict,
+    first_outstanding: int | None = None,
+) -> bytes:
     """The entry payload for one command. Raises ``BadCommand`` for a malformed
-    envelope or a payload above ``MAX_COMMAND_BYTES`` (so it never reaches the log)."""
-    _check_envelope(client_id, seq, timestamp_ms, machine, cmd)
+    envelope or a payload above ``MAX_COMMAND_BYTES`` (so it never reaches the log).
+
+    ``first_outstanding``: the lowest seq the client has no answer for (thesis 6.3);
+    None leaves it out, which the sessions read as ``seq`` (no pipelining)."""
+    _check_envelope(client_id, seq, timestamp_ms, machine, cmd, first_outstanding)
     envelope = {"c": client_id, "s": seq, "t": timestamp_ms, "m": machine, "cmd": cmd}
+    if first_outstanding is not None:
+        envelope["f"] = first_outstanding
     try:
         payload = msgpack.packb(envelope, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -149,7 +173,7 @@ def encode_command(client_id: str, seq: int, timestamp_ms: int, machine: str, cm
 
 
 def decode_command(payload: bytes) -> dict[str, Any]:
-    """Decode and check an entry payload: ``{"c", "s", "t", "m", "cmd"}``.
+    """Decode and check an entry payload: ``{"c", "s", "t", "m", "cmd"}`` and maybe ``"f"``.
 
     Bounded (at most ``MAX_COMMAND_BYTES``; no ext types, so no timestamps and
     nothing exotic) and never pickle. Raises ``BadCommand`` for anything else."""
@@ -175,7 +199,8 @@ def decode_command(payload: bytes) -> dict[str, Any]:
     missing = [k for k in ("c", "s", "t", "m", "cmd") if k not in envelope]
     if missing:
         raise BadCommand(f"payload lacks field(s) {', '.join(missing)}")
-    _check_envelope(envelope["c"], envelope["s"], envelope["t"], envelope["m"], envelope["cmd"])
+    _check_envelope(envelope["c"], envelope["s"], envelope["t"], envelope["m"], envelope["cmd"],
+                    envelope.get("f"))
     return envelope
 
 
@@ -184,21 +209,43 @@ def decode_command(payload: bytes) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class _Session:
-    last_seq: int
+    """One client's session. Invariants: every key of ``results`` is at least
+    ``floor`` and at most ``last_seq``; ``len(results) <= max_outstanding``."""
+
+    last_seq: int  # the highest seq applied
     last_used_ms: int
-    result: object
+    floor: int = 1  # the client's first outstanding seq: it has the answers of all below
+    results: dict[int, object] = field(default_factory=dict)  # seq -> first result
+
+    def raise_floor(self, floor: int) -> None:
+        """The client has the answers of every seq below ``floor``: forget them. A
+        floor never goes down (a delayed command may carry an older one)."""
+        if floor > self.floor:
+            self.floor = floor
+            for seq in [s for s in self.results if s < floor]:
+                del self.results[seq]
 
 
 class Replicated:
     """Composite: routes commands to registered state machines by name and implements
     client sessions (thesis 6.3).
 
-    Every command carries (client_id, seq). A client opens its session with seq 1
-    (the equivalent of the thesis's RegisterClient, so wait for its answer before
-    pipelining more) and then uses increasing seqs; gaps are allowed. The last
-    result per client is remembered, so a retry with the same seq is answered with
-    the first result and not applied again; a lower seq is answered with the error
-    ``stale_sequence``.
+    Every command carries (client_id, seq) and, optionally, ``first_outstanding``:
+    the lowest seq the client has no answer for yet (the thesis's acknowledgement;
+    absent, it counts as the command's own seq). A client opens its session with
+    seq 1 (the equivalent of the thesis's RegisterClient, so wait for its answer
+    before pipelining more) and then uses increasing seqs; gaps are allowed.
+
+    The session keeps the result of every applied seq at or above the client's
+    floor (the highest ``first_outstanding`` it sent), so commands pipelined and
+    retried in any order are each applied exactly once:
+
+    - a seq whose result is kept: a retry, answered with the first result, not applied;
+    - a seq below the floor (its result, if it was applied, is discarded): the error
+      ``stale_sequence``, not applied (the client said it has its answer);
+    - any other seq: applied, and its result kept until the floor passes it; unless
+      the client already has ``max_outstanding`` results kept, when it gets the error
+      ``too_many_outstanding`` and nothing is applied (memory stays bounded).
 
     Sessions expire when unused for ``session_ttl_ms`` (judged by entry
     timestamps), and the least recently used one is evicted beyond
@@ -218,11 +265,13 @@ class Replicated:
         machines: Iterable[StateMachine] = (),
         session_ttl_ms: int = 3_600_000,
         max_sessions: int = 100_000,
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
     ) -> None:
-        if session_ttl_ms <= 0 or max_sessions <= 0:
-            raise ValueError("session_ttl_ms and max_sessions must be positive")
+        if session_ttl_ms <= 0 or max_sessions <= 0 or max_outstanding <= 0:
+            raise ValueError("session_ttl_ms, max_sessions and max_outstanding must be positive")
         self.session_ttl_ms = session_ttl_ms
         self.max_sessions = max_sessions
+        self.max_outstanding = max_outstanding
         self.machines: dict[str, StateMachine] = {}
         self.applied_index = 0
         self.clock_ms = 0
@@ -274,36 +323,52 @@ class Replicated:
         if session is None:
             if client_id in self._expired or seq != 1:
                 return Applied(index, client_id, seq, self._session_expired(client_id, seq))
-            session = _Session(last_seq=0, last_used_ms=self.clock_ms, result=None)
+            session = _Session(last_seq=0, last_used_ms=self.clock_ms)
             self._sessions[client_id] = session
             self._evict_beyond_limit()
         session.last_used_ms = self.clock_ms
         self._sessions.move_to_end(client_id)
+        session.raise_floor(envelope.get("f", seq))
 
-        if seq == session.last_seq:
-            return Applied(index, client_id, seq, session.result, duplicate=True)
-        if seq < session.last_seq:
-            return Applied(
-                index,
-                client_id,
-                seq,
-                error_result(
-                    "stale_sequence",
-                    f"stale sequence: seq {seq} from client {client_id!r} is below its last "
-                    f"applied seq {session.last_seq}; its result is no longer kept",
-                    last_seq=session.last_seq,
-                ),
-            )
+        if seq in session.results:
+            return Applied(index, client_id, seq, session.results[seq], duplicate=True)
+        if seq < session.floor:
+            return Applied(index, client_id, seq, self._stale(client_id, seq, session))
+        if len(session.results) >= self.max_outstanding:
+            return Applied(index, client_id, seq, self._too_many(client_id, seq, session))
 
         ctx = ApplyContext(index, term, self.clock_ms, client_id)
         if envelope["m"] == BATCH_MACHINE:
             result, events = self._apply_batch(envelope["cmd"], ctx)
         else:
             result, events = self._apply_to_machine(envelope["m"], envelope["cmd"], ctx)
-        session.last_seq = seq
-        session.result = result
+        session.last_seq = max(session.last_seq, seq)
+        session.results[seq] = result
         return Applied(index, client_id, seq, result, events, machine=envelope["m"],
                        command=envelope["cmd"], clock_ms=self.clock_ms)
+
+    @staticmethod
+    def _stale(client_id: str, seq: int, session: _Session) -> dict[str, object]:
+        return error_result(
+            "stale_sequence",
+            f"stale sequence: seq {seq} from client {client_id!r} is below its first "
+            f"outstanding seq {session.floor} (the client said it has the answer of every seq "
+            f"below it); the command was not applied now and its result, if it ever was, is "
+            "no longer kept. Send new commands with new seqs.",
+            last_seq=session.last_seq,
+            first_outstanding=session.floor,
+        )
+
+    def _too_many(self, client_id: str, seq: int, session: _Session) -> dict[str, object]:
+        return error_result(
+            "too_many_outstanding",
+            f"too many outstanding commands: client {client_id!r} already has "
+            f"{len(session.results)} results kept (the limit) from its first outstanding seq "
+            f"{session.floor}; seq {seq} was not applied. Raise first_outstanding as answers "
+            "arrive (or pipeline fewer commands), then retry it with the same seq.",
+            first_outstanding=session.floor,
+            limit=self.max_outstanding,
+        )
 
     def _apply_batch(self, command: dict, ctx: ApplyContext) -> tuple[object, list[dict]]:
         """A transport batch: several commands of one client under one sequence number
@@ -387,16 +452,20 @@ class Replicated:
 
     def snapshot(self) -> bytes:
         """Everything, canonical: replicas that applied the same entries give the same
-        bytes. msgpack of ``{"format", "applied", "clock_ms", "sessions": {"live":
-        [[client_id, last_seq, last_used_ms, result], ...] least recently used first,
-        "expired": [client_id, ...]}, "machines": {name: data}}``."""
+        bytes. msgpack of ``{"format": 2, "applied", "clock_ms", "sessions": {"live":
+        [[client_id, last_seq, last_used_ms, first_outstanding, [[seq, result], ...]
+        by seq], ...] least recently used first, "expired": [client_id, ...]},
+        "machines": {name: data}}``. ``restore`` also reads format 1, whose live
+        sessions are ``[client_id, last_seq, last_used_ms, result]``."""
         data = {
             "format": SNAPSHOT_FORMAT,
             "applied": self.applied_index,
             "clock_ms": self.clock_ms,
             "sessions": {
                 "live": [
-                    [cid, s.last_seq, s.last_used_ms, s.result] for cid, s in self._sessions.items()
+                    [cid, s.last_seq, s.last_used_ms, s.floor,
+                     [[seq, s.results[seq]] for seq in sorted(s.results)]]
+                    for cid, s in self._sessions.items()
                 ],
                 "expired": list(self._expired),
             },
@@ -410,13 +479,11 @@ class Replicated:
         would leave replicas disagreeing)."""
         try:
             snap = msgpack.unpackb(data, raw=False, strict_map_key=False)
-            if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
-                raise ValueError(f"not a snapshot of format {SNAPSHOT_FORMAT}")
+            if not isinstance(snap, dict) or snap.get("format") not in (1, SNAPSHOT_FORMAT):
+                raise ValueError(f"not a snapshot of format 1 or {SNAPSHOT_FORMAT}")
             applied, clock = int(snap["applied"]), int(snap["clock_ms"])
-            sessions = OrderedDict(
-                (str(cid), _Session(int(seq), int(used), result))
-                for cid, seq, used, result in snap["sessions"]["live"]
-            )
+            read = _session_v1 if snap["format"] == 1 else _session_v2
+            sessions = OrderedDict(read(row) for row in snap["sessions"]["live"])
             expired = OrderedDict((str(cid), None) for cid in snap["sessions"]["expired"])
             machines = snap["machines"]
             if not isinstance(machines, dict):
@@ -432,3 +499,20 @@ class Replicated:
             self.machines[name].restore(machines[name])
         self.applied_index, self.clock_ms = applied, clock
         self._sessions, self._expired = sessions, expired
+
+
+def _session_v1(row: list) -> tuple[str, _Session]:
+    """Format 1 kept the last result only: the floor was the last seq."""
+    cid, seq, used, result = row
+    session = _Session(int(seq), int(used), floor=max(1, int(seq)))
+    if int(seq) > 0:
+        session.results[int(seq)] = result
+    return str(cid), session
+
+
+def _session_v2(row: list) -> tuple[str, _Session]:
+    cid, seq, used, floor, results = row
+    kept = {int(s): result for s, result in results}
+    if any(s < int(floor) or s > int(seq) for s in kept):
+        raise ValueError(f"session {cid!r} keeps a result outside [{floor}, {seq}]")
+    return str(cid), _Session(int(seq), int(used), int(floor), kept)

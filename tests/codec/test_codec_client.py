@@ -23,6 +23,7 @@ from nodes.codec import (
     Malformed,
     Request,
     Response,
+    UnknownKind,
     UnknownType,
     Update,
 )
@@ -164,7 +165,7 @@ def request_frame(**changes: Any) -> bytes:
 @pytest.mark.parametrize(
     ("changes", "error", "complaint"),
     [
-        ({"kind": "delete"}, UnknownType, "request kind 'delete' is not one of submit, read"),
+        ({"kind": "delete"}, UnknownKind, "request kind 'delete' is not one of submit, read"),
         ({"kind": 1}, Malformed, "Request.kind must be a str"),
         ({"req_id": 0}, Malformed, "Request.req_id must be an int >= 1"),
         ({"req_id": -5}, Malformed, "Request.req_id must be an int >= 1"),
@@ -191,7 +192,7 @@ def test_a_body_exactly_at_the_depth_limit_is_accepted() -> None:
 
 
 def test_a_refused_request_names_its_req_id_when_it_can() -> None:
-    with pytest.raises(UnknownType) as info:
+    with pytest.raises(UnknownKind) as info:
         codec.decode_request(request_frame(kind="delete"), CLUSTER)
     assert info.value.req_id == 7
     with pytest.raises(ForeignCluster) as foreign:
@@ -219,12 +220,12 @@ def test_a_refused_request_without_a_readable_req_id_has_none(data: bytes) -> No
 
 
 def test_the_answer_to_an_undecodable_request() -> None:
-    with pytest.raises(UnknownType) as info:
+    with pytest.raises(UnknownKind) as info:
         codec.decode_request(request_frame(kind="delete"), CLUSTER)
     resp = codec.protocol_error_response(info.value)
     assert resp.req_id == 7 and not resp.ok and resp.error is not None
     assert resp.error.code == "protocol"
-    assert resp.error.message.startswith("unknown_type: request kind 'delete'")
+    assert resp.error.message.startswith("unknown_kind: request kind 'delete'")
     with pytest.raises(Malformed) as garbage:
         codec.decode_request(b"\xc1", CLUSTER)
     assert codec.protocol_error_response(garbage.value).req_id == 0
@@ -358,3 +359,36 @@ def test_a_cluster_id_must_be_a_str_to_encode() -> None:
 def test_frame_types_are_distinct_small_ints() -> None:
     assert len({int(t) for t in FrameType}) == len(FrameType)
     assert all(0 < t < 128 for t in FrameType)  # one msgpack byte each
+
+
+# --- issue 10 item 6: the req_id is echoed whenever it can be read --------------------
+
+
+def test_a_body_with_an_ext_type_is_answered_to_its_req_id() -> None:
+    frame = msgpack.packb([1, CLUSTER, 16, 42, "c-1", "submit",
+                           {"cmd": msgpack.ExtType(5, b"ab")}], use_bin_type=True)
+    with pytest.raises(Malformed, match="ext type") as info:
+        codec.decode_request(frame, CLUSTER)
+    assert info.value.req_id == 42
+    assert codec.protocol_error_response(info.value).req_id == 42
+
+
+def test_a_frame_too_large_is_answered_to_its_req_id() -> None:
+    frame = msgpack.packb([1, CLUSTER, 16, 43, "c-1", "submit", {"cmd": b"x" * 5000}],
+                          use_bin_type=True)
+    with pytest.raises(FrameTooLarge) as info:
+        codec.decode_request(frame, CLUSTER, max_frame=1000)
+    assert info.value.req_id == 43
+    truncated = frame[:200]  # the tail never arrived: the head still names the request
+    with pytest.raises(Malformed) as cut:
+        codec.decode_request(truncated, CLUSTER)
+    assert cut.value.req_id == 43
+
+
+def test_an_unknown_kind_is_told_apart_from_an_unknown_type_code() -> None:
+    with pytest.raises(UnknownKind) as kind:
+        codec.decode_request(request_frame(kind="frobnicate"), CLUSTER)
+    with pytest.raises(UnknownType) as type_code:
+        codec.decode_request(pack([1, CLUSTER, 42, 7, "c-1", "status", {}]), CLUSTER)
+    assert (kind.value.code, type_code.value.code) == ("unknown_kind", "unknown_type")
+    assert (kind.value.req_id, type_code.value.req_id) == (7, 7)

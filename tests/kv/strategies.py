@@ -61,7 +61,7 @@ any_kv_commands = st.one_of(key_ops, batches, lock_ops)
 @st.composite
 def logs(draw: st.DrawFn, max_entries: int = 40) -> list[bytes]:
     """Entry payloads as a leader would commit them: a few clients with fresh commands,
-    retries, stale seqs, clocks that move forward (and sometimes back, after a
+    retries, stale seqs, first outstanding seqs or none, clocks that move forward (and sometimes back, after a
     failover), leader no-ops and garbage."""
     entries: list[bytes] = []
     last_seq = {"p1": 0, "p2": 0, "p3": 0}
@@ -82,5 +82,7 @@ def logs(draw: st.DrawFn, max_entries: int = 40) -> list[bytes]:
         else:
             seq = draw(st.integers(1, last_seq[client]))
         cmd = draw(any_kv_commands)
-        entries.append(encode_command(client, seq, clock, "kv", cmd))
+        # pipelining clients send their first outstanding seq (thesis 6.3), others none
+        first = draw(st.one_of(st.none(), st.integers(1, seq)))
+        entries.append(encode_command(client, seq, clock, "kv", cmd, first_outstanding=first))
     return entries

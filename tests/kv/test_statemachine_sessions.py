@@ -217,3 +217,122 @@ def test_applying_an_entry_at_or_below_applied_index_is_a_driver_bug(node) -> No
         node.sm.apply_entry(1, 1, b"")
     node.sm.apply_entry(5, 1, b"")  # indexes may skip (membership entries)
     assert node.sm.applied_index == 5
+
+
+# --- pipelining: results kept for every outstanding command (thesis 6.3) -------------
+#
+# Reference: thesis 6.3: "each client request includes the lowest sequence number for
+# which the client has not yet received a response, and the state machine discards
+# all responses for lower sequence numbers", so commands of one client may commit in
+# any order and each is still applied exactly once.
+
+
+def pipelined(node: Node, client: str, seq: int, first: int, key: str = "n",
+              at: int = 1_000) -> Applied:
+    node.index += 1
+    payload = encode_command(client, seq, at, "kv", {"op": "incr", "key": key},
+                             first_outstanding=first)
+    return node.sm.apply_entry(node.index, 1, payload)
+
+
+def test_a_command_that_failed_on_its_way_is_applied_after_a_later_one_committed(node) -> None:
+    """Issue 10 item 5: seq 2 fails before it is proposed (not_leader, rate_limited)
+    while seq 3 commits; retried, 2 is applied, once, and 3's retry is a duplicate."""
+    node.incr("alice", 1)
+    three = pipelined(node, "alice", 3, first=2)
+    two = pipelined(node, "alice", 2, first=2)
+    assert (three.result["value"], two.result["value"]) == (2, 3)
+    assert two.duplicate is False and two.result["ok"] is True
+    again = [pipelined(node, "alice", 3, first=2), pipelined(node, "alice", 2, first=2)]
+    assert [a.duplicate for a in again] == [True, True]
+    assert [a.result for a in again] == [three.result, two.result]
+    assert node.value() == 3
+
+
+def test_without_first_outstanding_a_skipped_seq_stays_stale_as_before(node) -> None:
+    """A client that sends no floor is read as floor = seq: it keeps one result."""
+    node.incr("alice", 1)
+    node.incr("alice", 3)
+    assert node.incr("alice", 2).result["error"] == "stale_sequence"
+
+
+def test_results_below_the_floor_are_discarded_and_their_seqs_are_stale(node) -> None:
+    node.incr("alice", 1)
+    pipelined(node, "alice", 2, first=2)
+    pipelined(node, "alice", 3, first=2)
+    assert node.sm._sessions["alice"].results.keys() == {2, 3}
+    pipelined(node, "alice", 4, first=4)  # the client has the answers of 2 and 3
+    assert node.sm._sessions["alice"].results.keys() == {4}
+    stale = pipelined(node, "alice", 2, first=2)
+    assert stale.result["error"] == "stale_sequence" and stale.duplicate is False
+    assert (stale.result["last_seq"], stale.result["first_outstanding"]) == (4, 4)
+    assert "first outstanding seq 4" in stale.result["message"]
+    assert node.value() == 4
+
+
+def test_a_delayed_command_with_an_older_floor_does_not_lower_it(node) -> None:
+    node.incr("alice", 1)
+    pipelined(node, "alice", 2, first=2)
+    pipelined(node, "alice", 5, first=5)
+    six = pipelined(node, "alice", 6, first=2)  # sent before the answers to 2..4 arrived
+    assert six.result["ok"] is True
+    assert pipelined(node, "alice", 2, first=2).result["error"] == "stale_sequence"
+    assert pipelined(node, "alice", 4, first=4).result["error"] == "stale_sequence"
+
+
+def test_a_seq_never_applied_below_the_floor_is_not_applied_late(node) -> None:
+    """A client gave up on seq 2 (its deadline passed) and moved on: a copy of 2 that
+    reaches the log afterwards must not be applied behind the client's back."""
+    node.incr("alice", 1)
+    pipelined(node, "alice", 3, first=3)
+    assert pipelined(node, "alice", 2, first=2).result["error"] == "stale_sequence"
+    assert node.value() == 2
+
+
+def test_beyond_max_outstanding_a_new_seq_is_refused_and_nothing_is_applied() -> None:
+    node = Node(session_ttl_ms=TTL, max_outstanding=3)
+    node.incr("alice", 1)
+    for seq in (2, 3):
+        assert pipelined(node, "alice", seq, first=1).result["ok"] is True
+    refused = pipelined(node, "alice", 4, first=1)
+    assert refused.result["error"] == "too_many_outstanding"
+    assert refused.result["limit"] == 3 and refused.result["first_outstanding"] == 1
+    assert "first_outstanding" in refused.result["message"]
+    assert node.value() == 3  # 1, 2, 3 applied; 4 not
+    assert pipelined(node, "alice", 3, first=1).duplicate is True  # retries still answered
+    accepted = pipelined(node, "alice", 4, first=3)  # the floor rose: 1 and 2 are dropped
+    assert accepted.result == {"ok": True, "value": 4, "version": 4}
+
+
+def test_first_outstanding_above_seq_is_refused_as_a_malformed_command() -> None:
+    from nodes.statemachine import BadCommand
+    with pytest.raises(BadCommand, match="first_outstanding"):
+        encode_command("alice", 2, 0, "kv", {"op": "incr", "key": "n"}, first_outstanding=3)
+
+
+def test_the_kept_results_survive_a_snapshot_and_restore(node) -> None:
+    node.incr("alice", 1)
+    three = pipelined(node, "alice", 3, first=2)
+    other = Node(session_ttl_ms=TTL)
+    other.sm.restore(node.sm.snapshot())
+    other.index = node.index
+    assert other.sm.snapshot() == node.sm.snapshot()
+    retry = pipelined(other, "alice", 3, first=2)
+    assert retry.duplicate is True and retry.result == three.result
+    assert pipelined(other, "alice", 2, first=2).result["value"] == 3
+
+
+def test_a_format_1_snapshot_restores_with_its_last_result_kept() -> None:
+    import msgpack
+
+    from nodes.kv import KeyValue
+    old = {"format": 1, "applied": 3, "clock_ms": 1_000,
+           "sessions": {"live": [["alice", 2, 1_000, {"ok": True, "value": 2, "version": 2}]],
+                        "expired": []},
+           "machines": {"kv": KeyValue().snapshot()}}
+    node = Node(session_ttl_ms=TTL)
+    node.sm.restore(msgpack.packb(old, use_bin_type=True))
+    node.index = 3
+    retry = node.incr("alice", 2)
+    assert retry.duplicate is True and retry.result["value"] == 2
+    assert node.incr("alice", 1).result["error"] == "stale_sequence"
