@@ -10,7 +10,7 @@ and exactly-once retries (see ``client.link``).
         c.get("player_score", stale=True)  # fast local read, marked stale
 
 Errors: ``NotLeaderError``, ``TimeoutError_`` (the command may or may not have
-been applied; retrying the same call is safe), ``Rejected`` (the cluster said
+been applied: check before sending it again), ``Rejected`` (the cluster said
 no, with a reason), ``Unavailable``.
 """
 

@@ -58,8 +58,11 @@ class NotLeaderError(ClientError):
 
 
 class TimeoutError_(ClientError):
-    """No node answered in time; the command may or may not have been applied
-    (retrying the same call is safe: it carries the same sequence number)."""
+    """No node answered in time; the command may or may not have been applied.
+    The link has given up on its sequence number: a copy still in flight is
+    refused once a later command of this link commits, so it cannot be applied
+    behind your back after that; submitting it again is a new command (check the
+    state first if applying it twice would matter)."""
 
 
 class Rejected(ClientError):
@@ -463,7 +466,7 @@ class ClusterLink:
                 self.inflight.pop(c.req_id, None)
                 self._finish(c, False, None, 0, ErrorInfo(
                     "timeout", f"no answer within {self.deadline:.1f}s from any node; the "
-                    "command may or may not have been applied (retrying is safe)"))
+                    "command may or may not have been applied; check before sending it again"))
                 continue
             if c.node:
                 self._send(c)
@@ -504,8 +507,8 @@ class ClusterLink:
     def _finish(self, c: Call, ok: bool, result: object, index: int, error: ErrorInfo | None) -> None:
         c.done, c.ok, c.result, c.index, c.error = True, ok, result, index, error
         if c.kind == "submit":
-            # answered (or given up on: a late copy of it then gets stale_sequence,
-            # never a second application)
+            # answered, or given up on: a late copy of it that commits after this
+            # link's next command gets stale_sequence, never an application
             self.unanswered.discard(c.body.get("seq"))  # type: ignore[arg-type]
         if c.on_done is not None:
             c.on_done(c)

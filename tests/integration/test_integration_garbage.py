@@ -10,6 +10,7 @@ import random
 import socket
 from collections.abc import Callable
 
+import msgpack
 import zmq
 from integration_helpers import wait_for
 
@@ -79,9 +80,22 @@ def test_a_malformed_request_gets_a_protocol_error_and_the_node_keeps_serving(
             resp = codec.decode_response(d.recv(), cluster3.cluster.cluster_id)
             assert not resp.ok and resp.error is not None
             assert resp.error.code == "protocol" and resp.error.message
+        # a readable head names the request: its answer goes to its req_id (issue 10)
+        cid = cluster3.cluster.cluster_id
+        ext_body = msgpack.packb([1, cid, 16, 42, "c-x", "submit",
+                                  {"cmd": msgpack.ExtType(1, b"t")}], use_bin_type=True)
+        unknown_kind = msgpack.packb([1, cid, 16, 43, "c-x", "frobnicate", {}])
+        for frame, req_id, reason in ((ext_body, 42, "malformed:"),
+                                      (unknown_kind, 43, "unknown_kind:")):
+            d.send(frame)
+            assert d.poll(3000), f"no answer to request {req_id}"
+            resp = codec.decode_response(d.recv(), cid)
+            assert resp.req_id == req_id and resp.error is not None
+            assert resp.error.message.startswith(reason), resp.error.message
     finally:
         d.close(0)
     s = c.status(node.id)
-    assert s is not None and sum(s["counters"]["client_dropped"].values()) >= 3
+    assert s is not None and sum(s["counters"]["client_dropped"].values()) >= 5
+    assert s["counters"]["client_dropped"].get("unknown_kind") == 1
     c.put("still", "serving")
     assert c.get("still") == "serving"

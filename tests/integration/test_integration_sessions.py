@@ -92,7 +92,7 @@ def test_the_link_resends_a_command_lost_with_a_paused_node_after_the_next_one_c
     c = client_for(cluster3)
     lead = wait_for(lambda: leader_of(c), 10, "a leader")
     follower = next(n for n in cluster3.cluster.ids() if n != lead)
-    link = ClusterLink(cluster3.cluster, prefer=lead, request_timeout=0.3)
+    link = ClusterLink(cluster3.cluster, prefer=lead, request_timeout=1.0)
     try:
         assert link.wait(link.submit("kv", INCR)).result["value"] == 1  # seq 1 opens
         cluster3.pause(follower)
