@@ -7,7 +7,7 @@ for a room's game are handed to today's ``game.rules.apply`` unchanged, on that
 room's table only; the room layer adds who sits where, reconnects, timers and a
 leaderboard across rooms. Like the rules, nothing here reads a clock or a
 random source: time is the leader's timestamp of the entry, codes and tokens
-come from the seed and secret held in this state.
+come from the secret the leader committed into this state.
 
 Rules the room layer adds:
 
@@ -43,10 +43,13 @@ Rules the room layer adds:
 | `reclaim` | `room`, `name`, `token` | the join fields with a new `token`, and `score` (null outside a game) |
 | `ready`, `start`, `hit`, `rematch`, `ping`, `tick` | `room` and today's fields | `room` and today's result fields |
 | `timers` | `rooms` (ids) | `rooms`: the listed ids that are open (the leader proposes it; never rejected) |
+| `set_secret` | `secret` (str) | `secret_set` (false if one was already set); leader (`@` client ids) only |
 
 Errors are today's codes (``game.errors``) plus ``no_such_room``,
 ``private_room``, ``in_room``, ``not_in_room``, ``bots_not_allowed``,
-``bad_room_config``, ``too_many_rooms``, ``bad_token``. ``drop_idle`` is not a
+``bad_room_config``, ``too_many_rooms``, ``bad_token``, ``rooms_starting``
+(create, join, quick play and reclaim before the secret is committed: retry
+in a moment). ``drop_idle`` is not a
 rooms command: ``timers`` marks idle seats away instead of removing them.
 
 ## Events, and the topics they belong on
@@ -77,27 +80,36 @@ public view from the query plus that room's events, or re-reads the room.
 
 ## Tokens, codes and the trust model (for the server session)
 
-Tokens and codes are derived from ``state["secret"]`` (``game.seats``). The
-nodes are trusted: the secret is in the full snapshot, the log and the disk.
-Clients are not: everything a client can read must leave out the secret, the
-tokens and the private codes. The machine never puts them in events, listings
-or ``public_snapshot``; but results and commands travel in published updates,
-so **the server must filter, for the machine ``rooms``**:
+Tokens and codes are HMACs under ``state["secret"]`` (``game.seats``). The
+secret enters the state through the log, once: the first leader proposes
+``set_secret`` with 128 random bits drawn on the leader (``RoomsMachine``'s
+``entropy``, given by the composer in ``nodes/node_main.py``), so every
+replica, including one that replays the log from the start, holds the same
+secret, and no client can derive it from anything it can read (the cluster id
+and the seed are public). Only ``@`` client ids, which the server reserves for
+its own timers, may set it.
 
+The nodes are trusted: the secret is in the log, the full snapshot and the
+disk. Clients are not: everything a client can read must leave out the secret,
+the tokens and the private codes. The machine never puts them in events,
+listings, queries or ``public_snapshot()``; but results and commands travel in
+published updates, so **the server must filter, for the machine ``rooms``**:
+
+- commands: publish no ``set_secret`` command, drop ``token`` from published
+  ``reclaim`` commands and ``code`` from published ``join`` commands (simplest:
+  publish no rooms commands at all, clients do not replay them, see above);
 - results: drop ``token`` and ``code`` from the result in every published
   update; only the submitter's own reply carries them;
-- commands: drop ``token`` from published ``reclaim`` commands and ``code``
-  from published ``join`` commands (or publish no rooms commands at all:
-  clients do not replay them, see above);
-- snapshots and reads: answer a client's snapshot request and ``op: state``
-  with ``public_snapshot()``, never ``snapshot()`` (which is for Raft).
+- snapshots and reads: answer a client's ``snapshot`` request (today it sends
+  every machine's ``snapshot()``) with ``public_snapshot()`` for ``rooms``;
+  ``snapshot()`` is for Raft only.
 
 A token is single use: every reclaim issues a new one, so a token seen once
-(e.g. in a log line) is worthless after its owner used it. The token is as
-secret as the rooms secret: the composer (``nodes/node_main.py``) must give
-every node the same secret that no client holds. Without ``--secure`` client
-ids are not authenticated anyway, so anyone can already act as any session;
-the token matters in a secure cluster, where sessions are bound to keys.
+(e.g. in a log line) is worthless after its owner used it. A private code is
+30 bits: guessing one takes about 5e8 joins, which the server's per-client rate
+limit makes impractical. Without ``--secure`` client ids are not
+authenticated, so anyone can already act as any session; the token matters in
+a secure cluster, where sessions are bound to keys.
 """
 
 from __future__ import annotations
@@ -129,19 +141,27 @@ ROOM_LIMITS: dict[str, tuple[int, int]] = {
 }
 DELEGATED = frozenset({"ready", "start", "hit", "rematch", "ping", "tick"})
 TIMER_CLIENT = "@rooms"  # the non-member a timer's table tick runs as
+SECRET_MAX_CHARS = 256
+
+
+def _valid_secret(secret: Any) -> bool:
+    return isinstance(secret, str) and 0 < len(secret) <= SECRET_MAX_CHARS
 
 
 def new_state(
     table_config: GameConfig | None = None,
     seed: int = 0,
-    secret: str = "",
+    secret: str | None = None,
     grace_ms: int = 30_000,
     close_ms: int = 60_000,
     max_rooms: int = 10_000,
 ) -> dict[str, Any]:
-    """No rooms yet. ``table_config`` is what a room gets for settings not chosen."""
-    if not isinstance(secret, str):
-        raise ValueError(f"secret must be a str, got {type(secret).__name__}")
+    """No rooms yet. ``table_config`` is what a room gets for settings not chosen.
+
+    ``secret`` None: the leader commits one with ``set_secret`` (see the module
+    docstring); until then commands that issue or check tokens are refused."""
+    if secret is not None and not _valid_secret(secret):
+        raise ValueError(f"secret must be a str of 1-{SECRET_MAX_CHARS} chars, got {secret!r:.20}")
     for name, value in (("grace_ms", grace_ms), ("close_ms", close_ms), ("max_rooms", max_rooms)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
@@ -181,6 +201,7 @@ def apply(state: dict[str, Any], command: Any, ctx: rules.Context) -> tuple[dict
 
 
 def create(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    _check_secret(state)
     name = _room_name(command.get("name"))
     private = _opt_bool(command, "private", False)
     bots = _opt_bool(command, "bots", True)
@@ -206,6 +227,7 @@ def create(state: dict[str, Any], command: dict, client_id: str, index: int, now
 
 
 def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    _check_secret(state)
     bot = _opt_bool(command, "bot", False)
     room = _room_to_join(state, command)
     seated = state["clients"].get(client_id)
@@ -225,6 +247,7 @@ def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_m
 def quick_play(
     state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
 ) -> Handled:
+    _check_secret(state)
     name = valid_name(command.get("name"))
     bot = _opt_bool(command, "bot", False)
     _check_unseated(state, client_id)
@@ -286,6 +309,7 @@ def disconnect(
 
 def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
     """A new session takes back an existing seat (away or not) with the seat's token."""
+    _check_secret(state)
     room = _room_by_id(state, command.get("room"))
     raw_name = command.get("name")
     name = find_name(room["table"], raw_name) if isinstance(raw_name, str) else None
@@ -385,6 +409,20 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     return _after(state, room, before, events)
 
 
+def set_secret(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
+    """The leader's one-time secret for tokens and codes; later ones change nothing."""
+    if not client_id.startswith("@"):
+        raise Rejected("bad_command", "set_secret is proposed by the leader only")
+    if not _valid_secret(command.get("secret")):
+        raise Rejected("bad_command", f"set_secret needs 'secret': a str of 1-{SECRET_MAX_CHARS} chars")
+    if state["secret"] is not None:
+        return {"secret_set": False}, []
+    state["secret"] = command["secret"]
+    return {"secret_set": True}, []
+
+
 # --- reading --------------------------------------------------------------------------
 
 
@@ -458,6 +496,7 @@ COMMANDS: dict[str, Handler] = {
     "disconnect": disconnect,
     "reclaim": reclaim,
     "timers": timers,
+    "set_secret": set_secret,
     **{kind: delegated for kind in sorted(DELEGATED)},
 }
 
@@ -620,6 +659,13 @@ def _check_unseated(state: dict[str, Any], client_id: str) -> None:
         raise Rejected(
             "in_room",
             f"this session already sits in room {seated[0]} as {seated[1]!r}; leave it first",
+        )
+
+
+def _check_secret(state: dict[str, Any]) -> None:
+    if state["secret"] is None:
+        raise Rejected(
+            "rooms_starting", "the cluster is still setting up rooms (no secret committed yet); retry"
         )
 
 
