@@ -64,6 +64,15 @@ keep their shape, with ``room`` added. The room layer adds::
     seat_back {room, name}               seat_reclaimed {room, name}
     leaderboard {rows}                   (the rows a game over changed)
 
+``sync {room, op}`` records every change to what ``public_room`` shows, in
+order: ``rules`` (today's command on the table: ``cmd``, ``client_id``,
+``index``, ``now_ms``), ``seat`` (``name``, ``bot``), ``away`` (``name``,
+``away_ms``), ``back`` (``name``), ``rebind`` (``name``, ``client_id``,
+``now_ms``) and ``free`` (``names``). A client keeps a room as the Clone
+pattern does: read ``{op: "room", room}`` (the room at some index), then apply
+with ``apply_sync`` the ``sync`` events of later entries; the other events are
+for animation and the room list. No sync carries a token, a code or the secret.
+
 ``row`` is a listing row: ``{room, name, phase, players, max_players, bots,
 private, created_ms, leader}``; ``leader`` is always None here, for the server
 to fill with the node (or group) that leads the room. ``topics(event)`` says
@@ -74,9 +83,9 @@ room never appears on ``rooms``. Room-list subscribers start from the query
 ``{op: "rooms"}``, room subscribers from ``{op: "room", room}`` (see
 ``game.rooms_machine``), then apply the events of higher index.
 
-A client cannot keep a room by replaying commands as it does the single table
-(quick play reads every room, reclaim needs the secret): it keeps the room's
-public view from the query plus that room's events, or re-reads the room.
+A client cannot keep a room by replaying rooms commands as it does the single
+table (quick play reads every room, reclaim needs the secret): it replays the
+room's ``sync`` records instead, which need neither.
 
 ## Tokens, codes and the trust model (for the server session)
 
@@ -291,7 +300,7 @@ def leave(state: dict[str, Any], command: dict, client_id: str, index: int, now_
     room, name = _my_seat(state, command, client_id)
     before = listing_row(room)
     _, events = _delegate(room, {"type": "leave"}, client_id, index, now_ms)
-    _free_seats(state, room, [name], now_ms)
+    _free_seats(state, room, {name: client_id}, now_ms)
     return {"room": room["id"], "name": name}, _after(state, room, before, events)
 
 
@@ -300,11 +309,14 @@ def disconnect(
 ) -> Handled:
     room, name = _my_seat(state, command, client_id)
     seat = room["seats"][name]
+    events: Events = []
     if seat["away_ms"] is None:
         seat["away_ms"] = now_ms
+        until_ms = now_ms + state["config"]["grace_ms"]
+        events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"},
+                   _sync({"op": "away", "name": name, "away_ms": now_ms})]
     until_ms = seat["away_ms"] + state["config"]["grace_ms"]
-    event = {"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"}
-    return {"room": room["id"], "name": name, "until_ms": until_ms}, _tag(state, room, [event])
+    return {"room": room["id"], "name": name, "until_ms": until_ms}, _tag(state, room, events)
 
 
 def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
@@ -328,7 +340,7 @@ def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, no
 
     before = listing_row(room)
     table = room["table"]
-    _, events = rules.apply(table, {"type": "tick"}, rules.Context(index, now_ms, TIMER_CLIENT))
+    events = _table_tick(room, index, now_ms)
     player = table["players"][name]
     del state["clients"][player["client_id"]]
     state["clients"][client_id] = [room["id"], name]
@@ -336,7 +348,8 @@ def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, no
     player["last_seen_ms"] = now_ms
     seat["away_ms"] = None
     seat["epoch"] = _next_epoch(state)
-    events.append({"type": "seat_reclaimed", "name": name})
+    events += [{"type": "seat_reclaimed", "name": name},
+               _sync({"op": "rebind", "name": name, "client_id": client_id, "now_ms": now_ms})]
     fields = _seat_fields(state, room, name)
     fields["score"] = table["scores"].get(name)
     return fields, _after(state, room, before, events)
@@ -356,7 +369,7 @@ def delegated(
     seat = room["seats"].get(name)
     if seat is not None and seat["away_ms"] is not None:
         seat["away_ms"] = None
-        events.append({"type": "seat_back", "name": name})
+        events += [{"type": "seat_back", "name": name}, _sync({"op": "back", "name": name})]
     return {"room": room["id"], **fields}, _after(state, room, before, events)
 
 
@@ -380,9 +393,7 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     config = state["config"]
     table = room["table"]
     before = listing_row(room)
-    events: Events = []
-    if timeline.transition_due(table, now_ms):
-        _, events = rules.apply(table, {"type": "tick"}, rules.Context(index, now_ms, TIMER_CLIENT))
+    events: Events = _table_tick(room, index, now_ms) if timeline.transition_due(table, now_ms) else []
     idle_ms = table["config"]["idle_ms"]
     for name in members_by_join_order(table):
         seat = room["seats"][name]
@@ -390,7 +401,8 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
         if seat["away_ms"] is None and now_ms >= since:
             seat["away_ms"] = since
             until_ms = since + config["grace_ms"]
-            events.append({"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"})
+            events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"},
+                       _sync({"op": "away", "name": name, "away_ms": since})]
     expired = [
         name
         for name in members_by_join_order(table)
@@ -398,8 +410,10 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
         and now_ms >= room["seats"][name]["away_ms"] + config["grace_ms"]
     ]
     if expired:
+        clients = {name: table["players"][name]["client_id"] for name in expired}
         events += lobby.remove_members(table, expired, reason="grace")
-        _free_seats(state, room, expired, now_ms)
+        events.append(_sync({"op": "free", "names": expired}))
+        _free_seats(state, room, clients, now_ms)
     empty_since = room["empty_since_ms"]
     if empty_since is not None and now_ms >= empty_since + config["close_ms"]:
         tagged = _tag(state, room, events)
@@ -451,6 +465,35 @@ def public_room(room: dict[str, Any]) -> dict[str, Any]:
                  if seat["away_ms"] is not None},
         "bots": sorted(name for name, seat in room["seats"].items() if seat["bot"]),
     }
+
+
+def apply_sync(view: dict[str, Any], op: dict[str, Any]) -> None:
+    """Bring a client's copy of ``public_room`` forward by one ``sync`` record, in place.
+
+    Applying a room's ``sync`` events in order to the ``public_room`` read at an
+    earlier index gives exactly the ``public_room`` at the later one (the
+    property tests check it): the Clone pattern per room."""
+    table = view["table"]
+    kind = op["op"]
+    if kind == "rules":
+        rules.apply(table, op["cmd"], rules.Context(op["index"], op["now_ms"], op["client_id"]))
+    elif kind == "seat" and op["bot"]:
+        view["bots"] = sorted({*view["bots"], op["name"]})
+    elif kind == "away":
+        view["away"][op["name"]] = op["away_ms"]
+    elif kind in ("back", "rebind"):
+        view["away"].pop(op["name"], None)
+        if kind == "rebind":
+            player = table["players"][op["name"]]
+            player["client_id"] = op["client_id"]
+            player["last_seen_ms"] = op["now_ms"]
+    elif kind == "free":
+        lobby.remove_members(table, op["names"], reason="grace")
+    players = table["players"]
+    view["away"] = {name: ms for name, ms in view["away"].items() if name in players}
+    view["bots"] = [name for name in view["bots"] if name in players]
+    view["row"]["phase"] = table["game_state"]["phase"]
+    view["row"]["players"] = len(players)
 
 
 def topics(event: dict[str, Any]) -> tuple[str, ...]:
@@ -521,7 +564,18 @@ def _delegate(
     result, events = rules.apply(room["table"], inner, rules.Context(index, now_ms, client_id))
     if not result["ok"]:
         raise Rejected(result["error"], result["message"])
-    return {k: v for k, v in result.items() if k != "ok"}, events
+    sync = {"op": "rules", "cmd": inner, "client_id": client_id, "index": index, "now_ms": now_ms}
+    return {k: v for k, v in result.items() if k != "ok"}, [*events, _sync(sync)]
+
+
+def _table_tick(room: dict[str, Any], index: int, now_ms: int) -> Events:
+    """Let the table's time pass to ``now_ms`` (a tick from no member: never rejected)."""
+    _, events = _delegate(room, {"type": "tick"}, TIMER_CLIENT, index, now_ms)
+    return events
+
+
+def _sync(op: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "sync", "op": op}
 
 
 def _seat(
@@ -532,6 +586,7 @@ def _seat(
     joined, events = _delegate(room, {"type": "join", "name": name}, client_id, index, now_ms)
     stored = joined["name"]
     room["seats"][stored] = {"epoch": _next_epoch(state), "bot": bot, "away_ms": None}
+    events.append(_sync({"op": "seat", "name": stored, "bot": bot}))
     state["clients"][client_id] = [room["id"], stored]
     room["empty_since_ms"] = None
     return _seat_fields(state, room, stored), events
@@ -549,11 +604,12 @@ def _seat_fields(state: dict[str, Any], room: dict[str, Any], name: str) -> dict
     }
 
 
-def _free_seats(state: dict[str, Any], room: dict[str, Any], names: list[str], now_ms: int) -> None:
-    """Forget seats whose members the table has already removed."""
-    for name in names:
+def _free_seats(
+    state: dict[str, Any], room: dict[str, Any], clients: dict[str, str], now_ms: int
+) -> None:
+    """Forget the seats (name -> client id) whose members the table has already removed."""
+    for name, client_id in clients.items():
         del room["seats"][name]
-    for client_id in [c for c, (r, n) in state["clients"].items() if r == room["id"] and n in names]:
         del state["clients"][client_id]
     if not room["table"]["players"]:
         room["empty_since_ms"] = now_ms
