@@ -49,8 +49,9 @@ Errors are today's codes (``game.errors``) plus ``no_such_room``,
 ``private_room``, ``in_room``, ``not_in_room``, ``bots_not_allowed``,
 ``bad_room_config``, ``too_many_rooms``, ``bad_token``, ``rooms_starting``
 (create, join, quick play and reclaim before the secret is committed: retry
-in a moment). ``drop_idle`` is not a
-rooms command: ``timers`` marks idle seats away instead of removing them.
+in a moment). ``drop_idle`` is not a rooms command: ``timers`` marks idle
+seats away instead of removing them, so a live client pings its room as
+today (``game.view.needs_ping`` on the room's table).
 
 ## Events, and the topics they belong on
 
