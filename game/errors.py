@@ -32,6 +32,7 @@ Rooms (``game.rooms``):
 - ``bad_room_config``     a room setting is out of range (the message says which)
 - ``too_many_rooms``      the cluster holds its maximum number of rooms
 - ``bad_token``           no seat of that name in that room holds that reconnect token
+- ``rooms_starting``      the leader has not yet committed the rooms secret; retry shortly
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ ERROR_CODES: frozenset[str] = frozenset(
         "bad_room_config",
         "too_many_rooms",
         "bad_token",
+        "rooms_starting",
     }
 )
 

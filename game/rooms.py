@@ -7,7 +7,7 @@ for a room's game are handed to today's ``game.rules.apply`` unchanged, on that
 room's table only; the room layer adds who sits where, reconnects, timers and a
 leaderboard across rooms. Like the rules, nothing here reads a clock or a
 random source: time is the leader's timestamp of the entry, codes and tokens
-come from the seed and secret held in this state.
+come from the secret the leader committed into this state.
 
 Rules the room layer adds:
 
@@ -43,11 +43,15 @@ Rules the room layer adds:
 | `reclaim` | `room`, `name`, `token` | the join fields with a new `token`, and `score` (null outside a game) |
 | `ready`, `start`, `hit`, `rematch`, `ping`, `tick` | `room` and today's fields | `room` and today's result fields |
 | `timers` | `rooms` (ids) | `rooms`: the listed ids that are open (the leader proposes it; never rejected) |
+| `set_secret` | `secret` (str) | `secret_set` (false if one was already set); leader (`@` client ids) only |
 
 Errors are today's codes (``game.errors``) plus ``no_such_room``,
 ``private_room``, ``in_room``, ``not_in_room``, ``bots_not_allowed``,
-``bad_room_config``, ``too_many_rooms``, ``bad_token``. ``drop_idle`` is not a
-rooms command: ``timers`` marks idle seats away instead of removing them.
+``bad_room_config``, ``too_many_rooms``, ``bad_token``, ``rooms_starting``
+(create, join, quick play and reclaim before the secret is committed: retry
+in a moment). ``drop_idle`` is not a rooms command: ``timers`` marks idle
+seats away instead of removing them, so a live client pings its room as
+today (``game.view.needs_ping`` on the room's table).
 
 ## Events, and the topics they belong on
 
@@ -61,6 +65,15 @@ keep their shape, with ``room`` added. The room layer adds::
     seat_back {room, name}               seat_reclaimed {room, name}
     leaderboard {rows}                   (the rows a game over changed)
 
+``sync {room, op}`` records every change to what ``public_room`` shows, in
+order: ``rules`` (today's command on the table: ``cmd``, ``client_id``,
+``index``, ``now_ms``), ``seat`` (``name``, ``bot``), ``away`` (``name``,
+``away_ms``), ``back`` (``name``), ``rebind`` (``name``, ``client_id``,
+``now_ms``) and ``free`` (``names``). A client keeps a room as the Clone
+pattern does: read ``{op: "room", room}`` (the room at some index), then apply
+with ``apply_sync`` the ``sync`` events of later entries; the other events are
+for animation and the room list. No sync carries a token, a code or the secret.
+
 ``row`` is a listing row: ``{room, name, phase, players, max_players, bots,
 private, created_ms, leader}``; ``leader`` is always None here, for the server
 to fill with the node (or group) that leads the room. ``topics(event)`` says
@@ -71,33 +84,42 @@ room never appears on ``rooms``. Room-list subscribers start from the query
 ``{op: "rooms"}``, room subscribers from ``{op: "room", room}`` (see
 ``game.rooms_machine``), then apply the events of higher index.
 
-A client cannot keep a room by replaying commands as it does the single table
-(quick play reads every room, reclaim needs the secret): it keeps the room's
-public view from the query plus that room's events, or re-reads the room.
+A client cannot keep a room by replaying rooms commands as it does the single
+table (quick play reads every room, reclaim needs the secret): it replays the
+room's ``sync`` records instead, which need neither.
 
 ## Tokens, codes and the trust model (for the server session)
 
-Tokens and codes are derived from ``state["secret"]`` (``game.seats``). The
-nodes are trusted: the secret is in the full snapshot, the log and the disk.
-Clients are not: everything a client can read must leave out the secret, the
-tokens and the private codes. The machine never puts them in events, listings
-or ``public_snapshot``; but results and commands travel in published updates,
-so **the server must filter, for the machine ``rooms``**:
+Tokens and codes are HMACs under ``state["secret"]`` (``game.seats``). The
+secret enters the state through the log, once: the first leader proposes
+``set_secret`` with 128 random bits drawn on the leader (``RoomsMachine``'s
+``entropy``, given by the composer in ``nodes/node_main.py``), so every
+replica, including one that replays the log from the start, holds the same
+secret, and no client can derive it from anything it can read (the cluster id
+and the seed are public). Only ``@`` client ids, which the server reserves for
+its own timers, may set it.
 
+The nodes are trusted: the secret is in the log, the full snapshot and the
+disk. Clients are not: everything a client can read must leave out the secret,
+the tokens and the private codes. The machine never puts them in events,
+listings, queries or ``public_snapshot()``; but results and commands travel in
+published updates, so **the server must filter, for the machine ``rooms``**:
+
+- commands: publish no ``set_secret`` command, drop ``token`` from published
+  ``reclaim`` commands and ``code`` from published ``join`` commands (simplest:
+  publish no rooms commands at all, clients do not replay them, see above);
 - results: drop ``token`` and ``code`` from the result in every published
   update; only the submitter's own reply carries them;
-- commands: drop ``token`` from published ``reclaim`` commands and ``code``
-  from published ``join`` commands (or publish no rooms commands at all:
-  clients do not replay them, see above);
-- snapshots and reads: answer a client's snapshot request and ``op: state``
-  with ``public_snapshot()``, never ``snapshot()`` (which is for Raft).
+- snapshots and reads: answer a client's ``snapshot`` request (today it sends
+  every machine's ``snapshot()``) with ``public_snapshot()`` for ``rooms``;
+  ``snapshot()`` is for Raft only.
 
 A token is single use: every reclaim issues a new one, so a token seen once
-(e.g. in a log line) is worthless after its owner used it. The token is as
-secret as the rooms secret: the composer (``nodes/node_main.py``) must give
-every node the same secret that no client holds. Without ``--secure`` client
-ids are not authenticated anyway, so anyone can already act as any session;
-the token matters in a secure cluster, where sessions are bound to keys.
+(e.g. in a log line) is worthless after its owner used it. A private code is
+30 bits: guessing one takes about 5e8 joins, which the server's per-client rate
+limit makes impractical. Without ``--secure`` client ids are not
+authenticated, so anyone can already act as any session; the token matters in
+a secure cluster, where sessions are bound to keys.
 """
 
 from __future__ import annotations
@@ -129,19 +151,27 @@ ROOM_LIMITS: dict[str, tuple[int, int]] = {
 }
 DELEGATED = frozenset({"ready", "start", "hit", "rematch", "ping", "tick"})
 TIMER_CLIENT = "@rooms"  # the non-member a timer's table tick runs as
+SECRET_MAX_CHARS = 256
+
+
+def _valid_secret(secret: Any) -> bool:
+    return isinstance(secret, str) and 0 < len(secret) <= SECRET_MAX_CHARS
 
 
 def new_state(
     table_config: GameConfig | None = None,
     seed: int = 0,
-    secret: str = "",
+    secret: str | None = None,
     grace_ms: int = 30_000,
     close_ms: int = 60_000,
     max_rooms: int = 10_000,
 ) -> dict[str, Any]:
-    """No rooms yet. ``table_config`` is what a room gets for settings not chosen."""
-    if not isinstance(secret, str):
-        raise ValueError(f"secret must be a str, got {type(secret).__name__}")
+    """No rooms yet. ``table_config`` is what a room gets for settings not chosen.
+
+    ``secret`` None: the leader commits one with ``set_secret`` (see the module
+    docstring); until then commands that issue or check tokens are refused."""
+    if secret is not None and not _valid_secret(secret):
+        raise ValueError(f"secret must be a str of 1-{SECRET_MAX_CHARS} chars, got {secret!r:.20}")
     for name, value in (("grace_ms", grace_ms), ("close_ms", close_ms), ("max_rooms", max_rooms)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
@@ -181,6 +211,7 @@ def apply(state: dict[str, Any], command: Any, ctx: rules.Context) -> tuple[dict
 
 
 def create(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    _check_secret(state)
     name = _room_name(command.get("name"))
     private = _opt_bool(command, "private", False)
     bots = _opt_bool(command, "bots", True)
@@ -206,6 +237,7 @@ def create(state: dict[str, Any], command: dict, client_id: str, index: int, now
 
 
 def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    _check_secret(state)
     bot = _opt_bool(command, "bot", False)
     room = _room_to_join(state, command)
     seated = state["clients"].get(client_id)
@@ -225,6 +257,7 @@ def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_m
 def quick_play(
     state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
 ) -> Handled:
+    _check_secret(state)
     name = valid_name(command.get("name"))
     bot = _opt_bool(command, "bot", False)
     _check_unseated(state, client_id)
@@ -268,7 +301,7 @@ def leave(state: dict[str, Any], command: dict, client_id: str, index: int, now_
     room, name = _my_seat(state, command, client_id)
     before = listing_row(room)
     _, events = _delegate(room, {"type": "leave"}, client_id, index, now_ms)
-    _free_seats(state, room, [name], now_ms)
+    _free_seats(state, room, {name: client_id}, now_ms)
     return {"room": room["id"], "name": name}, _after(state, room, before, events)
 
 
@@ -277,15 +310,19 @@ def disconnect(
 ) -> Handled:
     room, name = _my_seat(state, command, client_id)
     seat = room["seats"][name]
+    events: Events = []
     if seat["away_ms"] is None:
         seat["away_ms"] = now_ms
+        until_ms = now_ms + state["config"]["grace_ms"]
+        events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"},
+                   _sync({"op": "away", "name": name, "away_ms": now_ms})]
     until_ms = seat["away_ms"] + state["config"]["grace_ms"]
-    event = {"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"}
-    return {"room": room["id"], "name": name, "until_ms": until_ms}, _tag(state, room, [event])
+    return {"room": room["id"], "name": name, "until_ms": until_ms}, _tag(state, room, events)
 
 
 def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
     """A new session takes back an existing seat (away or not) with the seat's token."""
+    _check_secret(state)
     room = _room_by_id(state, command.get("room"))
     raw_name = command.get("name")
     name = find_name(room["table"], raw_name) if isinstance(raw_name, str) else None
@@ -304,7 +341,7 @@ def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, no
 
     before = listing_row(room)
     table = room["table"]
-    _, events = rules.apply(table, {"type": "tick"}, rules.Context(index, now_ms, TIMER_CLIENT))
+    events = _table_tick(room, index, now_ms)
     player = table["players"][name]
     del state["clients"][player["client_id"]]
     state["clients"][client_id] = [room["id"], name]
@@ -312,7 +349,8 @@ def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, no
     player["last_seen_ms"] = now_ms
     seat["away_ms"] = None
     seat["epoch"] = _next_epoch(state)
-    events.append({"type": "seat_reclaimed", "name": name})
+    events += [{"type": "seat_reclaimed", "name": name},
+               _sync({"op": "rebind", "name": name, "client_id": client_id, "now_ms": now_ms})]
     fields = _seat_fields(state, room, name)
     fields["score"] = table["scores"].get(name)
     return fields, _after(state, room, before, events)
@@ -332,7 +370,7 @@ def delegated(
     seat = room["seats"].get(name)
     if seat is not None and seat["away_ms"] is not None:
         seat["away_ms"] = None
-        events.append({"type": "seat_back", "name": name})
+        events += [{"type": "seat_back", "name": name}, _sync({"op": "back", "name": name})]
     return {"room": room["id"], **fields}, _after(state, room, before, events)
 
 
@@ -356,9 +394,7 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     config = state["config"]
     table = room["table"]
     before = listing_row(room)
-    events: Events = []
-    if timeline.transition_due(table, now_ms):
-        _, events = rules.apply(table, {"type": "tick"}, rules.Context(index, now_ms, TIMER_CLIENT))
+    events: Events = _table_tick(room, index, now_ms) if timeline.transition_due(table, now_ms) else []
     idle_ms = table["config"]["idle_ms"]
     for name in members_by_join_order(table):
         seat = room["seats"][name]
@@ -366,7 +402,8 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
         if seat["away_ms"] is None and now_ms >= since:
             seat["away_ms"] = since
             until_ms = since + config["grace_ms"]
-            events.append({"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"})
+            events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"},
+                       _sync({"op": "away", "name": name, "away_ms": since})]
     expired = [
         name
         for name in members_by_join_order(table)
@@ -374,8 +411,10 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
         and now_ms >= room["seats"][name]["away_ms"] + config["grace_ms"]
     ]
     if expired:
+        clients = {name: table["players"][name]["client_id"] for name in expired}
         events += lobby.remove_members(table, expired, reason="grace")
-        _free_seats(state, room, expired, now_ms)
+        events.append(_sync({"op": "free", "names": expired}))
+        _free_seats(state, room, clients, now_ms)
     empty_since = room["empty_since_ms"]
     if empty_since is not None and now_ms >= empty_since + config["close_ms"]:
         tagged = _tag(state, room, events)
@@ -383,6 +422,20 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
         return tagged + [{"type": "room_closed", "room": room["id"], "listed": not room["private"],
                           "reason": "empty"}]
     return _after(state, room, before, events)
+
+
+def set_secret(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
+    """The leader's one-time secret for tokens and codes; later ones change nothing."""
+    if not client_id.startswith("@"):
+        raise Rejected("bad_command", "set_secret is proposed by the leader only")
+    if not _valid_secret(command.get("secret")):
+        raise Rejected("bad_command", f"set_secret needs 'secret': a str of 1-{SECRET_MAX_CHARS} chars")
+    if state["secret"] is not None:
+        return {"secret_set": False}, []
+    state["secret"] = command["secret"]
+    return {"secret_set": True}, []
 
 
 # --- reading --------------------------------------------------------------------------
@@ -413,6 +466,35 @@ def public_room(room: dict[str, Any]) -> dict[str, Any]:
                  if seat["away_ms"] is not None},
         "bots": sorted(name for name, seat in room["seats"].items() if seat["bot"]),
     }
+
+
+def apply_sync(view: dict[str, Any], op: dict[str, Any]) -> None:
+    """Bring a client's copy of ``public_room`` forward by one ``sync`` record, in place.
+
+    Applying a room's ``sync`` events in order to the ``public_room`` read at an
+    earlier index gives exactly the ``public_room`` at the later one (the
+    property tests check it): the Clone pattern per room."""
+    table = view["table"]
+    kind = op["op"]
+    if kind == "rules":
+        rules.apply(table, op["cmd"], rules.Context(op["index"], op["now_ms"], op["client_id"]))
+    elif kind == "seat" and op["bot"]:
+        view["bots"] = sorted({*view["bots"], op["name"]})
+    elif kind == "away":
+        view["away"][op["name"]] = op["away_ms"]
+    elif kind in ("back", "rebind"):
+        view["away"].pop(op["name"], None)
+        if kind == "rebind":
+            player = table["players"][op["name"]]
+            player["client_id"] = op["client_id"]
+            player["last_seen_ms"] = op["now_ms"]
+    elif kind == "free":
+        lobby.remove_members(table, op["names"], reason="grace")
+    players = table["players"]
+    view["away"] = {name: ms for name, ms in view["away"].items() if name in players}
+    view["bots"] = [name for name in view["bots"] if name in players]
+    view["row"]["phase"] = table["game_state"]["phase"]
+    view["row"]["players"] = len(players)
 
 
 def topics(event: dict[str, Any]) -> tuple[str, ...]:
@@ -458,6 +540,7 @@ COMMANDS: dict[str, Handler] = {
     "disconnect": disconnect,
     "reclaim": reclaim,
     "timers": timers,
+    "set_secret": set_secret,
     **{kind: delegated for kind in sorted(DELEGATED)},
 }
 
@@ -482,7 +565,18 @@ def _delegate(
     result, events = rules.apply(room["table"], inner, rules.Context(index, now_ms, client_id))
     if not result["ok"]:
         raise Rejected(result["error"], result["message"])
-    return {k: v for k, v in result.items() if k != "ok"}, events
+    sync = {"op": "rules", "cmd": inner, "client_id": client_id, "index": index, "now_ms": now_ms}
+    return {k: v for k, v in result.items() if k != "ok"}, [*events, _sync(sync)]
+
+
+def _table_tick(room: dict[str, Any], index: int, now_ms: int) -> Events:
+    """Let the table's time pass to ``now_ms`` (a tick from no member: never rejected)."""
+    _, events = _delegate(room, {"type": "tick"}, TIMER_CLIENT, index, now_ms)
+    return events
+
+
+def _sync(op: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "sync", "op": op}
 
 
 def _seat(
@@ -493,6 +587,7 @@ def _seat(
     joined, events = _delegate(room, {"type": "join", "name": name}, client_id, index, now_ms)
     stored = joined["name"]
     room["seats"][stored] = {"epoch": _next_epoch(state), "bot": bot, "away_ms": None}
+    events.append(_sync({"op": "seat", "name": stored, "bot": bot}))
     state["clients"][client_id] = [room["id"], stored]
     room["empty_since_ms"] = None
     return _seat_fields(state, room, stored), events
@@ -510,11 +605,12 @@ def _seat_fields(state: dict[str, Any], room: dict[str, Any], name: str) -> dict
     }
 
 
-def _free_seats(state: dict[str, Any], room: dict[str, Any], names: list[str], now_ms: int) -> None:
-    """Forget seats whose members the table has already removed."""
-    for name in names:
+def _free_seats(
+    state: dict[str, Any], room: dict[str, Any], clients: dict[str, str], now_ms: int
+) -> None:
+    """Forget the seats (name -> client id) whose members the table has already removed."""
+    for name, client_id in clients.items():
         del room["seats"][name]
-    for client_id in [c for c, (r, n) in state["clients"].items() if r == room["id"] and n in names]:
         del state["clients"][client_id]
     if not room["table"]["players"]:
         room["empty_since_ms"] = now_ms
@@ -620,6 +716,13 @@ def _check_unseated(state: dict[str, Any], client_id: str) -> None:
         raise Rejected(
             "in_room",
             f"this session already sits in room {seated[0]} as {seated[1]!r}; leave it first",
+        )
+
+
+def _check_secret(state: dict[str, Any]) -> None:
+    if state["secret"] is None:
+        raise Rejected(
+            "rooms_starting", "the cluster is still setting up rooms (no secret committed yet); retry"
         )
 
 

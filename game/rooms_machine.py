@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+from collections.abc import Callable
 from typing import Any
 
 from game import rooms, seats
@@ -46,14 +47,19 @@ class RoomsMachine:
         self,
         config: GameConfig | None = None,
         seed: int = 0,
-        secret: str = "",
+        secret: str | None = None,
         grace_ms: int = 30_000,
         close_ms: int = 60_000,
         max_rooms: int = 10_000,
+        entropy: Callable[[], str] | None = None,
     ) -> None:
+        """``secret``: for tests and offline use; a cluster leaves it None and passes
+        ``entropy`` (e.g. ``secrets.token_hex``), which the leader calls once to
+        propose ``set_secret``. Replicas never call it while applying."""
         self.state: dict[str, Any] = rooms.new_state(
             config, seed, secret, grace_ms=grace_ms, close_ms=close_ms, max_rooms=max_rooms
         )
+        self._entropy = entropy
         self._due: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
 
@@ -74,8 +80,11 @@ class RoomsMachine:
     # --- the leader's timer -------------------------------------------------------------
 
     def due_command(self, now_ms: int) -> dict | None:
-        """``{"type": "timers", "rooms": [...]}`` for the rooms with something due at
-        ``now_ms`` (at most ``MAX_TIMER_ROOMS``, earliest first), else None."""
+        """``set_secret`` while the state has no secret (and ``entropy`` was given);
+        else ``{"type": "timers", "rooms": [...]}`` for the rooms with something due
+        at ``now_ms`` (at most ``MAX_TIMER_ROOMS``, earliest first); else None."""
+        if self.state["secret"] is None and self._entropy is not None:
+            return {"type": "set_secret", "secret": self._entropy()}
         due_rooms: list[str] = []
         kept: list[tuple[int, str]] = []
         while self._heap and self._heap[0][0] <= now_ms and len(due_rooms) < MAX_TIMER_ROOMS:

@@ -1,12 +1,15 @@
-"""Compose one node process: the key-value machine, the game's machine, the server,
+"""Compose one node process: the key-value machine, the game's machines (the single
+table ``game`` and the ``rooms``), the server,
 and logs that carry the node id, term and role on every line."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 
 from game.machine import GameMachine, seed_from
+from game.rooms_machine import RoomsMachine
 
 from .clusterfile import ClusterFile
 from .kv import KeyValue
@@ -44,7 +47,8 @@ def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
         data_dir=data_dir or cluster.data_dir(node_id),
         fsync=fsync, rate_limit_per_s=rate_limit, join=join,
     )
-    machines = [KeyValue(), GameMachine(seed=seed_from(cluster.cluster_id))]
+    seed = seed_from(cluster.cluster_id)
+    machines = [KeyValue(), GameMachine(seed=seed), RoomsMachine(seed=seed, entropy=secrets.token_hex)]
     server = NodeServer(opts, machines)
     ctx.server = server
     server.run()

@@ -70,4 +70,5 @@ class RoomsLog:
         return seats.token_for(SECRET, room_id, name, epoch)
 
     def types(self) -> list[str]:
-        return [e["type"] for e in self.events]
+        """The last command's event types, leaving out the ``sync`` records."""
+        return [e["type"] for e in self.events if e["type"] != "sync"]

@@ -85,3 +85,32 @@ def test_a_malformed_command_is_answered_with_an_error_not_an_exception() -> Non
     for command in (None, [], {"type": 3}, {"type": "join"}, {"type": "create", "name": 5}):
         result, events = m.apply(command, Entry(1, 0, "c1"))  # type: ignore[arg-type]
         assert result["ok"] is False and events == []
+
+
+def test_the_leader_commits_the_secret_once_before_any_seat_is_handed_out() -> None:
+    draws = iter(["a" * 32, "b" * 32])
+    leader = RoomsMachine(entropy=lambda: next(draws))
+    follower = RoomsMachine()  # replicas never draw: they apply what the leader proposed
+    before = leader.snapshot()
+    result, _ = leader.apply({"type": "quick_play", "name": "ann"}, Entry(1, 10, "c1"))
+    assert result["error"] == "rooms_starting" and leader.snapshot() == before
+
+    proposal = leader.due_command(20)
+    assert proposal == {"type": "set_secret", "secret": "a" * 32}
+    for machine in (leader, follower):
+        assert machine.apply(proposal, Entry(2, 20, "@rooms/n1/1"))[0] == {
+            "ok": True, "secret_set": True}
+    assert leader.due_command(20) is None
+    late = {"type": "set_secret", "secret": "c" * 32}  # a second leader's proposal, committed too
+    assert leader.apply(late, Entry(3, 30, "@rooms/n2/2"))[0]["secret_set"] is False
+    follower.apply(late, Entry(3, 30, "@rooms/n2/2"))
+    assert leader.state["secret"] == "a" * 32
+    for machine in (leader, follower):
+        assert machine.apply({"type": "quick_play", "name": "ann"}, Entry(4, 40, "c1"))[0]["ok"]
+    assert msgpack.packb(leader.snapshot()) == msgpack.packb(follower.snapshot())
+
+
+def test_a_client_cannot_set_the_secret() -> None:
+    machine = RoomsMachine()
+    result, _ = machine.apply({"type": "set_secret", "secret": "mine"}, Entry(1, 10, "c1"))
+    assert result["error"] == "bad_command" and machine.state["secret"] is None

@@ -8,16 +8,21 @@
   under any interleaving with joins, leaves, games and timers.
 - Determinism: the same commands give the same bytes on two replicas, and a
   replica restored from a snapshot taken midway ends byte-identical.
+- A client that read a room once and applies the room's ``sync`` records holds
+  exactly what ``public_room`` shows after every command (the Clone pattern per room).
 - ``check_rooms_invariants`` holds after every command (RoomsLog checks it).
 """
 
 from __future__ import annotations
+
+import copy
 
 import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rooms_helpers import RoomsLog
 
+from game import rooms
 from game.config import GameConfig
 from game.errors import ERROR_CODES
 from game.rooms_machine import RoomsMachine
@@ -236,3 +241,33 @@ def test_replicas_applying_the_same_commands_end_byte_identical_even_from_a_snap
     _run(restored, plan[cut:])
     assert _packed(restored.machine.snapshot()) == _packed(first.machine.snapshot())
     assert restored.machine.due_command(10**15) == first.machine.due_command(10**15)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=steps)
+def test_a_client_keeps_each_room_from_one_read_plus_the_rooms_sync_records(plan: list) -> None:
+    log = RoomsLog(CONFIG, **OPTIONS)
+    views: dict[str, dict] = {}  # room id -> a client's copy, read once when the room appeared
+
+    def follow() -> None:
+        for event in log.events:
+            if event["type"] == "sync" and event["room"] in views:
+                rooms.apply_sync(views[event["room"]], event["op"])
+        for room_id, room in log.state["rooms"].items():
+            if room_id not in views:
+                views[room_id] = copy.deepcopy(rooms.public_room(room))
+        for room_id in [r for r in views if r not in log.state["rooms"]]:
+            del views[room_id]
+
+    for step in plan:
+        if step[0] == "wait":
+            log.wait(step[1])
+        elif step[0] == "timers":
+            if log.timers() is not None:
+                follow()
+        else:
+            for client, command in _expand(log, step):
+                log.submit(client, command)
+                follow()
+        for room_id, room in log.state["rooms"].items():
+            assert views[room_id] == rooms.public_room(room), room_id
