@@ -49,7 +49,7 @@ from .raft.messages import ChangeKind, ClusterConfig, ConfigChange, EntryKind, S
 from .raft.ready import Ready, Role
 from .statemachine import BATCH_MACHINE, Replicated, StateMachine, encode_command
 from .storage import DiskStorage
-from .transport import PeerTransport
+from .transport import PeerTransport, Publisher
 
 log = logging.getLogger("arena.node")
 
@@ -166,18 +166,14 @@ class NodeServer:
         self.clients.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.clients.setsockopt(zmq.MAXMSGSIZE, opts.max_frame + 1024)
         self.clients.setsockopt(zmq.SNDHWM, 100_000)
-        # XPUB: the subscriptions come back to us, so updates nobody follows (the
-        # usual case on a follower) are not even encoded
-        self.pub = self.ctx.socket(zmq.XPUB)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        self._subscribed: set[bytes] = set()  # topic prefixes with at least one subscriber
-        self._updates_watched = False
-        self.pub.setsockopt(zmq.SNDHWM, 100_000)
         if self.keys is not None:
             security.make_server(self.clients, self.keys, security.CLIENT_DOMAIN)
-            security.make_server(self.pub, self.keys, security.CLIENT_DOMAIN)
         self.clients.bind(self.me.client)
-        self.pub.bind(self.me.pub)
+        # XPUB: the subscriptions come back to us, so updates nobody follows (the
+        # usual case on a follower) are not even encoded; they are bounded too
+        self.publisher = Publisher(self.ctx, self.me.pub, (codec.UPDATE_TOPIC, codec.CLUSTER_TOPIC),
+                                   self.keys, security.CLIENT_DOMAIN,
+                                   on_rebuild=self._on_publish_rebuilt)
         self.poller = zmq.Poller()
         self._register_poll()
 
@@ -205,7 +201,7 @@ class NodeServer:
     def _register_poll(self) -> None:
         self.poller = zmq.Poller()
         self.poller_without_clients = zmq.Poller()
-        for s in [*self.transport.sockets(), self.pub]:
+        for s in [*self.transport.sockets(), self.publisher.socket]:
             self.poller.register(s, zmq.POLLIN)
             self.poller_without_clients.register(s, zmq.POLLIN)
         self.poller.register(self.clients, zmq.POLLIN)
@@ -258,7 +254,7 @@ class NodeServer:
         if due(self.transport.router):
             self._serve_peers()
         self._tick_if_due()
-        if due(self.pub):
+        if due(self.publisher.socket):
             self._track_subscriptions()
         if due(self.clients):
             if self._clients_deferred():
@@ -742,18 +738,13 @@ class NodeServer:
         self._reply(ident, Response(req_id, False, None, ErrorInfo(code, message, leader, addr)))
 
     def _track_subscriptions(self) -> None:
-        """XPUB hands us each topic's first subscription and last unsubscription
-        (also when a subscriber disconnects)."""
-        while self.pub.get(zmq.EVENTS) & zmq.POLLIN:
-            msg = self.pub.recv(zmq.NOBLOCK)
-            if msg[:1] == b"\x01":
-                self._subscribed.add(msg[1:])
-            elif msg[:1] == b"\x00":
-                self._subscribed.discard(msg[1:])
-        self._updates_watched = any(codec.UPDATE_TOPIC.startswith(p) for p in self._subscribed)
+        self.publisher.handle()
+
+    def _on_publish_rebuilt(self) -> None:
+        self._register_poll()
 
     def _publish(self, upd: Update) -> None:
-        if not self._updates_watched:
+        if not self.publisher.watched(codec.UPDATE_TOPIC):
             self.counters.updates_unwatched += 1
             return
         self.counters.updates_published += 1
@@ -764,20 +755,13 @@ class NodeServer:
             log.error("cannot encode the update at index %d: %s", upd.index, e)
             payload = codec.encode_update(self.cluster.cluster_id, Update(
                 upd.index, upd.term, "", upd.client_id, upd.seq, {"unencodable": True}, []))
-        try:
-            self.pub.send_multipart([codec.UPDATE_TOPIC, payload], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+        self.publisher.send(codec.UPDATE_TOPIC, payload)
 
     def _publish_info(self) -> None:
         info = ClusterInfo(self.id, self.raft.term, self.raft.role.value, self.raft.leader_id,
                            self.raft.commit, self.last_applied, self._peer_view())
-        try:
-            self.pub.send_multipart([codec.CLUSTER_TOPIC,
-                                     codec.encode_cluster_info(self.cluster.cluster_id, info)],
-                                    zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+        self.publisher.send(codec.CLUSTER_TOPIC,
+                            codec.encode_cluster_info(self.cluster.cluster_id, info))
 
     def _peer_view(self) -> dict[str, dict]:
         cfg = self.raft.config
@@ -814,6 +798,9 @@ class NodeServer:
                 "peer_received": self.transport.received,
                 "peer_dropped": dict(self.transport.dropped),
                 "client_deferred_turns": self.counters.client_deferred_turns,
+                "subscription_bytes": self.publisher.held_bytes,
+                "subscriptions_refused": self.publisher.refused,
+                "publish_resets": self.publisher.resets,
                 "client_errors": dict(self.counters.client_errors),
                 "client_dropped": dict(self.counters.client_dropped),
                 "auth_admitted": dict(self.zap.admitted) if self.zap else {},
@@ -827,7 +814,7 @@ class NodeServer:
         log.info("node %s stopping (term %d, commit %d)", self.id, self.raft.term, self.raft.commit)
         self.transport.close()
         self.clients.close(0)
-        self.pub.close(0)
+        self.publisher.close()
         if self.zap is not None:
             self.zap.close()
         self.storage.close()

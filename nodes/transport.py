@@ -21,6 +21,7 @@ speak for another.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -190,3 +191,135 @@ class PeerTransport:
         for peer in list(self.dealers):
             self.remove_peer(peer)
         self.router.close(0)
+
+
+# --- the publish port ---------------------------------------------------------------
+
+SUBSCRIPTION_MAX_BYTES = 512  # a larger frame on the publish port drops that connection
+SUBSCRIPTION_BUDGET_BYTES = 16 << 10  # subscription bytes held before the socket is rebuilt
+# (an honest subscription holds 2 bytes: 8,000 of them fit)
+SUBSCRIPTIONS_PER_TURN = 1_000
+SUBSCRIPTION_RCVHWM = 4  # subscriptions libzmq takes from a connection ahead of us
+PUB_SNDHWM = 100_000
+
+
+class Publisher:
+    """The node's XPUB for published updates, with its subscriptions bounded.
+
+    libzmq keeps every subscription in a trie inside the socket, about 48 bytes per
+    subscription byte (issue 11: four 1 MB subscriptions cost a node 196 MiB), and
+    any client key holder may subscribe. Three bounds:
+
+    - ``ZMQ_MAXMSGSIZE``: a subscription frame above ``SUBSCRIPTION_MAX_BYTES``
+      closes that connection in libzmq's decoder, before anything is stored (CURVE
+      handshake commands pass through the same decoder, hence 512 bytes, not 2);
+    - ``ZMQ_XPUB_MANUAL``: every subscription reaches us, and only prefixes of the
+      topics we publish (``topics``) are applied to the matching trie;
+    - a budget: libzmq still remembers each subscription per connection (to report
+      it when the connection ends), so once the subscriptions held reach
+      ``SUBSCRIPTION_BUDGET_BYTES`` the socket is closed and bound again, which
+      frees them all. Honest subscribers reconnect and subscribe again by
+      themselves (ZeroMQ does it); a client's view sees the index gap and asks for
+      a snapshot, as after any lost update.
+
+    libzmq files subscriptions whenever the socket is used, sending included, not
+    only when we read them: ``send`` takes the waiting ones first, and a small
+    receive high-water mark (``SUBSCRIPTION_RCVHWM``) bounds how many each
+    connection gets in ahead of our count. ``on_rebuild`` is called with the new
+    socket (the caller polls it).
+
+    ``watched(topic)`` says whether anyone follows ``topic`` (so that updates
+    nobody follows are not even encoded).
+    """
+
+    def __init__(self, ctx: zmq.Context, bind: str, topics: tuple[bytes, ...],
+                 curve: KeyPair | None = None, domain: str = "",
+                 budget_bytes: int = SUBSCRIPTION_BUDGET_BYTES,
+                 on_rebuild: Callable[[], None] | None = None) -> None:
+        self.ctx = ctx
+        self.bind_addr = bind
+        self.topics = topics
+        self.curve = curve
+        self.domain = domain
+        self.budget_bytes = budget_bytes
+        self.on_rebuild = on_rebuild or (lambda: None)
+        self.refs: Counter[bytes] = Counter()  # accepted topic prefix -> subscriptions
+        self.held_bytes = 0  # subscription bytes libzmq holds for us now
+        self.refused = 0  # subscriptions to topics we do not publish (not applied)
+        self.resets = 0
+        self.socket = self._open()
+
+    def _open(self) -> zmq.Socket:
+        s = self.ctx.socket(zmq.XPUB)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, PUB_SNDHWM)
+        s.setsockopt(zmq.XPUB_MANUAL, 1)
+        s.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
+        s.setsockopt(zmq.RCVHWM, SUBSCRIPTION_RCVHWM)
+        if self.curve is not None:
+            make_server(s, self.curve, self.domain)
+        # after a reset the old listener is closed by libzmq's reaper, not at once
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                s.bind(self.bind_addr)
+                return s
+            except zmq.ZMQError as e:
+                if e.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    s.close(0)
+                    raise
+                time.sleep(0.01)
+
+    def watched(self, topic: bytes) -> bool:
+        return any(topic.startswith(p) and n > 0 for p, n in self.refs.items())
+
+    def handle(self) -> bool:
+        """Take the subscriptions that arrived (at most ``SUBSCRIPTIONS_PER_TURN``);
+        True when the socket was rebuilt."""
+        s = self.socket
+        for _ in range(SUBSCRIPTIONS_PER_TURN):
+            if not s.get(zmq.EVENTS) & zmq.POLLIN:
+                break
+            msg = s.recv(zmq.NOBLOCK)
+            if not msg or msg[0] not in (0, 1):
+                continue
+            topic = msg[1:]
+            if msg[0] == 1:
+                self.held_bytes += len(msg)
+                if self.held_bytes > self.budget_bytes:
+                    self._rebuild()
+                    return True
+                if any(t.startswith(topic) for t in self.topics):
+                    s.setsockopt(zmq.SUBSCRIBE, topic)  # applies to the sender's connection
+                    self.refs[topic] += 1
+                else:
+                    self.refused += 1
+            else:
+                # also reported for each subscription of a connection that ended; libzmq
+                # has already dropped that connection, so nothing is unsubscribed here
+                self.held_bytes = max(0, self.held_bytes - len(msg))
+                if self.refs.get(topic, 0) > 0:
+                    self.refs[topic] -= 1
+        return False
+
+    def _rebuild(self) -> None:
+        log.warning("publish port %s holds over %d bytes of subscriptions: rebuilding it "
+                    "(subscribers reconnect by themselves)", self.bind_addr, self.budget_bytes)
+        self.socket.close(0)
+        self.refs.clear()
+        self.held_bytes = 0
+        self.resets += 1
+        self.socket = self._open()
+        self.on_rebuild()
+
+    def send(self, topic: bytes, payload: bytes) -> bool:
+        if self.socket.get(zmq.EVENTS) & zmq.POLLIN:
+            self.handle()
+        try:
+            self.socket.send_multipart([topic, payload], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:
+            return False
+
+    def close(self) -> None:
+        self.socket.close(0)
