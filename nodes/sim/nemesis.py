@@ -208,6 +208,15 @@ class Nemesis:
         flipped bit. The node is down when it happens and comes back on the next
         restart; it must repair itself from its peers without losing a committed entry."""
         c = self.cluster
+        # A recovering node asks the voters of the newest configuration it still holds;
+        # a fault that cut membership changes out of its log, or a change made while it
+        # recovers, can leave it asking servers that are gone (docs/MULTIHOST.md). So
+        # storage faults hit only a cluster still in its founding configuration, and no
+        # membership change is made while a node is hurt.
+        if self.removing or self.retired or any(
+            n.raft.config != c.initial for n in c.nodes.values()
+        ):
+            return False
         hurt = self._hurt()
         budget = self._fault_budget()
         among = [n for n in c.ids if n not in self.retired
@@ -284,16 +293,12 @@ class Nemesis:
         lead = self._stable_leader()
         if lead is None:
             return False
+        if self._hurt():
+            return False  # see _storage_fault
         cfg = self.cluster.nodes[lead].raft.config
-        hurt = self._hurt()
-        # storage faults stay on a minority of the voters: no removal of a sound voter
-        # that would leave the recovering ones without a sound majority
         candidates = sorted(
             n for n in cfg.members()
-            if n in cfg.learners or (
-                len(cfg.voters) > self.min_voters
-                and (n in hurt or (len(cfg.voters) - 2) // 2 >= len(hurt & cfg.voters))
-            )
+            if n in cfg.learners or len(cfg.voters) > self.min_voters
         )
         if not candidates:
             return False
@@ -325,6 +330,8 @@ class Nemesis:
                 self.removing.discard(n)  # the REMOVE entry was lost with its leader
 
     def _add_back(self) -> bool:
+        if self._hurt():
+            return False  # see _storage_fault
         c = self.cluster
         lead = self._stable_leader()
         if lead is None:
@@ -347,6 +354,8 @@ class Nemesis:
         return True
 
     def _grow(self) -> bool:
+        if self._hurt():
+            return False  # see _storage_fault
         c = self.cluster
         lead = self._stable_leader()
         if lead is None or len(c.nodes[lead].raft.config.members()) >= self.max_members:
