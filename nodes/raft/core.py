@@ -611,7 +611,11 @@ class RaftNode:
             return
         self.term_confirmed = True
         if self.term == 0 and self.log.last_index == 0:
-            self.recovering = False  # a fresh cluster: nothing was ever promised
+            # a fresh cluster: nothing was ever promised. Give the other founders an
+            # election timeout to finish their own probes before campaigning: one that
+            # hears of a term first cannot tell a new cluster from a wiped directory
+            self.recovering = False
+            self.election_elapsed = 0
 
     def _own_term_at(self, index: int) -> bool:
         try:

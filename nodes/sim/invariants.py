@@ -59,6 +59,11 @@ class Invariants:
         self.forget_incarnation(node_id)
         self.durable.pop(node_id, None)
 
+    def forget_storage(self, node_id: str) -> None:
+        """Its disk was damaged on purpose while it was down: it may come back with
+        less than it saved (the cluster, not the node, must keep what was committed)."""
+        self.durable.pop(node_id, None)
+
     def on_crash(self, node: SimNode) -> None:
         self.forget_incarnation(node.id)
         done = node.durable_hard_state

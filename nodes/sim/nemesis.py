@@ -4,7 +4,11 @@
 Network and process faults: crash (often the leader), restart, partition,
 one-way cut, isolate the leader, heal. On disk, also a crash *inside* a
 storage step: a crash point is armed on a live node and fires the next time its
-storage gets there (before or after an fsync, or mid-record: a torn WAL write).
+storage gets there (before or after an fsync, or mid-record: a torn WAL write);
+and storage faults on a minority of the voters (FAST'18, TigerBeetle): a node
+goes down and its disk loses a suffix it had fsynced, is wiped, or has a bit
+flipped; it must repair itself from its peers, and no committed entry (so no
+acknowledged write) may be lost.
 
 Membership (thesis 4) and leadership transfer (thesis 3.10): transfer to a
 random voter; remove a random member (sometimes the leader); once the removal
@@ -41,6 +45,7 @@ class Nemesis:
         membership: bool = True,
         max_members: int = 7,
         min_voters: int = 2,
+        storage_faults: bool = True,
     ) -> None:
         self.cluster = cluster
         self.rng = rng
@@ -65,6 +70,9 @@ class Nemesis:
         ]
         if self.running_points:
             events.append((0.08, self._arm_storage_crash))
+        self.damaged: set[str] = set()  # storage faults not yet repaired
+        if storage_faults and hasattr(cluster.host, "damage"):
+            events.append((0.06, self._storage_fault))
         if membership:
             events += [
                 (0.08, self._transfer),
@@ -176,6 +184,59 @@ class Nemesis:
         self._say(f"arm-crash {victim} at {point} (after {skip} passes)")
         return True
 
+    def _fault_budget(self) -> int:
+        """How many servers may have damaged storage at once: a minority of the
+        smallest voter set in sight (the initial one, and every live node's)."""
+        c = self.cluster
+        sizes = [len(c.initial.voters)]
+        sizes += [len(n.raft.config.voters) for n in c.nodes.values() if n.raft.config.voters]
+        return (min(sizes) - 1) // 2
+
+    def _hurt(self) -> set[str]:
+        """Servers with damaged storage not yet repaired, and live ones recovering for
+        another reason (a founder that heard of a term before its peers answered its
+        probe): together they must stay a minority."""
+        c = self.cluster
+        for n in sorted(self.damaged):
+            if n in c.nodes and not c.nodes[n].raft.recovering:
+                self.damaged.discard(n)  # repaired
+        return self.damaged | {n for n, node in c.nodes.items() if node.raft.recovering}
+
+    def _storage_fault(self) -> bool:
+        """A faulty disk on a minority: a lost suffix, a wiped directory (founders only:
+        a server added later has no way to tell a wiped directory from a new one) or a
+        flipped bit. The node is down when it happens and comes back on the next
+        restart; it must repair itself from its peers without losing a committed entry."""
+        c = self.cluster
+        # A recovering node asks the voters of the newest configuration it still holds;
+        # a fault that cut membership changes out of its log, or a change made while it
+        # recovers, can leave it asking servers that are gone (docs/MULTIHOST.md). So
+        # storage faults hit only a cluster still in its founding configuration, and no
+        # membership change is made while a node is hurt.
+        if self.removing or self.retired or any(
+            n.raft.config != c.initial for n in c.nodes.values()
+        ):
+            return False
+        hurt = self._hurt()
+        budget = self._fault_budget()
+        among = [n for n in c.ids if n not in self.retired
+                 and (n in hurt or len(hurt) < budget)]
+        if not among:
+            return False
+        victim = self.rng.choice(among)
+        kinds = ["lose-suffix", "flip"] + (["wipe"] if c.host.founder(victim) else [])  # type: ignore[attr-defined]
+        kind = self.rng.choice(kinds)
+        if victim in c.nodes:
+            c.crash(victim)
+        done = c.host.damage(victim, kind)  # type: ignore[attr-defined]
+        if done is None:
+            self._say(f"crash {victim} (no storage to damage)")
+            return True
+        c.invariants.forget_storage(victim)
+        self.damaged.add(victim)
+        self._say(f"storage {kind} {victim}: {done}")
+        return True
+
     # --- membership and leadership ------------------------------------------------------
 
     def _stable_leader(self) -> str | None:
@@ -232,6 +293,8 @@ class Nemesis:
         lead = self._stable_leader()
         if lead is None:
             return False
+        if self._hurt():
+            return False  # see _storage_fault
         cfg = self.cluster.nodes[lead].raft.config
         candidates = sorted(
             n for n in cfg.members()
@@ -267,6 +330,8 @@ class Nemesis:
                 self.removing.discard(n)  # the REMOVE entry was lost with its leader
 
     def _add_back(self) -> bool:
+        if self._hurt():
+            return False  # see _storage_fault
         c = self.cluster
         lead = self._stable_leader()
         if lead is None:
@@ -289,6 +354,8 @@ class Nemesis:
         return True
 
     def _grow(self) -> bool:
+        if self._hurt():
+            return False  # see _storage_fault
         c = self.cluster
         lead = self._stable_leader()
         if lead is None or len(c.nodes[lead].raft.config.members()) >= self.max_members:

@@ -37,6 +37,7 @@ class SimParams:
     snapshot_interval: int = 40
     nemesis_every_ms: tuple[float, float] = (150.0, 900.0)
     disk: bool | None = None  # None: the seed decides (about half the seeds run on disk)
+    storage_faults: bool = True  # disk runs: lost suffixes, wiped directories, flipped bits
     membership: bool = True  # membership changes and leadership transfers in the mix
 
 
@@ -54,6 +55,7 @@ class SimResult:
     messages: int = 0
     elections: int = 0
     storage_crashes: int = 0  # crashes inside a storage step (disk runs)
+    storage_faults: int = 0  # lost suffixes, wiped directories, flipped bits (disk runs)
     members_changed: int = 0  # membership changes proposed
     faults: list[str] = field(default_factory=list)
 
@@ -63,7 +65,7 @@ class SimResult:
             f"seed={self.seed} nodes={self.size} {'disk' if self.disk else 'memory'} "
             f"sim={self.simulated_ms / 1000:.1f}s ops={self.ops} msgs={self.messages} "
             f"terms={self.elections} changes={self.members_changed} "
-            f"storage-crashes={self.storage_crashes} {status}"
+            f"storage-crashes={self.storage_crashes} storage-faults={self.storage_faults} {status}"
         )
 
 
@@ -125,7 +127,7 @@ def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
     workload = Workload(cluster, Random(plan.workload_seed), clients=plan.clients,
                         timeout_ms=plan.timeout_ms)
     nemesis = Nemesis(cluster, Random(plan.nemesis_seed), p.nemesis_every_ms,
-                      membership=p.membership)
+                      membership=p.membership, storage_faults=p.storage_faults)
     result = SimResult(seed=seed, ok=False, size=plan.size, disk=plan.on_disk)
     t0 = time.perf_counter()
     try:
@@ -161,6 +163,7 @@ def run_seed(seed: int, params: SimParams | None = None) -> SimResult:
     result.elections = len(cluster.invariants.leader_of_term)
     result.faults = nemesis.log
     result.members_changed = nemesis.counts.get("change", 0)
+    result.storage_faults = nemesis.counts.get("storage", 0)
     if host is not None:
         result.storage_crashes = sum(host.fired.values())
     return result
@@ -206,8 +209,11 @@ def _liveness(cluster: Cluster, workload: Workload, nemesis: Nemesis, p: SimPara
     remaining = p.liveness_bound_ms - (cluster.now - start)
 
     def applied_everywhere() -> bool:
+        # ...and every member whose storage was damaged has been repaired by now
         return all(
-            nid in cluster.nodes and cluster.nodes[nid].last_applied >= index for nid in members
+            nid in cluster.nodes and cluster.nodes[nid].last_applied >= index
+            and not cluster.nodes[nid].raft.recovering
+            for nid in members
         )
 
     if not cluster.run_until(cluster.now + remaining, workload.step, stop=applied_everywhere):
@@ -215,7 +221,11 @@ def _liveness(cluster: Cluster, workload: Workload, nemesis: Nemesis, p: SimPara
             nid for nid in members
             if nid not in cluster.nodes or cluster.nodes[nid].last_applied < index
         )
+        unrepaired = sorted(
+            nid for nid in members if nid in cluster.nodes and cluster.nodes[nid].raft.recovering
+        )
         raise InvariantViolation(
-            f"liveness: a proposal at index {index} was not applied by {behind} (members "
-            f"{sorted(members)}) within {p.liveness_bound_ms:.0f} ms after healing"
+            f"liveness: a proposal at index {index} was not applied by {behind} or its "
+            f"storage not repaired on {unrepaired} (members {sorted(members)}) within "
+            f"{p.liveness_bound_ms:.0f} ms after healing"
         )

@@ -12,8 +12,10 @@ power cut between ``write`` and ``fsync`` can.
 
 The disk runs with ``fsync=False`` (in a tmpfs when there is one): inside one
 process the page cache is as durable as the platter, so what the crash keeps is
-exactly what the storage wrote before the crash point. Directory names never influence behaviour; every
-choice (the cut length included) comes from the ``random.Random`` passed in.
+exactly what the storage wrote before the crash point. ``damage`` plays a faulty
+disk on a node that is down: a lost suffix, a wiped directory, a flipped bit
+(protocol-aware recovery, FAST'18). Directory names never influence behaviour;
+every choice (the cut length included) comes from the ``random.Random`` passed in.
 """
 
 from __future__ import annotations
@@ -173,6 +175,53 @@ class DiskHost:
         self._open.clear()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    # --- storage faults (the disk lies or loses data; the node is down) --------------
+
+    def founder(self, nid: str) -> bool:
+        """Whether ``nid``'s directory was created listing it as a voter: only then does
+        an empty directory tell it that it may have lost promises (``DiskStorage``)."""
+        return nid in self._initial.get(nid, ClusterConfig()).voters
+
+    def damage(self, nid: str, kind: str) -> str | None:
+        """Damage the directory of ``nid`` (down: its storage abandoned) as a faulty disk
+        would, after the fact: ``"lose-suffix"`` (the WAL loses a suffix it had fsynced,
+        at a random byte, later segments with it), ``"wipe"`` (the directory is gone),
+        ``"flip"`` (one bit of a WAL segment, the hard state or the snapshot). Returns
+        what was done, or None if there was nothing to damage."""
+        assert nid not in self._open, f"{nid} is running: crash it first"
+        path = self.path(nid)
+        if not (path / "meta").exists():
+            return None
+        if kind == "wipe":
+            shutil.rmtree(path)
+            return "wiped the directory"
+        segments = sorted(p for p in (path / "wal").iterdir() if SEGMENT_NAME.match(p.name))
+        segments = [p for p in segments if p.stat().st_size > 0]
+        if kind == "lose-suffix":
+            if not segments:
+                return None
+            k = self.rng.randrange(max(0, len(segments) - 2), len(segments))
+            for later in segments[k + 1:]:
+                later.unlink()
+            size = segments[k].stat().st_size
+            cut = self.rng.randrange(size)
+            os.truncate(segments[k], cut)
+            return f"cut {segments[k].name} to {cut} of {size} bytes, {len(segments) - k - 1} later segment(s) gone"
+        if kind == "flip":
+            files = segments + [p for p in path.iterdir()
+                                if p.name == "hardstate" or p.name.endswith(".snap")]
+            if not files:
+                return None
+            victim = self.rng.choice(files)
+            data = bytearray(victim.read_bytes())
+            if not data:
+                return None
+            at = self.rng.randrange(len(data))
+            data[at] ^= 1 << self.rng.randrange(8)
+            victim.write_bytes(bytes(data))
+            return f"flipped a bit of {victim.name} at byte {at}"
+        raise ValueError(f"unknown storage fault {kind!r}")
 
     # --- inside ---------------------------------------------------------------------
 
