@@ -24,6 +24,8 @@ Rules the room layer adds:
   ``reclaim`` and the seat's token; ``grace_ms`` (default 30 s) after going
   away the seat is freed as if its holder had left (``player_left`` with
   reason ``grace``), and the name may join as new.
+- ``close`` ends a room at once: its members leave together (``player_left``
+  with reason ``closed``; a running game ends for them as for any leaver).
 - A room without members is closed ``close_ms`` (default 60 s) after it
   emptied, unless someone joins first.
 - Every finished game (``game_over``) is folded into one leaderboard across
@@ -42,6 +44,7 @@ Rules the room layer adds:
 | `disconnect` | `room` | `room`, `name`, `until_ms` (the seat is freed then) |
 | `reclaim` | `room`, `name`, `token` | the join fields with a new `token`, and `score` (null outside a game) |
 | `ready`, `start`, `hit`, `rematch`, `ping`, `tick` | `room` and today's fields | `room` and today's result fields |
+| `close` | `room` | `room`, `names` (the members removed); the room's host, or an `@` client id (an admin action the server proposes) |
 | `timers` | `rooms` (ids) | `rooms`: the listed ids that are open (the leader proposes it; never rejected) |
 | `set_secret` | `secret` (str) | `secret_set` (false if one was already set); leader (`@` client ids) only |
 
@@ -60,7 +63,7 @@ game events (``player_joined``, ``phase``, ``target_hit``, ``game_over``, ...)
 keep their shape, with ``room`` added. The room layer adds::
 
     room_created {room, listed, row}     room_row {room, listed, row}
-    room_closed {room, listed, reason: "empty"}
+    room_closed {room, listed, reason: "empty" | "closed"}
     seat_away {room, name, until_ms, reason: "disconnect" | "idle"}
     seat_back {room, name}               seat_reclaimed {room, name}
     leaderboard {rows}                   (the rows a game over changed)
@@ -424,6 +427,25 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     return _after(state, room, before, events)
 
 
+def close(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    """Remove every member and the room; its host or the server (``@`` ids) may."""
+    room = _room_by_id(state, command.get("room"))
+    table = room["table"]
+    if not client_id.startswith("@"):
+        seated = state["clients"].get(client_id)
+        if seated is None or seated != [room["id"], table["game_state"]["host"]]:
+            raise Rejected("not_host", f"only the host of room {room['id']} can close it")
+    names = members_by_join_order(table)
+    clients = {name: table["players"][name]["client_id"] for name in names}
+    events = lobby.remove_members(table, names, reason="closed") if names else []
+    _free_seats(state, room, clients, now_ms)
+    tagged = _tag(state, room, events)
+    _close_room(state, room)
+    closed = {"type": "room_closed", "room": room["id"], "listed": not room["private"],
+              "reason": "closed"}
+    return {"room": room["id"], "names": names}, [*tagged, closed]
+
+
 def set_secret(
     state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
 ) -> Handled:
@@ -540,6 +562,7 @@ COMMANDS: dict[str, Handler] = {
     "disconnect": disconnect,
     "reclaim": reclaim,
     "timers": timers,
+    "close": close,
     "set_secret": set_secret,
     **{kind: delegated for kind in sorted(DELEGATED)},
 }

@@ -48,7 +48,8 @@ _room_commands = st.one_of(
     st.builds(lambda r: {"type": "start", "room": r}, ROOMS),
     st.builds(lambda r, t: {"type": "hit", "room": r, "round": 1, "target": t},
               ROOMS, st.integers(0, 2)),
-    st.builds(lambda r, k: {"type": k, "room": r}, ROOMS, st.sampled_from(["ping", "rematch", "tick"])),
+    st.builds(lambda r, k: {"type": k, "room": r}, ROOMS,
+              st.sampled_from(["ping", "ping", "rematch", "tick", "close"])),
 )
 _other_commands = st.one_of(
     st.builds(lambda n, b: {"type": "quick_play", "name": n, "bot": b}, NAMES, st.booleans()),
@@ -74,7 +75,8 @@ _body = st.lists(
         st.tuples(st.just("wait"), st.sampled_from([30, 100])),
         st.tuples(st.just("timers")),
         st.tuples(st.just("timers")),
-        st.tuples(st.sampled_from(["ready_all", "start_all", "hit_all", "hit_all", "ping_all"])),
+        st.tuples(st.sampled_from(["ready_all", "start_all", "hit_all", "hit_all", "ping_all",
+                                   "host_closes"])),
     ),
     min_size=5,
     max_size=60,
@@ -110,12 +112,16 @@ def _expand(log: RoomsLog, step: tuple) -> list[tuple[str, dict]]:
     """A step as the (client, command) pairs it sends now; "ready_all", "start_all" and
     "hit_all" get every seated session ready / every host starting / everyone shooting at
     the running round, so random plans reach running and finished games; "ping_all" has
-    every seated session speak (accepted in any phase, often while another room is due)."""
+    every seated session speak (accepted in any phase, often while another room is due);
+    "host_closes" has one host close its room."""
     if step[0] == "cmd":
         return [(step[1], _resolve(log, step[1], step[2]))]
     seated = sorted(log.state["clients"].items())
     if step[0] == "ready_all":
         return [(c, {"type": "ready", "room": rid, "ready": True}) for c, (rid, _) in seated]
+    if step[0] == "host_closes":  # one host (the first by client id) closes its room
+        return [(c, {"type": "close", "room": rid}) for c, (rid, name) in seated
+                if log.table(rid)["game_state"]["host"] == name][:1]
     if step[0] == "ping_all":
         return [(c, {"type": "ping", "room": rid}) for c, (rid, _) in seated]
     if step[0] == "hit_all":

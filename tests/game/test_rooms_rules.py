@@ -201,3 +201,20 @@ def test_too_many_rooms_is_refused_with_advice() -> None:
     result = log.do("c2", "create", name="two")
     assert result["error"] == "too_many_rooms" and "quick play" in result["message"]
     assert log.do("c2", "quick_play", name="bob")["room"] == "r1"  # a seat was still free
+
+
+def test_the_host_or_the_server_closes_a_room_and_its_members_leave_together(log: RoomsLog) -> None:
+    log.do("c1", "create", name="one", private=True, player="ann")
+    log.do("c2", "join", code=log.state["rooms"]["r1"]["code"], name="bob")
+    log.do("c3", "create", name="two", player="cy")
+    before = copy.deepcopy(log.state)
+    assert log.do("c2", "close", room="r1")["error"] == "not_host"
+    assert log.do("c3", "close", room="r1")["error"] == "not_host"  # a host, of another room
+    assert log.state == before
+    assert log.do("c1", "close", room="r1") == {"ok": True, "room": "r1", "names": ["ann", "bob"]}
+    assert [(e["type"], e.get("reason")) for e in log.events if e["type"] != "host_changed"] == [
+        ("player_left", "closed"), ("player_left", "closed"), ("room_closed", "closed")]
+    assert set(log.state["rooms"]) == {"r2"} and log.state["codes"] == {}
+    assert log.state["clients"] == {"c3": ["r2", "cy"]}
+    assert log.do("@admin/n1", "close", room="r2")["names"] == ["cy"]
+    assert log.state["rooms"] == {} and log.machine.due_command(10**15) is None
