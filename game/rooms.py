@@ -108,14 +108,17 @@ the tokens and the private codes. The machine never puts them in events,
 listings, queries or ``public_snapshot()``; but results and commands travel in
 published updates, so **the server must filter, for the machine ``rooms``**:
 
-- commands: publish no ``set_secret`` command, drop ``token`` from published
-  ``reclaim`` commands and ``code`` from published ``join`` commands (simplest:
-  publish no rooms commands at all, clients do not replay them, see above);
-- results: drop ``token`` and ``code`` from the result in every published
-  update; only the submitter's own reply carries them;
+- commands and results of published updates: pass them through
+  ``RoomsMachine.for_publication``, which publishes no rooms command (a
+  ``set_secret`` holds the secret, a ``reclaim`` a token, a ``join`` a code;
+  clients do not replay them, see above) and drops ``token`` and ``code`` from
+  results; only the submitter's own reply carries them;
 - snapshots and reads: answer a client's ``snapshot`` request (today it sends
   every machine's ``snapshot()``) with ``public_snapshot()`` for ``rooms``;
   ``snapshot()`` is for Raft only.
+
+"Private" means unlisted and joined only by code, not hidden: room ids are
+sequential, and anyone may read a private room or follow its topic.
 
 A token is single use: every reclaim issues a new one, so a token seen once
 (e.g. in a log line) is worthless after its owner used it. A private code is

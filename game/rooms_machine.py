@@ -6,8 +6,9 @@ nothing is imported from ``nodes``.
 
 ``snapshot()`` is the whole state, secret included: it is for Raft (node to
 node, and the disk). Clients get ``public_snapshot()`` and the queries below,
-which leave out the secret, the private codes and the token counters (see the
-trust model in ``game.rooms``).
+which leave out the secret, the private codes and the token counters, and of
+each applied entry what ``for_publication`` keeps (see the trust model in
+``game.rooms``).
 
 Queries (``{"op": ...}``)::
 
@@ -34,6 +35,8 @@ from game.config import GameConfig
 from game.machine import EntryContext
 from game.rules import Context
 
+SECRET_RESULT_FIELDS = frozenset({"token", "code"})
+"""Result fields for the submitter's eyes only (see ``for_publication``)."""
 MAX_TIMER_ROOMS = 64
 """Rooms one ``timers`` entry handles at most (bounds the entry and its apply time)."""
 
@@ -142,6 +145,16 @@ class RoomsMachine:
             "message": f"unknown rooms query {query!r:.80}; use op rooms, room, seat_of, "
             "leaderboard or state",
         }
+
+    @staticmethod
+    def for_publication(command: object, result: object) -> tuple[None, object]:
+        """What the server may publish of an applied rooms entry: ``(command, result)``
+        with no command at all (it may hold a token, a code or the secret, and clients
+        follow rooms through ``sync`` events, not by replaying commands) and the result
+        without ``token`` and ``code`` (only the submitter's own reply carries them)."""
+        if isinstance(result, dict) and ("token" in result or "code" in result):
+            result = {k: v for k, v in result.items() if k not in SECRET_RESULT_FIELDS}
+        return None, result
 
     def public_snapshot(self) -> dict[str, Any]:
         """The state without the secret, the private codes and the token counters."""

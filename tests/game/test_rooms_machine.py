@@ -114,3 +114,12 @@ def test_a_client_cannot_set_the_secret() -> None:
     machine = RoomsMachine()
     result, _ = machine.apply({"type": "set_secret", "secret": "mine"}, Entry(1, 10, "c1"))
     assert result["error"] == "bad_command" and machine.state["secret"] is None
+
+
+def test_for_publication_keeps_results_without_secrets_and_never_a_command() -> None:
+    hit = {"ok": True, "room": "r1", "target": 0, "round": 1, "score": 1}
+    assert RoomsMachine.for_publication({"type": "hit", "room": "r1"}, hit) == (None, hit)
+    joined = {"ok": True, "room": "r2", "code": "ABCDEF", "name": "ann", "token": "t" * 32}
+    assert RoomsMachine.for_publication({"type": "create"}, joined) == (
+        None, {"ok": True, "room": "r2", "name": "ann"})
+    assert joined["token"] == "t" * 32  # the submitter's own reply is left untouched

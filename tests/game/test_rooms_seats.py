@@ -9,6 +9,7 @@ import pytest
 from rooms_helpers import SECRET, RoomsLog
 
 from game.config import GameConfig
+from game.rooms_machine import RoomsMachine
 
 CONFIG = GameConfig(rounds=1, targets_per_round=3, countdown_ms=100, round_ms=60_000, idle_ms=15_000)
 GRACE_MS = 30_000
@@ -129,7 +130,12 @@ def test_the_secret_tokens_and_codes_never_appear_in_events_listings_or_public_s
     issued.append(log.do("c9", "reclaim", room="r1", name="ann", token=issued[0]["token"]))
     log.do("c2", "disconnect", room="r1")
     secrets = {SECRET, issued[0]["code"]} | {r["token"] for r in issued}
+    assert all(secret for secret in secrets) and len(secrets) == 2 + len(issued)
+    published = [RoomsMachine.for_publication({"type": "x", "token": r["token"]}, r)
+                 for r in issued]
+    assert all(command is None for command, _ in published)
     readable = json.dumps([
+        published,
         log.published,
         log.machine.public_snapshot(),
         [log.machine.query(q) for q in ({"op": "rooms"}, {"op": "room", "room": "r1"},
