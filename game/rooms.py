@@ -216,7 +216,9 @@ def apply(state: dict[str, Any], command: Any, ctx: rules.Context) -> tuple[dict
 # --- creating and joining ------------------------------------------------------------
 
 
-def create(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+def create(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
     _check_secret(state)
     name = _room_name(command.get("name"))
     private = _opt_bool(command, "private", False)
@@ -248,8 +250,11 @@ def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_m
     room = _room_to_join(state, command)
     seated = state["clients"].get(client_id)
     if seated is not None:
-        same = seated[0] == room["id"] and isinstance(command.get("name"), str) and \
-            seated[1].casefold() == command["name"].strip().casefold()
+        same = (
+            seated[0] == room["id"]
+            and isinstance(command.get("name"), str)
+            and seated[1].casefold() == command["name"].strip().casefold()
+        )
         if same:  # a duplicated join must not fail the session that got in
             return _seat_fields(state, room, seated[1]), []
         _check_unseated(state, client_id)
@@ -320,13 +325,17 @@ def disconnect(
     if seat["away_ms"] is None:
         seat["away_ms"] = now_ms
         until_ms = now_ms + state["config"]["grace_ms"]
-        events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"},
-                   _sync({"op": "away", "name": name, "away_ms": now_ms})]
+        events += [
+            {"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"},
+            _sync({"op": "away", "name": name, "away_ms": now_ms}),
+        ]
     until_ms = seat["away_ms"] + state["config"]["grace_ms"]
     return {"room": room["id"], "name": name, "until_ms": until_ms}, _tag(state, room, events)
 
 
-def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+def reclaim(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
     """A new session takes back an existing seat (away or not) with the seat's token."""
     _check_secret(state)
     room = _room_by_id(state, command.get("room"))
@@ -355,8 +364,10 @@ def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, no
     player["last_seen_ms"] = now_ms
     seat["away_ms"] = None
     seat["epoch"] = _next_epoch(state)
-    events += [{"type": "seat_reclaimed", "name": name},
-               _sync({"op": "rebind", "name": name, "client_id": client_id, "now_ms": now_ms})]
+    events += [
+        {"type": "seat_reclaimed", "name": name},
+        _sync({"op": "rebind", "name": name, "client_id": client_id, "now_ms": now_ms}),
+    ]
     fields = _seat_fields(state, room, name)
     fields["score"] = table["scores"].get(name)
     return fields, _after(state, room, before, events)
@@ -380,7 +391,9 @@ def delegated(
     return {"room": room["id"], **fields}, _after(state, room, before, events)
 
 
-def timers(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+def timers(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
     """Everything due in the listed rooms at ``now_ms``: phase ends, seats going away,
     seats freed after the grace period, empty rooms closed. Unknown ids are skipped."""
     ids = command.get("rooms")
@@ -400,7 +413,9 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     config = state["config"]
     table = room["table"]
     before = listing_row(room)
-    events: Events = _table_tick(room, index, now_ms) if timeline.transition_due(table, now_ms) else []
+    events: Events = (
+        _table_tick(room, index, now_ms) if timeline.transition_due(table, now_ms) else []
+    )
     idle_ms = table["config"]["idle_ms"]
     for name in members_by_join_order(table):
         seat = room["seats"][name]
@@ -408,8 +423,10 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
         if seat["away_ms"] is None and now_ms >= since:
             seat["away_ms"] = since
             until_ms = since + config["grace_ms"]
-            events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"},
-                       _sync({"op": "away", "name": name, "away_ms": since})]
+            events += [
+                {"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"},
+                _sync({"op": "away", "name": name, "away_ms": since}),
+            ]
     expired = [
         name
         for name in members_by_join_order(table)
@@ -425,8 +442,14 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     if empty_since is not None and now_ms >= empty_since + config["close_ms"]:
         tagged = _tag(state, room, events)
         _close_room(state, room)
-        return tagged + [{"type": "room_closed", "room": room["id"], "listed": not room["private"],
-                          "reason": "empty"}]
+        return tagged + [
+            {
+                "type": "room_closed",
+                "room": room["id"],
+                "listed": not room["private"],
+                "reason": "empty",
+            }
+        ]
     return _after(state, room, before, events)
 
 
@@ -444,8 +467,12 @@ def close(state: dict[str, Any], command: dict, client_id: str, index: int, now_
     _free_seats(state, room, clients, now_ms)
     tagged = _tag(state, room, events)
     _close_room(state, room)
-    closed = {"type": "room_closed", "room": room["id"], "listed": not room["private"],
-              "reason": "closed"}
+    closed = {
+        "type": "room_closed",
+        "room": room["id"],
+        "listed": not room["private"],
+        "reason": "closed",
+    }
     return {"room": room["id"], "names": names}, [*tagged, closed]
 
 
@@ -456,7 +483,9 @@ def set_secret(
     if not client_id.startswith("@"):
         raise Rejected("bad_command", "set_secret is proposed by the leader only")
     if not _valid_secret(command.get("secret")):
-        raise Rejected("bad_command", f"set_secret needs 'secret': a str of 1-{SECRET_MAX_CHARS} chars")
+        raise Rejected(
+            "bad_command", f"set_secret needs 'secret': a str of 1-{SECRET_MAX_CHARS} chars"
+        )
     if state["secret"] is not None:
         return {"secret_set": False}, []
     state["secret"] = command["secret"]
@@ -487,8 +516,11 @@ def public_room(room: dict[str, Any]) -> dict[str, Any]:
     return {
         "row": listing_row(room),
         "table": room["table"],
-        "away": {name: seat["away_ms"] for name, seat in room["seats"].items()
-                 if seat["away_ms"] is not None},
+        "away": {
+            name: seat["away_ms"]
+            for name, seat in room["seats"].items()
+            if seat["away_ms"] is not None
+        },
         "bots": sorted(name for name, seat in room["seats"].items() if seat["bot"]),
     }
 
@@ -606,8 +638,13 @@ def _sync(op: dict[str, Any]) -> dict[str, Any]:
 
 
 def _seat(
-    state: dict[str, Any], room: dict[str, Any], client_id: str, name: Any, bot: bool,
-    index: int, now_ms: int,
+    state: dict[str, Any],
+    room: dict[str, Any],
+    client_id: str,
+    name: Any,
+    bot: bool,
+    index: int,
+    now_ms: int,
 ) -> Handled:
     """Join the room's table; on success the session's seat and first token exist."""
     joined, events = _delegate(room, {"type": "join", "name": name}, client_id, index, now_ms)
@@ -693,7 +730,9 @@ def _tag(state: dict[str, Any], room: dict[str, Any], events: Events) -> Events:
     return tagged
 
 
-def _after(state: dict[str, Any], room: dict[str, Any], before: dict[str, Any], events: Events) -> Events:
+def _after(
+    state: dict[str, Any], room: dict[str, Any], before: dict[str, Any], events: Events
+) -> Events:
     tagged = _tag(state, room, events)
     if listing_row(room) != before:
         tagged.append(_row_event("room_row", room))
@@ -701,7 +740,12 @@ def _after(state: dict[str, Any], room: dict[str, Any], before: dict[str, Any], 
 
 
 def _row_event(kind: str, room: dict[str, Any]) -> dict[str, Any]:
-    return {"type": kind, "room": room["id"], "listed": not room["private"], "row": listing_row(room)}
+    return {
+        "type": kind,
+        "room": room["id"],
+        "listed": not room["private"],
+        "row": listing_row(room),
+    }
 
 
 def _room_by_id(state: dict[str, Any], room_id: Any) -> dict[str, Any]:
@@ -748,14 +792,18 @@ def _check_unseated(state: dict[str, Any], client_id: str) -> None:
 def _check_secret(state: dict[str, Any]) -> None:
     if state["secret"] is None:
         raise Rejected(
-            "rooms_starting", "the cluster is still setting up rooms (no secret committed yet); retry"
+            "rooms_starting",
+            "the cluster is still setting up rooms (no secret committed yet); retry",
         )
 
 
 def _check_room_capacity(state: dict[str, Any]) -> None:
     limit = state["config"]["max_rooms"]
     if len(state["rooms"]) >= limit:
-        raise Rejected("too_many_rooms", f"the cluster holds its limit of {limit} rooms; use quick play or wait")
+        raise Rejected(
+            "too_many_rooms",
+            f"the cluster holds its limit of {limit} rooms; use quick play or wait",
+        )
 
 
 def _room_name(raw: Any) -> str:
@@ -771,7 +819,9 @@ def _room_name(raw: Any) -> str:
 def _opt_bool(command: dict, key: str, default: bool) -> bool:
     value = command.get(key, default)
     if not isinstance(value, bool):
-        raise Rejected("bad_command", f"{command.get('type')}: {key!r} must be a boolean, got {value!r:.20}")
+        raise Rejected(
+            "bad_command", f"{command.get('type')}: {key!r} must be a boolean, got {value!r:.20}"
+        )
     return value
 
 
@@ -783,7 +833,9 @@ def _room_config(state: dict[str, Any], command: dict) -> GameConfig:
             continue
         value = command[key]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise Rejected("bad_room_config", f"{key} must be an integer in {low}..{high}, got {value!r:.20}")
+            raise Rejected(
+                "bad_room_config", f"{key} must be an integer in {low}..{high}, got {value!r:.20}"
+            )
         chosen[key] = value
     chosen["min_players"] = min(chosen["min_players"], chosen["max_players"])
     try:

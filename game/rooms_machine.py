@@ -127,15 +127,20 @@ class RoomsMachine:
         if op == "room":
             room = self.state["rooms"].get(query.get("room"))  # type: ignore[arg-type]
             if room is None:
-                return {"ok": False, "error": "no_such_room",
-                        "message": f"no open room {query.get('room')!r:.40}; query op 'rooms' lists them"}
+                return {
+                    "ok": False,
+                    "error": "no_such_room",
+                    "message": f"no open room {query.get('room')!r:.40}; query op 'rooms' lists them",
+                }
             return {"ok": True, "room": copy.deepcopy(rooms.public_room(room))}
         if op == "seat_of" and isinstance(query.get("client_id"), str):
             room_id, name = self.state["clients"].get(query["client_id"], (None, None))
             return {"ok": True, "room": room_id, "name": name}
         if op == "leaderboard":
-            rows = sorted(self.state["leaderboard"].values(),
-                          key=lambda r: (-r["wins"], -r["points"], r["name"].casefold()))
+            rows = sorted(
+                self.state["leaderboard"].values(),
+                key=lambda r: (-r["wins"], -r["points"], r["name"].casefold()),
+            )
             return {"ok": True, "rows": copy.deepcopy(rows)}
         if op == "state":
             return {"ok": True, "state": self.public_snapshot()}
@@ -159,12 +164,16 @@ class RoomsMachine:
     def public_snapshot(self) -> dict[str, Any]:
         """The state without the secret, the private codes and the token counters."""
         state = self.state
-        return copy.deepcopy({
-            "now_ms": state["now_ms"],
-            "config": state["config"],
-            "rooms": {room_id: rooms.public_room(room) for room_id, room in state["rooms"].items()},
-            "leaderboard": state["leaderboard"],
-        })
+        return copy.deepcopy(
+            {
+                "now_ms": state["now_ms"],
+                "config": state["config"],
+                "rooms": {
+                    room_id: rooms.public_room(room) for room_id, room in state["rooms"].items()
+                },
+                "leaderboard": state["leaderboard"],
+            }
+        )
 
     # --- snapshots ------------------------------------------------------------------------
 
