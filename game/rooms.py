@@ -24,6 +24,8 @@ Rules the room layer adds:
   ``reclaim`` and the seat's token; ``grace_ms`` (default 30 s) after going
   away the seat is freed as if its holder had left (``player_left`` with
   reason ``grace``), and the name may join as new.
+- ``close`` ends a room at once: its members leave together (``player_left``
+  with reason ``closed``; a running game ends for them as for any leaver).
 - A room without members is closed ``close_ms`` (default 60 s) after it
   emptied, unless someone joins first.
 - Every finished game (``game_over``) is folded into one leaderboard across
@@ -42,6 +44,7 @@ Rules the room layer adds:
 | `disconnect` | `room` | `room`, `name`, `until_ms` (the seat is freed then) |
 | `reclaim` | `room`, `name`, `token` | the join fields with a new `token`, and `score` (null outside a game) |
 | `ready`, `start`, `hit`, `rematch`, `ping`, `tick` | `room` and today's fields | `room` and today's result fields |
+| `close` | `room` | `room`, `names` (the members removed); the room's host, or an `@` client id (an admin action the server proposes) |
 | `timers` | `rooms` (ids) | `rooms`: the listed ids that are open (the leader proposes it; never rejected) |
 | `set_secret` | `secret` (str) | `secret_set` (false if one was already set); leader (`@` client ids) only |
 
@@ -60,7 +63,7 @@ game events (``player_joined``, ``phase``, ``target_hit``, ``game_over``, ...)
 keep their shape, with ``room`` added. The room layer adds::
 
     room_created {room, listed, row}     room_row {room, listed, row}
-    room_closed {room, listed, reason: "empty"}
+    room_closed {room, listed, reason: "empty" | "closed"}
     seat_away {room, name, until_ms, reason: "disconnect" | "idle"}
     seat_back {room, name}               seat_reclaimed {room, name}
     leaderboard {rows}                   (the rows a game over changed)
@@ -105,14 +108,17 @@ the tokens and the private codes. The machine never puts them in events,
 listings, queries or ``public_snapshot()``; but results and commands travel in
 published updates, so **the server must filter, for the machine ``rooms``**:
 
-- commands: publish no ``set_secret`` command, drop ``token`` from published
-  ``reclaim`` commands and ``code`` from published ``join`` commands (simplest:
-  publish no rooms commands at all, clients do not replay them, see above);
-- results: drop ``token`` and ``code`` from the result in every published
-  update; only the submitter's own reply carries them;
+- commands and results of published updates: pass them through
+  ``RoomsMachine.for_publication``, which publishes no rooms command (a
+  ``set_secret`` holds the secret, a ``reclaim`` a token, a ``join`` a code;
+  clients do not replay them, see above) and drops ``token`` and ``code`` from
+  results; only the submitter's own reply carries them;
 - snapshots and reads: answer a client's ``snapshot`` request (today it sends
   every machine's ``snapshot()``) with ``public_snapshot()`` for ``rooms``;
   ``snapshot()`` is for Raft only.
+
+"Private" means unlisted and joined only by code, not hidden: room ids are
+sequential, and anyone may read a private room or follow its topic.
 
 A token is single use: every reclaim issues a new one, so a token seen once
 (e.g. in a log line) is worthless after its owner used it. A private code is
@@ -210,7 +216,9 @@ def apply(state: dict[str, Any], command: Any, ctx: rules.Context) -> tuple[dict
 # --- creating and joining ------------------------------------------------------------
 
 
-def create(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+def create(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
     _check_secret(state)
     name = _room_name(command.get("name"))
     private = _opt_bool(command, "private", False)
@@ -242,8 +250,11 @@ def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_m
     room = _room_to_join(state, command)
     seated = state["clients"].get(client_id)
     if seated is not None:
-        same = seated[0] == room["id"] and isinstance(command.get("name"), str) and \
-            seated[1].casefold() == command["name"].strip().casefold()
+        same = (
+            seated[0] == room["id"]
+            and isinstance(command.get("name"), str)
+            and seated[1].casefold() == command["name"].strip().casefold()
+        )
         if same:  # a duplicated join must not fail the session that got in
             return _seat_fields(state, room, seated[1]), []
         _check_unseated(state, client_id)
@@ -314,13 +325,17 @@ def disconnect(
     if seat["away_ms"] is None:
         seat["away_ms"] = now_ms
         until_ms = now_ms + state["config"]["grace_ms"]
-        events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"},
-                   _sync({"op": "away", "name": name, "away_ms": now_ms})]
+        events += [
+            {"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "disconnect"},
+            _sync({"op": "away", "name": name, "away_ms": now_ms}),
+        ]
     until_ms = seat["away_ms"] + state["config"]["grace_ms"]
     return {"room": room["id"], "name": name, "until_ms": until_ms}, _tag(state, room, events)
 
 
-def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+def reclaim(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
     """A new session takes back an existing seat (away or not) with the seat's token."""
     _check_secret(state)
     room = _room_by_id(state, command.get("room"))
@@ -349,8 +364,10 @@ def reclaim(state: dict[str, Any], command: dict, client_id: str, index: int, no
     player["last_seen_ms"] = now_ms
     seat["away_ms"] = None
     seat["epoch"] = _next_epoch(state)
-    events += [{"type": "seat_reclaimed", "name": name},
-               _sync({"op": "rebind", "name": name, "client_id": client_id, "now_ms": now_ms})]
+    events += [
+        {"type": "seat_reclaimed", "name": name},
+        _sync({"op": "rebind", "name": name, "client_id": client_id, "now_ms": now_ms}),
+    ]
     fields = _seat_fields(state, room, name)
     fields["score"] = table["scores"].get(name)
     return fields, _after(state, room, before, events)
@@ -374,7 +391,9 @@ def delegated(
     return {"room": room["id"], **fields}, _after(state, room, before, events)
 
 
-def timers(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+def timers(
+    state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
+) -> Handled:
     """Everything due in the listed rooms at ``now_ms``: phase ends, seats going away,
     seats freed after the grace period, empty rooms closed. Unknown ids are skipped."""
     ids = command.get("rooms")
@@ -394,7 +413,9 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     config = state["config"]
     table = room["table"]
     before = listing_row(room)
-    events: Events = _table_tick(room, index, now_ms) if timeline.transition_due(table, now_ms) else []
+    events: Events = (
+        _table_tick(room, index, now_ms) if timeline.transition_due(table, now_ms) else []
+    )
     idle_ms = table["config"]["idle_ms"]
     for name in members_by_join_order(table):
         seat = room["seats"][name]
@@ -402,8 +423,10 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
         if seat["away_ms"] is None and now_ms >= since:
             seat["away_ms"] = since
             until_ms = since + config["grace_ms"]
-            events += [{"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"},
-                       _sync({"op": "away", "name": name, "away_ms": since})]
+            events += [
+                {"type": "seat_away", "name": name, "until_ms": until_ms, "reason": "idle"},
+                _sync({"op": "away", "name": name, "away_ms": since}),
+            ]
     expired = [
         name
         for name in members_by_join_order(table)
@@ -419,9 +442,38 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     if empty_since is not None and now_ms >= empty_since + config["close_ms"]:
         tagged = _tag(state, room, events)
         _close_room(state, room)
-        return tagged + [{"type": "room_closed", "room": room["id"], "listed": not room["private"],
-                          "reason": "empty"}]
+        return tagged + [
+            {
+                "type": "room_closed",
+                "room": room["id"],
+                "listed": not room["private"],
+                "reason": "empty",
+            }
+        ]
     return _after(state, room, before, events)
+
+
+def close(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    """Remove every member and the room; its host or the server (``@`` ids) may."""
+    room = _room_by_id(state, command.get("room"))
+    table = room["table"]
+    if not client_id.startswith("@"):
+        seated = state["clients"].get(client_id)
+        if seated is None or seated != [room["id"], table["game_state"]["host"]]:
+            raise Rejected("not_host", f"only the host of room {room['id']} can close it")
+    names = members_by_join_order(table)
+    clients = {name: table["players"][name]["client_id"] for name in names}
+    events = lobby.remove_members(table, names, reason="closed") if names else []
+    _free_seats(state, room, clients, now_ms)
+    tagged = _tag(state, room, events)
+    _close_room(state, room)
+    closed = {
+        "type": "room_closed",
+        "room": room["id"],
+        "listed": not room["private"],
+        "reason": "closed",
+    }
+    return {"room": room["id"], "names": names}, [*tagged, closed]
 
 
 def set_secret(
@@ -431,7 +483,9 @@ def set_secret(
     if not client_id.startswith("@"):
         raise Rejected("bad_command", "set_secret is proposed by the leader only")
     if not _valid_secret(command.get("secret")):
-        raise Rejected("bad_command", f"set_secret needs 'secret': a str of 1-{SECRET_MAX_CHARS} chars")
+        raise Rejected(
+            "bad_command", f"set_secret needs 'secret': a str of 1-{SECRET_MAX_CHARS} chars"
+        )
     if state["secret"] is not None:
         return {"secret_set": False}, []
     state["secret"] = command["secret"]
@@ -462,8 +516,11 @@ def public_room(room: dict[str, Any]) -> dict[str, Any]:
     return {
         "row": listing_row(room),
         "table": room["table"],
-        "away": {name: seat["away_ms"] for name, seat in room["seats"].items()
-                 if seat["away_ms"] is not None},
+        "away": {
+            name: seat["away_ms"]
+            for name, seat in room["seats"].items()
+            if seat["away_ms"] is not None
+        },
         "bots": sorted(name for name, seat in room["seats"].items() if seat["bot"]),
     }
 
@@ -540,6 +597,7 @@ COMMANDS: dict[str, Handler] = {
     "disconnect": disconnect,
     "reclaim": reclaim,
     "timers": timers,
+    "close": close,
     "set_secret": set_secret,
     **{kind: delegated for kind in sorted(DELEGATED)},
 }
@@ -580,8 +638,13 @@ def _sync(op: dict[str, Any]) -> dict[str, Any]:
 
 
 def _seat(
-    state: dict[str, Any], room: dict[str, Any], client_id: str, name: Any, bot: bool,
-    index: int, now_ms: int,
+    state: dict[str, Any],
+    room: dict[str, Any],
+    client_id: str,
+    name: Any,
+    bot: bool,
+    index: int,
+    now_ms: int,
 ) -> Handled:
     """Join the room's table; on success the session's seat and first token exist."""
     joined, events = _delegate(room, {"type": "join", "name": name}, client_id, index, now_ms)
@@ -667,7 +730,9 @@ def _tag(state: dict[str, Any], room: dict[str, Any], events: Events) -> Events:
     return tagged
 
 
-def _after(state: dict[str, Any], room: dict[str, Any], before: dict[str, Any], events: Events) -> Events:
+def _after(
+    state: dict[str, Any], room: dict[str, Any], before: dict[str, Any], events: Events
+) -> Events:
     tagged = _tag(state, room, events)
     if listing_row(room) != before:
         tagged.append(_row_event("room_row", room))
@@ -675,7 +740,12 @@ def _after(state: dict[str, Any], room: dict[str, Any], before: dict[str, Any], 
 
 
 def _row_event(kind: str, room: dict[str, Any]) -> dict[str, Any]:
-    return {"type": kind, "room": room["id"], "listed": not room["private"], "row": listing_row(room)}
+    return {
+        "type": kind,
+        "room": room["id"],
+        "listed": not room["private"],
+        "row": listing_row(room),
+    }
 
 
 def _room_by_id(state: dict[str, Any], room_id: Any) -> dict[str, Any]:
@@ -722,14 +792,18 @@ def _check_unseated(state: dict[str, Any], client_id: str) -> None:
 def _check_secret(state: dict[str, Any]) -> None:
     if state["secret"] is None:
         raise Rejected(
-            "rooms_starting", "the cluster is still setting up rooms (no secret committed yet); retry"
+            "rooms_starting",
+            "the cluster is still setting up rooms (no secret committed yet); retry",
         )
 
 
 def _check_room_capacity(state: dict[str, Any]) -> None:
     limit = state["config"]["max_rooms"]
     if len(state["rooms"]) >= limit:
-        raise Rejected("too_many_rooms", f"the cluster holds its limit of {limit} rooms; use quick play or wait")
+        raise Rejected(
+            "too_many_rooms",
+            f"the cluster holds its limit of {limit} rooms; use quick play or wait",
+        )
 
 
 def _room_name(raw: Any) -> str:
@@ -745,7 +819,9 @@ def _room_name(raw: Any) -> str:
 def _opt_bool(command: dict, key: str, default: bool) -> bool:
     value = command.get(key, default)
     if not isinstance(value, bool):
-        raise Rejected("bad_command", f"{command.get('type')}: {key!r} must be a boolean, got {value!r:.20}")
+        raise Rejected(
+            "bad_command", f"{command.get('type')}: {key!r} must be a boolean, got {value!r:.20}"
+        )
     return value
 
 
@@ -757,7 +833,9 @@ def _room_config(state: dict[str, Any], command: dict) -> GameConfig:
             continue
         value = command[key]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise Rejected("bad_room_config", f"{key} must be an integer in {low}..{high}, got {value!r:.20}")
+            raise Rejected(
+                "bad_room_config", f"{key} must be an integer in {low}..{high}, got {value!r:.20}"
+            )
         chosen[key] = value
     chosen["min_players"] = min(chosen["min_players"], chosen["max_players"])
     try:

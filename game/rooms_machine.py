@@ -6,8 +6,9 @@ nothing is imported from ``nodes``.
 
 ``snapshot()`` is the whole state, secret included: it is for Raft (node to
 node, and the disk). Clients get ``public_snapshot()`` and the queries below,
-which leave out the secret, the private codes and the token counters (see the
-trust model in ``game.rooms``).
+which leave out the secret, the private codes and the token counters, and of
+each applied entry what ``for_publication`` keeps (see the trust model in
+``game.rooms``).
 
 Queries (``{"op": ...}``)::
 
@@ -34,6 +35,8 @@ from game.config import GameConfig
 from game.machine import EntryContext
 from game.rules import Context
 
+SECRET_RESULT_FIELDS = frozenset({"token", "code"})
+"""Result fields for the submitter's eyes only (see ``for_publication``)."""
 MAX_TIMER_ROOMS = 64
 """Rooms one ``timers`` entry handles at most (bounds the entry and its apply time)."""
 
@@ -124,15 +127,20 @@ class RoomsMachine:
         if op == "room":
             room = self.state["rooms"].get(query.get("room"))  # type: ignore[arg-type]
             if room is None:
-                return {"ok": False, "error": "no_such_room",
-                        "message": f"no open room {query.get('room')!r:.40}; query op 'rooms' lists them"}
+                return {
+                    "ok": False,
+                    "error": "no_such_room",
+                    "message": f"no open room {query.get('room')!r:.40}; query op 'rooms' lists them",
+                }
             return {"ok": True, "room": copy.deepcopy(rooms.public_room(room))}
         if op == "seat_of" and isinstance(query.get("client_id"), str):
             room_id, name = self.state["clients"].get(query["client_id"], (None, None))
             return {"ok": True, "room": room_id, "name": name}
         if op == "leaderboard":
-            rows = sorted(self.state["leaderboard"].values(),
-                          key=lambda r: (-r["wins"], -r["points"], r["name"].casefold()))
+            rows = sorted(
+                self.state["leaderboard"].values(),
+                key=lambda r: (-r["wins"], -r["points"], r["name"].casefold()),
+            )
             return {"ok": True, "rows": copy.deepcopy(rows)}
         if op == "state":
             return {"ok": True, "state": self.public_snapshot()}
@@ -143,15 +151,29 @@ class RoomsMachine:
             "leaderboard or state",
         }
 
+    @staticmethod
+    def for_publication(command: object, result: object) -> tuple[None, object]:
+        """What the server may publish of an applied rooms entry: ``(command, result)``
+        with no command at all (it may hold a token, a code or the secret, and clients
+        follow rooms through ``sync`` events, not by replaying commands) and the result
+        without ``token`` and ``code`` (only the submitter's own reply carries them)."""
+        if isinstance(result, dict) and ("token" in result or "code" in result):
+            result = {k: v for k, v in result.items() if k not in SECRET_RESULT_FIELDS}
+        return None, result
+
     def public_snapshot(self) -> dict[str, Any]:
         """The state without the secret, the private codes and the token counters."""
         state = self.state
-        return copy.deepcopy({
-            "now_ms": state["now_ms"],
-            "config": state["config"],
-            "rooms": {room_id: rooms.public_room(room) for room_id, room in state["rooms"].items()},
-            "leaderboard": state["leaderboard"],
-        })
+        return copy.deepcopy(
+            {
+                "now_ms": state["now_ms"],
+                "config": state["config"],
+                "rooms": {
+                    room_id: rooms.public_room(room) for room_id, room in state["rooms"].items()
+                },
+                "leaderboard": state["leaderboard"],
+            }
+        )
 
     # --- snapshots ------------------------------------------------------------------------
 

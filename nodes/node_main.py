@@ -48,7 +48,8 @@ def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
         fsync=fsync, rate_limit_per_s=rate_limit, join=join,
     )
     seed = seed_from(cluster.cluster_id)
-    machines = [KeyValue(), GameMachine(seed=seed), RoomsMachine(seed=seed, entropy=secrets.token_hex)]
+    rooms = RoomsMachine(seed=seed, entropy=secrets.token_hex)  # the leader draws the secret
+    machines = [KeyValue(), GameMachine(seed=seed), rooms]
     server = NodeServer(opts, machines)
     ctx.server = server
     server.run()

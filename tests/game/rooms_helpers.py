@@ -26,8 +26,9 @@ class Entry:
 class RoomsLog:
     """A ``RoomsMachine`` plus the log index and leader clock; checks invariants each step."""
 
-    def __init__(self, config: GameConfig | None = None, start_ms: int = 1_000_000,
-                 **options: Any) -> None:
+    def __init__(
+        self, config: GameConfig | None = None, start_ms: int = 1_000_000, **options: Any
+    ) -> None:
         options.setdefault("secret", SECRET)
         options.setdefault("seed", 11)
         self.machine = RoomsMachine(config, **options)
@@ -42,7 +43,9 @@ class RoomsLog:
 
     def submit(self, client_id: str, command: Any) -> dict[str, Any]:
         self.index += 1
-        result, self.events = self.machine.apply(command, Entry(self.index, self.clock_ms, client_id))
+        result, self.events = self.machine.apply(
+            command, Entry(self.index, self.clock_ms, client_id)
+        )
         rooms.check_rooms_invariants(self.state)
         self.published.append(self.events)
         return result  # type: ignore[return-value]

@@ -16,8 +16,9 @@ CONFIG = GameConfig(rounds=1, countdown_ms=100, round_ms=5_000, idle_ms=15_000)
 
 def test_the_machine_runs_inside_the_node_layers_replicated_composite() -> None:
     sm = Replicated([GameMachine(), RoomsMachine(secret="s")])
-    applied = sm.apply_entry(1, 1, encode_command("c1", 1, 5_000, "rooms",
-                                                  {"type": "quick_play", "name": "ann"}))
+    applied = sm.apply_entry(
+        1, 1, encode_command("c1", 1, 5_000, "rooms", {"type": "quick_play", "name": "ann"})
+    )
     assert applied.result["ok"] and applied.result["room"] == "r1"
     assert {e["machine"] for e in applied.events} == {"rooms"}
     other = Replicated([GameMachine(), RoomsMachine(secret="s")])
@@ -33,8 +34,11 @@ def test_a_snapshot_restored_on_another_node_gives_the_same_bytes_and_timers() -
     copy_.restore(msgpack.unpackb(msgpack.packb(log.machine.snapshot())))
     assert msgpack.packb(copy_.snapshot()) == msgpack.packb(log.machine.snapshot())
     later = log.clock_ms + CONFIG.idle_ms
-    assert copy_.due_command(later) == log.machine.due_command(later) == {
-        "type": "timers", "rooms": ["r1", "r2"]}
+    assert (
+        copy_.due_command(later)
+        == log.machine.due_command(later)
+        == {"type": "timers", "rooms": ["r1", "r2"]}
+    )
 
 
 def test_restore_refuses_data_that_is_not_a_rooms_snapshot() -> None:
@@ -63,7 +67,9 @@ def test_one_timers_entry_handles_at_most_max_timer_rooms_rooms_earliest_first()
     log.wait(1_000)
     first = log.timers()
     assert first["rooms"] == [f"r{n}" for n in range(1, MAX_TIMER_ROOMS + 1)]
-    assert log.timers()["rooms"] == [f"r{n}" for n in range(MAX_TIMER_ROOMS + 1, MAX_TIMER_ROOMS + 4)]
+    assert log.timers()["rooms"] == [
+        f"r{n}" for n in range(MAX_TIMER_ROOMS + 1, MAX_TIMER_ROOMS + 4)
+    ]
     assert log.state["rooms"] == {} and log.timers() is None
 
 
@@ -75,7 +81,11 @@ def test_queries_answer_rooms_room_seat_and_errors() -> None:
     room = m.query({"op": "room", "room": "r1"})["room"]
     assert room["row"]["players"] == 1 and "ann" in room["table"]["players"]
     assert m.query({"op": "room", "room": "r2"})["error"] == "no_such_room"
-    assert m.query({"op": "seat_of", "client_id": "c1"}) == {"ok": True, "room": "r1", "name": "ann"}
+    assert m.query({"op": "seat_of", "client_id": "c1"}) == {
+        "ok": True,
+        "room": "r1",
+        "name": "ann",
+    }
     assert m.query({"op": "seat_of", "client_id": "c2"}) == {"ok": True, "room": None, "name": None}
     assert m.query({"op": "drop"})["error"] == "bad_query"
 
@@ -99,7 +109,9 @@ def test_the_leader_commits_the_secret_once_before_any_seat_is_handed_out() -> N
     assert proposal == {"type": "set_secret", "secret": "a" * 32}
     for machine in (leader, follower):
         assert machine.apply(proposal, Entry(2, 20, "@rooms/n1/1"))[0] == {
-            "ok": True, "secret_set": True}
+            "ok": True,
+            "secret_set": True,
+        }
     assert leader.due_command(20) is None
     late = {"type": "set_secret", "secret": "c" * 32}  # a second leader's proposal, committed too
     assert leader.apply(late, Entry(3, 30, "@rooms/n2/2"))[0]["secret_set"] is False
@@ -114,3 +126,14 @@ def test_a_client_cannot_set_the_secret() -> None:
     machine = RoomsMachine()
     result, _ = machine.apply({"type": "set_secret", "secret": "mine"}, Entry(1, 10, "c1"))
     assert result["error"] == "bad_command" and machine.state["secret"] is None
+
+
+def test_for_publication_keeps_results_without_secrets_and_never_a_command() -> None:
+    hit = {"ok": True, "room": "r1", "target": 0, "round": 1, "score": 1}
+    assert RoomsMachine.for_publication({"type": "hit", "room": "r1"}, hit) == (None, hit)
+    joined = {"ok": True, "room": "r2", "code": "ABCDEF", "name": "ann", "token": "t" * 32}
+    assert RoomsMachine.for_publication({"type": "create"}, joined) == (
+        None,
+        {"ok": True, "room": "r2", "name": "ann"},
+    )
+    assert joined["token"] == "t" * 32  # the submitter's own reply is left untouched

@@ -13,9 +13,11 @@ from nodes.local import LocalCluster
 
 def _until_accepted(client: Client, command: dict) -> dict:
     """Submit until the rooms are set up (the first leader commits the secret at once)."""
+
     def attempt() -> dict | None:
         result = client.submit("rooms", command)
         return None if result.get("error") == "rooms_starting" else result
+
     return wait_until(attempt, 10, f"rooms accepting {command['type']}")
 
 
@@ -32,19 +34,24 @@ def test_a_seat_taken_on_one_leader_is_reclaimed_with_its_token_after_the_leader
         assert old is not None
         lc.kill(old)
 
-        back = again.submit("rooms", {"type": "reclaim", "room": "r1", "name": "ann",
-                                      "token": seat["token"]})
+        back = again.submit(
+            "rooms", {"type": "reclaim", "room": "r1", "name": "ann", "token": seat["token"]}
+        )
         assert back["ok"] and back["name"] == "ann" and back["token"] != seat["token"], back
         who = {"op": "seat_of", "client_id": again.link.client_id}
 
         def seat_on(node: str) -> object:
-            call = again.link.wait(again.link.call(
-                "read", {"machine": "rooms", "query": who, "linearizable": False}, node=node))
+            call = again.link.wait(
+                again.link.call(
+                    "read", {"machine": "rooms", "query": who, "linearizable": False}, node=node
+                )
+            )
             return call.result.get("room"), call.result.get("name")
 
         for node in [n for n in lc.cluster.ids() if n != old]:
-            wait_until(lambda node=node: seat_on(node) == ("r1", "ann"), 5,
-                       f"{node} applying the reclaim")
+            wait_until(
+                lambda node=node: seat_on(node) == ("r1", "ann"), 5, f"{node} applying the reclaim"
+            )
     finally:
         ann.close()
         again.close()

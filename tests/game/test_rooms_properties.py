@@ -28,8 +28,16 @@ from game.errors import ERROR_CODES
 from game.rooms_machine import RoomsMachine
 
 # Short phases, small rooms and short graces so random sequences reach every case.
-CONFIG = GameConfig(rounds=1, targets_per_round=2, round_ms=300, countdown_ms=20,
-                    intermission_ms=30, min_players=2, max_players=3, idle_ms=400)
+CONFIG = GameConfig(
+    rounds=1,
+    targets_per_round=2,
+    round_ms=300,
+    countdown_ms=20,
+    intermission_ms=30,
+    min_players=2,
+    max_players=3,
+    idle_ms=400,
+)
 OPTIONS = {"grace_ms": 500, "close_ms": 700}
 CLIENTS = st.sampled_from([f"c{n}" for n in range(1, 8)])
 NAMES = st.sampled_from(["ann", "bob", "cy", "dee", "Ann", ""])
@@ -41,21 +49,38 @@ _room_commands = st.one_of(
     st.builds(lambda r, n: {"type": "join", "code": f"$code:{r}", "name": n}, ROOMS, NAMES),
     st.builds(lambda r: {"type": "leave", "room": r}, ROOMS),
     st.builds(lambda r: {"type": "disconnect", "room": r}, ROOMS),
-    st.builds(lambda r, n, t: {"type": "reclaim", "room": r, "name": n, "token": t},
-              st.sampled_from(["$seat", "$seat", "r1"]), st.sampled_from(["$held", "$held", "ann"]),
-              st.sampled_from(["$token", "$token", "0" * 32])),
+    st.builds(
+        lambda r, n, t: {"type": "reclaim", "room": r, "name": n, "token": t},
+        st.sampled_from(["$seat", "$seat", "r1"]),
+        st.sampled_from(["$held", "$held", "ann"]),
+        st.sampled_from(["$token", "$token", "0" * 32]),
+    ),
     st.builds(lambda r, v: {"type": "ready", "room": r, "ready": v}, ROOMS, st.booleans()),
     st.builds(lambda r: {"type": "start", "room": r}, ROOMS),
-    st.builds(lambda r, t: {"type": "hit", "room": r, "round": 1, "target": t},
-              ROOMS, st.integers(0, 2)),
-    st.builds(lambda r, k: {"type": k, "room": r}, ROOMS, st.sampled_from(["ping", "rematch", "tick"])),
+    st.builds(
+        lambda r, t: {"type": "hit", "room": r, "round": 1, "target": t}, ROOMS, st.integers(0, 2)
+    ),
+    st.builds(
+        lambda r, k: {"type": k, "room": r},
+        ROOMS,
+        st.sampled_from(["ping", "ping", "rematch", "tick", "close"]),
+    ),
 )
 _other_commands = st.one_of(
     st.builds(lambda n, b: {"type": "quick_play", "name": n, "bot": b}, NAMES, st.booleans()),
     st.builds(
-        lambda p, m, b, pl: {"type": "create", "name": "room", "private": p, "max_players": m,
-                             "bots": b, **({"player": pl} if pl else {})},
-        st.booleans(), st.integers(0, 3), st.booleans(), st.sampled_from([None, "ann", "eve"]),
+        lambda p, m, b, pl: {
+            "type": "create",
+            "name": "room",
+            "private": p,
+            "max_players": m,
+            "bots": b,
+            **({"player": pl} if pl else {}),
+        },
+        st.booleans(),
+        st.integers(0, 3),
+        st.booleans(),
+        st.sampled_from([None, "ann", "eve"]),
     ),
     st.sampled_from([{"type": "dance"}, {"type": "drop_idle"}, {}, {"type": "timers", "rooms": 1}]),
 )
@@ -70,18 +95,24 @@ _body = st.lists(
         st.tuples(st.just("cmd"), CLIENTS, _room_commands),
         st.tuples(st.just("cmd"), CLIENTS, _room_commands),
         st.tuples(st.just("cmd"), CLIENTS, _other_commands),
-        st.tuples(st.just("wait"), st.sampled_from([0, 10, 50, 200, 450, 800])),
+        # a negative wait: the next leader's clock is behind (the rules keep time monotonic)
+        st.tuples(st.just("wait"), st.sampled_from([0, 10, 50, 200, 450, 800, -300])),
         st.tuples(st.just("wait"), st.sampled_from([30, 100])),
         st.tuples(st.just("timers")),
         st.tuples(st.just("timers")),
-        st.tuples(st.sampled_from(["ready_all", "start_all", "hit_all", "hit_all", "ping_all"])),
+        st.tuples(
+            st.sampled_from(
+                ["ready_all", "start_all", "hit_all", "hit_all", "ping_all", "host_closes"]
+            )
+        ),
     ),
     min_size=5,
     max_size=60,
 )
 _game_start = [("ready_all",), ("start_all",), ("wait", 30), ("timers",), ("hit_all",)]
-steps = st.builds(lambda a, play, b: a + (_game_start if play else []) + b,
-                  _opening, st.booleans(), _body)
+steps = st.builds(
+    lambda a, play, b: a + (_game_start if play else []) + b, _opening, st.booleans(), _body
+)
 
 
 def _resolve(log: RoomsLog, client: str, command: dict) -> dict:
@@ -110,19 +141,39 @@ def _expand(log: RoomsLog, step: tuple) -> list[tuple[str, dict]]:
     """A step as the (client, command) pairs it sends now; "ready_all", "start_all" and
     "hit_all" get every seated session ready / every host starting / everyone shooting at
     the running round, so random plans reach running and finished games; "ping_all" has
-    every seated session speak (accepted in any phase, often while another room is due)."""
+    every seated session speak (accepted in any phase, often while another room is due);
+    "host_closes" has one host close its room."""
     if step[0] == "cmd":
         return [(step[1], _resolve(log, step[1], step[2]))]
     seated = sorted(log.state["clients"].items())
     if step[0] == "ready_all":
         return [(c, {"type": "ready", "room": rid, "ready": True}) for c, (rid, _) in seated]
+    if step[0] == "host_closes":  # one host (the first by client id) closes its room
+        return [
+            (c, {"type": "close", "room": rid})
+            for c, (rid, name) in seated
+            if log.table(rid)["game_state"]["host"] == name
+        ][:1]
     if step[0] == "ping_all":
         return [(c, {"type": "ping", "room": rid}) for c, (rid, _) in seated]
     if step[0] == "hit_all":
-        return [(c, {"type": "hit", "room": rid, "target": int(c[1:]) % 2,
-                     "round": log.table(rid)["current_round"]["number"]}) for c, (rid, _) in seated]
-    return [(c, {"type": "start", "room": rid}) for c, (rid, name) in seated
-            if log.table(rid)["game_state"]["host"] == name]
+        return [
+            (
+                c,
+                {
+                    "type": "hit",
+                    "room": rid,
+                    "target": int(c[1:]) % 2,
+                    "round": log.table(rid)["current_round"]["number"],
+                },
+            )
+            for c, (rid, _) in seated
+        ]
+    return [
+        (c, {"type": "start", "room": rid})
+        for c, (rid, name) in seated
+        if log.table(rid)["game_state"]["host"] == name
+    ]
 
 
 def _packed(value: object) -> bytes:

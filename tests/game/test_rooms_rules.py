@@ -23,25 +23,39 @@ def _listed(log: RoomsLog) -> list[dict]:
 
 
 def test_a_created_room_is_listed_with_its_settings_and_the_leader_timestamp(log: RoomsLog) -> None:
-    result = log.do("c1", "create", name="Friday", max_players=4, rounds=2, round_ms=9_000, bots=False)
+    result = log.do(
+        "c1", "create", name="Friday", max_players=4, rounds=2, round_ms=9_000, bots=False
+    )
     assert result == {"ok": True, "room": "r1", "code": None}
-    assert _listed(log) == [{
-        "room": "r1", "name": "Friday", "phase": "lobby", "players": 0, "max_players": 4,
-        "bots": False, "private": False, "created_ms": log.clock_ms, "leader": None,
-    }]
+    assert _listed(log) == [
+        {
+            "room": "r1",
+            "name": "Friday",
+            "phase": "lobby",
+            "players": 0,
+            "max_players": 4,
+            "bots": False,
+            "private": False,
+            "created_ms": log.clock_ms,
+            "leader": None,
+        }
+    ]
     config = log.table("r1")["config"]
     assert (config["rounds"], config["round_ms"], config["max_players"]) == (2, 9_000, 4)
     assert log.types() == ["room_created"]
 
 
-@pytest.mark.parametrize("fields, wrong", [
-    ({"name": ""}, "room name"),
-    ({"name": "x" * 33}, "room name"),
-    ({"name": "ok", "max_players": 17}, "max_players"),
-    ({"name": "ok", "max_players": True}, "max_players"),
-    ({"name": "ok", "rounds": 0}, "rounds"),
-    ({"name": "ok", "round_ms": 999}, "round_ms"),
-])
+@pytest.mark.parametrize(
+    "fields, wrong",
+    [
+        ({"name": ""}, "room name"),
+        ({"name": "x" * 33}, "room name"),
+        ({"name": "ok", "max_players": 17}, "max_players"),
+        ({"name": "ok", "max_players": True}, "max_players"),
+        ({"name": "ok", "rounds": 0}, "rounds"),
+        ({"name": "ok", "round_ms": 999}, "round_ms"),
+    ],
+)
 def test_a_room_setting_out_of_range_is_refused_and_creates_nothing(
     log: RoomsLog, fields: dict, wrong: str
 ) -> None:
@@ -145,7 +159,10 @@ def test_each_room_plays_todays_game_and_the_leaderboard_spans_rooms(log: RoomsL
     assert log.table("r2")["scores"] == {"cy": 0, "dee": 1}
     rows = {r["name"]: r for r in log.machine.query({"op": "leaderboard"})["rows"]}
     assert {n: (r["wins"], r["points"], r["games"]) for n, r in rows.items()} == {
-        "ann": (1, 1, 1), "bob": (0, 0, 1), "cy": (0, 0, 1), "dee": (1, 1, 1),
+        "ann": (1, 1, 1),
+        "bob": (0, 0, 1),
+        "cy": (0, 0, 1),
+        "dee": (1, 1, 1),
     }
     board = [e for e in log.events if e["type"] == "leaderboard"]
     assert [r["name"] for r in board[0]["rows"]] == ["cy", "dee"] and "room" not in board[0]
@@ -179,9 +196,12 @@ def test_timers_skip_unknown_rooms_and_refuse_a_malformed_list(log: RoomsLog) ->
 def test_topics_put_public_rows_on_the_room_list_and_everything_on_the_room() -> None:
     row = {"room": "r1"}
     assert rooms.topics({"type": "room_row", "room": "r1", "listed": True, "row": row}) == (
-        "room/r1", "rooms")
+        "room/r1",
+        "rooms",
+    )
     assert rooms.topics({"type": "room_row", "room": "r2", "listed": False, "row": row}) == (
-        "room/r2",)
+        "room/r2",
+    )
     assert rooms.topics({"type": "target_hit", "room": "r3"}) == ("room/r3",)
     assert rooms.topics({"type": "leaderboard", "rows": []}) == ("rooms",)
 
@@ -201,3 +221,23 @@ def test_too_many_rooms_is_refused_with_advice() -> None:
     result = log.do("c2", "create", name="two")
     assert result["error"] == "too_many_rooms" and "quick play" in result["message"]
     assert log.do("c2", "quick_play", name="bob")["room"] == "r1"  # a seat was still free
+
+
+def test_the_host_or_the_server_closes_a_room_and_its_members_leave_together(log: RoomsLog) -> None:
+    log.do("c1", "create", name="one", private=True, player="ann")
+    log.do("c2", "join", code=log.state["rooms"]["r1"]["code"], name="bob")
+    log.do("c3", "create", name="two", player="cy")
+    before = copy.deepcopy(log.state)
+    assert log.do("c2", "close", room="r1")["error"] == "not_host"
+    assert log.do("c3", "close", room="r1")["error"] == "not_host"  # a host, of another room
+    assert log.state == before
+    assert log.do("c1", "close", room="r1") == {"ok": True, "room": "r1", "names": ["ann", "bob"]}
+    assert [(e["type"], e.get("reason")) for e in log.events if e["type"] != "host_changed"] == [
+        ("player_left", "closed"),
+        ("player_left", "closed"),
+        ("room_closed", "closed"),
+    ]
+    assert set(log.state["rooms"]) == {"r2"} and log.state["codes"] == {}
+    assert log.state["clients"] == {"c3": ["r2", "cy"]}
+    assert log.do("@admin/n1", "close", room="r2")["names"] == ["cy"]
+    assert log.state["rooms"] == {} and log.machine.due_command(10**15) is None

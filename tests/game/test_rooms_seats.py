@@ -9,8 +9,11 @@ import pytest
 from rooms_helpers import SECRET, RoomsLog
 
 from game.config import GameConfig
+from game.rooms_machine import RoomsMachine
 
-CONFIG = GameConfig(rounds=1, targets_per_round=3, countdown_ms=100, round_ms=60_000, idle_ms=15_000)
+CONFIG = GameConfig(
+    rounds=1, targets_per_round=3, countdown_ms=100, round_ms=60_000, idle_ms=15_000
+)
 GRACE_MS = 30_000
 
 
@@ -35,7 +38,12 @@ def test_a_disconnected_player_gets_seat_name_points_and_host_back_with_the_toke
 ) -> None:
     token = playing.token("r1", "ann")
     away = playing.do("c1", "disconnect", room="r1")
-    assert away == {"ok": True, "room": "r1", "name": "ann", "until_ms": playing.clock_ms + GRACE_MS}
+    assert away == {
+        "ok": True,
+        "room": "r1",
+        "name": "ann",
+        "until_ms": playing.clock_ms + GRACE_MS,
+    }
     playing.wait(GRACE_MS - 1)
     playing.do("c2", "ping", room="r1")  # the game goes on meanwhile
     back = playing.do("c9", "reclaim", room="r1", name="Ann", token=token)
@@ -56,10 +64,18 @@ def test_a_token_is_single_use_and_the_old_session_loses_the_seat(playing: Rooms
     assert playing.state == before
 
 
-@pytest.mark.parametrize("name, token", [
-    ("ann", "0" * 32), ("bob", "ann's"), ("zed", None), ("ann", 12),
-])
-def test_a_wrong_token_or_name_reclaims_nothing(playing: RoomsLog, name: str, token: object) -> None:
+@pytest.mark.parametrize(
+    "name, token",
+    [
+        ("ann", "0" * 32),
+        ("bob", "ann's"),
+        ("zed", None),
+        ("ann", 12),
+    ],
+)
+def test_a_wrong_token_or_name_reclaims_nothing(
+    playing: RoomsLog, name: str, token: object
+) -> None:
     before = copy.deepcopy(playing.state)
     result = playing.do("c9", "reclaim", room="r1", name=name, token=token)
     assert result["error"] == "bad_token" and "join as a new player" in result["message"]
@@ -77,7 +93,9 @@ def test_a_session_that_sits_elsewhere_cannot_reclaim(playing: RoomsLog) -> None
     assert playing.do("c7", "reclaim", room="r1", name="ann", token=token)["error"] == "in_room"
 
 
-def test_after_the_grace_period_the_seat_is_freed_and_the_name_joins_as_new(playing: RoomsLog) -> None:
+def test_after_the_grace_period_the_seat_is_freed_and_the_name_joins_as_new(
+    playing: RoomsLog,
+) -> None:
     token = playing.token("r1", "ann")
     playing.do("c1", "disconnect", room="r1")
     playing.wait(GRACE_MS - 1)
@@ -101,8 +119,15 @@ def test_a_silent_member_goes_away_when_idle_and_keeps_the_seat_for_the_grace(
     playing.do("c1", "ping", room="r1")
     playing.timers()
     away = [e for e in playing.events if e["type"] == "seat_away"]
-    assert away == [{"type": "seat_away", "name": "bob", "until_ms": last_seen + CONFIG.idle_ms
-                     + GRACE_MS, "reason": "idle", "room": "r1"}]
+    assert away == [
+        {
+            "type": "seat_away",
+            "name": "bob",
+            "until_ms": last_seen + CONFIG.idle_ms + GRACE_MS,
+            "reason": "idle",
+            "room": "r1",
+        }
+    ]
     assert "bob" in playing.table("r1")["players"]
     assert playing.do("c2", "ping", room="r1")["ok"]  # the same session speaks again
     assert playing.types() == ["seat_back"]
@@ -129,12 +154,27 @@ def test_the_secret_tokens_and_codes_never_appear_in_events_listings_or_public_s
     issued.append(log.do("c9", "reclaim", room="r1", name="ann", token=issued[0]["token"]))
     log.do("c2", "disconnect", room="r1")
     secrets = {SECRET, issued[0]["code"]} | {r["token"] for r in issued}
-    readable = json.dumps([
-        log.published,
-        log.machine.public_snapshot(),
-        [log.machine.query(q) for q in ({"op": "rooms"}, {"op": "room", "room": "r1"},
-                                        {"op": "state"}, {"op": "leaderboard"})],
-    ])
+    assert all(secret for secret in secrets) and len(secrets) == 2 + len(issued)
+    published = [
+        RoomsMachine.for_publication({"type": "x", "token": r["token"]}, r) for r in issued
+    ]
+    assert all(command is None for command, _ in published)
+    readable = json.dumps(
+        [
+            published,
+            log.published,
+            log.machine.public_snapshot(),
+            [
+                log.machine.query(q)
+                for q in (
+                    {"op": "rooms"},
+                    {"op": "room", "room": "r1"},
+                    {"op": "state"},
+                    {"op": "leaderboard"},
+                )
+            ],
+        ]
+    )
     assert "r1" in readable and "priv" in readable
     for secret in secrets:
         assert secret not in readable, secret
