@@ -15,9 +15,23 @@ describing a log at least as long as what it commits. A snapshot from the leader
 keeps the saved entries after it only if the log holds its last entry (same index
 and term, paper section 7), exactly as ``MemoryStorage`` does.
 
-Recovery on open: a torn record at the very end of the log is cut with a warning
-(a write the crash interrupted, never acknowledged); any other damage raises
-``CorruptionError`` rather than silently losing a record that was acknowledged.
+The hard state also holds ``promised``, the highest log index the node has
+acknowledged (``HardState``). Term, vote and promise are written (atomically, after
+the WAL's fsync) in every save that changes them, so before any vote or
+acknowledgement leaves; only a moved commit index is written lazily. Before the log
+is cut below the durable promise (a new leader replacing an uncommitted suffix, a
+snapshot replacing the log) the promise is lowered durably first.
+
+Recovery on open: a torn record at the very end of the log, beyond the promise, is
+cut with a warning (a write the crash interrupted, never acknowledged). Any other
+damage (a bad record or a missing segment before the end, a log shorter than the
+promise or the commit index, a damaged snapshot or hard state, a missing WAL
+directory) keeps the intact part and marks the node as recovering, durably and
+before anything is cut: the core then keeps it out of elections until its peers
+have repaired it (``nodes.raft.core``, protocol-aware recovery). A founder's new
+directory (the meta file lists the node as a voter, no hard state yet) is
+recovering too: it may be a wiped one. ``CorruptionError`` is left for damage that
+cannot be worked around (the meta file), with advice that is safe to follow.
 """
 
 from __future__ import annotations
