@@ -13,7 +13,9 @@ The driver handles every ``Ready`` in this fixed order, and only then calls
    and wait until it is durable (fsync; one group commit for the whole Ready).
    A vote or an acknowledgement among ``messages`` speaks about exactly this
    state, so it must not leave before it survives a crash (paper Figure 2:
-   "updated on stable storage before responding to RPCs").
+   "updated on stable storage before responding to RPCs"). That includes
+   ``hard_state.promised``, the highest index the node now vouches for: it is
+   how a restarted node tells a lost log suffix from a torn last write.
 2. **send**: every message in ``ready.messages``.
 3. **apply**: first ``ready.snapshot`` (if any: restore the state machine from
    it), then ``ready.committed_entries`` in order; answer ``ready.read_states``

@@ -187,7 +187,8 @@ class DiskHost:
         """Damage the directory of ``nid`` (down: its storage abandoned) as a faulty disk
         would, after the fact: ``"lose-suffix"`` (the WAL loses a suffix it had fsynced,
         at a random byte, later segments with it), ``"wipe"`` (the directory is gone),
-        ``"flip"`` (one bit of a WAL segment, the hard state or the snapshot). Returns
+        ``"flip"`` (one bit of a WAL segment, the hard state, the promise file or the
+        snapshot). Returns
         what was done, or None if there was nothing to damage."""
         assert nid not in self._open, f"{nid} is running: crash it first"
         path = self.path(nid)
@@ -210,7 +211,7 @@ class DiskHost:
             return f"cut {segments[k].name} to {cut} of {size} bytes, {len(segments) - k - 1} later segment(s) gone"
         if kind == "flip":
             files = segments + [p for p in path.iterdir()
-                                if p.name == "hardstate" or p.name.endswith(".snap")]
+                                if p.name in ("hardstate", "promise") or p.name.endswith(".snap")]
             if not files:
                 return None
             victim = self.rng.choice(files)

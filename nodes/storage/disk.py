@@ -4,7 +4,8 @@ Layout::
 
     <path>/LOCK                       flock'ed while open (one process per directory)
     <path>/meta                       cluster id, node id, initial configuration
-    <path>/hardstate                  term, vote, commit (replaced atomically)
+    <path>/hardstate                  term, vote, commit, promise, recovering (replaced atomically)
+    <path>/promise                    the highest index acknowledged (two slots, in place)
     <path>/snapshot-<i>-<t>.snap      the latest snapshot (older ones are deleted)
     <path>/wal/<first index>.seg      the log since (about) the snapshot, see ``wal.py``
 
@@ -15,9 +16,24 @@ describing a log at least as long as what it commits. A snapshot from the leader
 keeps the saved entries after it only if the log holds its last entry (same index
 and term, paper section 7), exactly as ``MemoryStorage`` does.
 
-Recovery on open: a torn record at the very end of the log is cut with a warning
-(a write the crash interrupted, never acknowledged); any other damage raises
-``CorruptionError`` rather than silently losing a record that was acknowledged.
+``HardState.promised`` is the highest log index the node has acknowledged. Term and
+vote are written atomically to the hard-state file, the promise in place to the
+promise file (``PromiseFile``: one fsync), both after the WAL's fsync, in every save
+that changes them, so before any vote or acknowledgement leaves; only a moved commit
+index is written lazily. At open the promise is the larger of the two files'. Before the log
+is cut below the durable promise (a new leader replacing an uncommitted suffix, a
+snapshot replacing the log) the promise is lowered durably first.
+
+Recovery on open: a torn record at the very end of the log, beyond the promise, is
+cut with a warning (a write the crash interrupted, never acknowledged). Any other
+damage (a bad record or a missing segment before the end, a log shorter than the
+promise or the commit index, a damaged snapshot or hard state, a missing WAL
+directory) keeps the intact part and marks the node as recovering, durably and
+before anything is cut: the core then keeps it out of elections until its peers
+have repaired it (``nodes.raft.core``, protocol-aware recovery). A founder's new
+directory (the meta file lists the node as a voter, no hard state yet) is
+recovering too: it may be a wiped one. ``CorruptionError`` is left for damage that
+cannot be worked around (the meta file), with advice that is safe to follow.
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
@@ -41,12 +58,15 @@ from .errors import (
 )
 from .files import CrashHook, DirectoryLock, FileOps
 from .records import (
+    PROMISE_SLOT_BYTES,
     Meta,
     RecordError,
     decode_hard_state,
     decode_meta,
+    decode_promise_slot,
     encode_hard_state,
     encode_meta,
+    encode_promise_slot,
     frame,
     scan_frames,
 )
@@ -68,6 +88,8 @@ CRASH_POINTS: tuple[str, ...] = (
     "wal.rollover",  # before a new segment is created
     "wal.write",
     "wal.fsync",
+    "promise.write",  # the promise file: the highest index acknowledged (in place)
+    "promise.fsync",
     "hardstate.write",
     "hardstate.fsync",
     "hardstate.rename",
@@ -79,6 +101,52 @@ CRASH_POINTS: tuple[str, ...] = (
 """Every name the crash hook can be called with, in roughly the order they occur."""
 
 DEFAULT_SEGMENT_BYTES = 8 << 20
+
+
+class PromiseFile:
+    """``<path>/promise``: the highest log index the node acknowledged, kept apart from
+    the hard state because it moves with every acknowledgement. Two slots written in
+    turn, in place, each a checksummed frame with a sequence number: one fsync per
+    update instead of the hard state's write, fsync, rename and directory fsync. A
+    crash tears at most the slot being written (its acknowledgement never left), so
+    the newest valid slot is read back; a damaged slot likewise falls back to the
+    other one, which is safe as long as the WAL is intact (one fault at a time: a
+    flipped promise *and* a lost log suffix together would go unnoticed)."""
+
+    def __init__(self, path: Path, ops: FileOps) -> None:
+        self.path = path
+        self._ops = ops
+        self._fd: int | None = None
+        self.seq = 0
+        self.value = 0
+        if path.exists():
+            data = path.read_bytes()
+            slots = [decode_promise_slot(data[k * PROMISE_SLOT_BYTES:(k + 1) * PROMISE_SLOT_BYTES])
+                     for k in (0, 1)]
+            valid = [slot for slot in slots if slot is not None]
+            if valid:
+                self.seq, self.value = max(valid)
+
+    def write(self, promised: int) -> None:
+        created = False
+        if self._fd is None:
+            created = not self.path.exists()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.seq += 1
+        self._ops.point("promise.write")
+        os.pwrite(self._fd, encode_promise_slot(self.seq, promised),
+                  (self.seq % 2) * PROMISE_SLOT_BYTES)
+        self._ops.bytes_written["promise"] += PROMISE_SLOT_BYTES
+        self._ops.point("promise.fsync")
+        self._ops.sync_fd(self._fd, "promise")
+        if created:
+            self._ops.sync_dir(self.path.parent, "promise.dir")
+        self.value = promised
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _read_single_frame(path: Path) -> tuple[int, bytes]:
@@ -132,6 +200,9 @@ class DiskStorage:
             self._snapshot = self._read_latest_snapshot(damage)
             self._hard_state = self._read_hard_state(meta, damage)
             self._durable_hard_state = self._hard_state
+            self._promise = PromiseFile(self.path / "promise", self._ops)
+            if self._promise.value > self._hard_state.promised:
+                self._hard_state = replace(self._hard_state, promised=self._promise.value)
             self._base = self._snapshot.meta.index if self._snapshot else 0
             if not (self.path / "wal").is_dir():
                 damage.append(f"{self.path / 'wal'}: the WAL directory is missing")
@@ -263,6 +334,8 @@ class DiskStorage:
         )
         hs = self._hard_state
         last = self._last_index
+        if self._promise.value > last:
+            self._promise.write(last)
         self._write_hard_state(HardState(
             hs.term, hs.vote, min(hs.commit, last), min(hs.promised, last), recovering=True
         ))
@@ -317,10 +390,13 @@ class DiskStorage:
                 if _durable_part(hard_state) != _durable_part(durable):
                     self._write_hard_state(hard_state)
                 else:
-                    # Only the commit index moved (a leader's every Ready). Raft needs
-                    # term, vote and promise durable before answering, not commit: a
-                    # restarted node relearns commit from the leader. So it is written
-                    # lazily (with the next change of the rest, or on close).
+                    # Term and vote did not move (a leader's, a follower's every Ready).
+                    # Raft needs them durable before answering, and the promise (the
+                    # highest index acknowledged) too: that goes to the promise file, one
+                    # fsync. The commit index is written lazily (with the next term or
+                    # vote change, or on close): a restarted node relearns it.
+                    if hard_state.promised != self._promised_on_disk():
+                        self._promise.write(hard_state.promised)
                     self._hard_state = hard_state
             self._ops.point("save.done")
         except BaseException:
@@ -339,12 +415,17 @@ class DiskStorage:
             keep = min(keep, snapshot.meta.index)
         if entries:
             keep = min(keep, entries[0].index - 1)
+        if self._promise.value > keep:
+            self._promise.write(keep)
         durable = self._durable_hard_state
         if durable.promised > keep or durable.commit > max(keep, self._base):
             self._write_hard_state(HardState(
                 durable.term, durable.vote, min(durable.commit, max(keep, self._base)),
-                keep, durable.recovering,
+                min(durable.promised, keep), durable.recovering,
             ))
+
+    def _promised_on_disk(self) -> int:
+        return max(self._durable_hard_state.promised, self._promise.value)
 
     def compact(self, snapshot: Snapshot) -> None:
         """See ``Storage.compact``: a snapshot no newer than the current one is ignored."""
@@ -410,12 +491,12 @@ class DiskStorage:
     def fsyncs(self) -> Counter[str]:
         """fsyncs by kind: "wal" (appends), "wal.dir" (segment created or unlinked for a
         cut), "wal.truncate", "wal.repair" (torn tail cut on open), "hardstate",
-        "hardstate.dir", "snapshot", "snapshot.dir", "meta", "meta.dir"."""
+        "hardstate.dir", "promise", "promise.dir", "snapshot", "snapshot.dir", "meta", "meta.dir"."""
         return Counter(self._ops.fsyncs)
 
     @property
     def bytes_written(self) -> Counter[str]:
-        """Bytes written by kind ("wal", "hardstate", "snapshot", "meta")."""
+        """Bytes written by kind ("wal", "hardstate", "promise", "snapshot", "meta")."""
         return Counter(self._ops.bytes_written)
 
     @property
@@ -444,6 +525,7 @@ class DiskStorage:
         if not self._failed and self._hard_state != self._durable_hard_state:
             self._write_hard_state(self._hard_state)
         self._closed = True
+        self._promise.close()
         self._wal.close()
         self._lock.release()
 
@@ -456,6 +538,7 @@ class DiskStorage:
         if self._closed:
             return
         self._closed = True
+        self._promise.close()
         self._wal.close()
         self._lock.release()
 
@@ -471,9 +554,10 @@ class DiskStorage:
         self.close()
 
 
-def _durable_part(hs: HardState) -> tuple[int, str | None, int, bool]:
-    """What must be on disk before the node answers: all but the commit index."""
-    return hs.term, hs.vote, hs.promised, hs.recovering
+def _durable_part(hs: HardState) -> tuple[int, str | None, bool]:
+    """What the hard-state file must hold before the node answers (the promise has a
+    file of its own, the commit index is written lazily)."""
+    return hs.term, hs.vote, hs.recovering
 
 
 def _check_entries(entries: list[Entry], base: int, last: int) -> None:

@@ -22,6 +22,7 @@ record of one kind from another even without knowing the file it came from:
     meta        [3, format, cluster_id, node_id, voters, learners]
     snapshot    [4, format, index, term, voters, learners, compressed, raw_size,
                  stored_size, payload_crc]     (the header; the payload follows it)
+    promise     [5, seq, promised]             (a slot of the ``promise`` file)
 
 Every entry body therefore starts with the bytes ``95 01`` (a 5-element fixarray,
 then the tag 1): recovery uses that to look for valid records after a bad one.
@@ -45,6 +46,7 @@ TAG_ENTRY = 1
 TAG_HARD_STATE = 2
 TAG_META = 3
 TAG_SNAPSHOT = 4
+TAG_PROMISE = 5
 
 ENTRY_BODY_PREFIX = b"\x95\x01"
 
@@ -162,6 +164,29 @@ def decode_hard_state(body: bytes) -> HardState:
     if vote is not None and not isinstance(vote, str):
         raise RecordError("hard state vote is neither a node id nor nil")
     return HardState(term, vote, commit, promised, bool(recovering))
+
+
+PROMISE_SLOT_BYTES = 32
+"""A slot of the ``promise`` file: one frame, zero-padded (seq and index as uint64)."""
+
+
+def encode_promise_slot(seq: int, promised: int) -> bytes:
+    body = b"\x93\x05\xcf" + seq.to_bytes(8, "big") + b"\xcf" + promised.to_bytes(8, "big")
+    return frame(body).ljust(PROMISE_SLOT_BYTES, b"\0")
+
+
+def decode_promise_slot(data: bytes) -> tuple[int, int] | None:
+    """(seq, promised) of a slot, or None if it is torn or damaged."""
+    frames = scan_frames(data).frames  # the zero padding after the frame is no frame
+    if not frames:
+        return None
+    try:
+        _, seq, promised = _unpack(frames[0][1], TAG_PROMISE, 3)
+    except RecordError:
+        return None
+    if not (isinstance(seq, int) and isinstance(promised, int)):
+        return None
+    return seq, promised
 
 
 def _config_fields(config: ClusterConfig) -> list[list[str]]:
