@@ -153,6 +153,54 @@ def test_the_floor_measures_an_fsync_and_a_zeromq_round_trip(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []  # the fsync file is removed
 
 
+def test_a_launched_program_keeps_its_pid_and_dies_with_the_process_that_started_it(
+        tmp_path: Path) -> None:
+    """etcd members are started through this launcher, so a bench killed with -9
+    leaves no etcd behind; and it execs (no fork of a process running grpcio)."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent_code = (
+        "import subprocess, sys\n"
+        "from nodes.bench.etcd_cluster import launch_argv\n"
+        f"p = subprocess.Popen(launch_argv([{shutil.which('sleep')!r}, '60']))\n"
+        "print(p.pid, flush=True)\n"
+        "p.wait()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE,
+                              text=True)
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10  # the launcher execs sleep under the same pid
+        while Path(f"/proc/{child}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline, "the launcher did not exec its program"
+            time.sleep(0.01)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+            assert time.monotonic() < deadline, "the launched program outlived its parent"
+            time.sleep(0.01)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if child and Path(f"/proc/{child}").exists():
+            os.kill(child, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def test_etcd_needs_an_election_timeout_of_five_heartbeats(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 5 heartbeats"):
         EtcdCluster(tmp_path, heartbeat_ms=50, election_ms=200)
