@@ -201,6 +201,32 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+def test_each_workload_runs_on_arena_then_at_once_on_etcd() -> None:
+    from nodes.bench.arena_side import WORKLOADS as ARENA_WORKLOADS
+    from nodes.bench.etcd_side import alternate
+
+    calls: list[str] = []
+
+    def arena(ws: set[str]) -> dict:
+        calls.append("arena " + ",".join(sorted(ws)))
+        return {w: {"by": "arena"} for w in ws} | {"durable": True}
+
+    def etcd(ws: set[str]) -> dict:
+        calls.append("etcd " + ",".join(sorted(ws)))
+        return {w: {"by": "etcd"} for w in ws}
+
+    ours, theirs = alternate({"memory", "latency", "broadcast", "failover"}, arena, etcd,
+                             lambda: calls.append("floor"), ARENA_WORKLOADS)
+    assert calls == ["floor", "arena latency", "etcd latency", "floor", "arena failover",
+                     "etcd failover", "floor", "arena memory", "etcd memory",
+                     "arena broadcast", "floor"]
+    assert set(ours) == {"latency", "failover", "memory", "broadcast", "durable"}
+    assert set(theirs) == {"latency", "failover", "memory"}
+    assert theirs["memory"] == {"by": "etcd"} and ours["memory"] == {"by": "arena"}
+    with pytest.raises(ValueError, match="unknown workloads"):
+        alternate({"latency", "bogus"}, arena, etcd, lambda: None, ARENA_WORKLOADS)
+
+
 def test_etcd_needs_an_election_timeout_of_five_heartbeats(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 5 heartbeats"):
         EtcdCluster(tmp_path, heartbeat_ms=50, election_ms=200)
@@ -291,7 +317,7 @@ def test_quick_vs_etcd_run_reports_every_row_with_sane_values() -> None:
     # no election can finish before the 150 ms minimum election timeout has run out
     assert etcd["failover"]["count"] == 3 and 100 < etcd["failover"]["p50"] < 5000
     assert len(etcd["memory"]["rss_mb_per_node"]) == 3
-    assert len(floor["samples"]) == 3  # before, between and after the two systems
+    assert len(floor["samples"]) == 5  # before each of the 4 pairs, and at the end
     assert 0 < floor["fsync_128b_p50"] < 100 and 0 < floor["zmq_round_trip_p50"] < 100
     assert floor["durable_write_ms"] == pytest.approx(
         floor["fsync_128b_p50"] + 2 * floor["zmq_round_trip_p50"])
