@@ -591,28 +591,30 @@ def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients:
     latency_writes = 200 if quick else 1000
     etcd = None
     floor = Floor()
-    if "etcd" in rivals:
-        from .bench.etcd_cluster import EtcdUnavailable, etcd_binary
 
-        try:
-            etcd_binary()
-        except EtcdUnavailable as e:
-            raise click.ClickException(str(e)) from e
-        floor.sample()  # before, between and after the two systems
-    try:
-        ours = arena_side.run(chosen, nodes=nodes, commits=commits, clients=clients,
+    def run_arena(chosen: set[str]) -> dict:
+        return arena_side.run(chosen, nodes=nodes, commits=commits, clients=clients,
                               failover_trials=failover_trials, memory_commits=memory_commits,
                               latency_writes=latency_writes, unbatched_throughput="etcd" in rivals)
+
+    try:
+        if "etcd" in rivals:
+            from .bench import etcd_side
+            from .bench.etcd_cluster import EtcdUnavailable, etcd_binary
+
+            try:
+                etcd_binary()
+            except EtcdUnavailable as e:
+                raise click.ClickException(str(e)) from e
+            ours, etcd = etcd_side.alternate(
+                chosen, run_arena, lambda chosen: etcd_side.run(
+                    chosen, commits=commits, clients=clients, latency_writes=latency_writes,
+                    failover_trials=failover_trials, memory_commits=memory_commits),
+                floor.sample, arena_side.WORKLOADS)
+        else:
+            ours = run_arena(chosen)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
-    if "etcd" in rivals:
-        from .bench import etcd_side
-
-        floor.sample()
-        etcd = etcd_side.run(chosen & etcd_side.WORKLOADS, commits=commits, clients=clients,
-                             latency_writes=latency_writes, failover_trials=failover_trials,
-                             memory_commits=memory_commits)
-        floor.sample()
     theirs = None
     if "pysyncobj" in rivals:
         import importlib.util

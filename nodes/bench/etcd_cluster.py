@@ -14,21 +14,27 @@ draw election timeouts from 150-300 ms. The closest etcd allows is a heartbeat o
 (a 50 ms heartbeat would force 250-450 ms elections). Pre-vote is on, as Arena's.
 Every member fsyncs its WAL before acknowledging (etcd's default).
 
-Every process is started with a parent-death signal (it dies if the bench dies)
-and :meth:`EtcdCluster.close` stops each one by pid: SIGTERM, then SIGKILL.
+Every member is started through a two-line Python launcher that asks Linux to
+SIGKILL it when the bench dies (``prctl(PR_SET_PDEATHSIG)``) and then execs etcd
+(same pid), and :meth:`EtcdCluster.close` stops each one by pid: SIGTERM, then
+SIGKILL. The launcher, rather than ``preexec_fn``, because ``preexec_fn`` makes
+Python fork() where it would vfork(): the fork runs grpcio's fork handlers, which
+restart its poller thread in the child, and closing the child's descriptors then
+made that thread abort (one member of a recorded run died with SIGABRT before
+exec, its log ending in grpc's "epoll_wait error: Bad file descriptor").
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -67,13 +73,19 @@ def etcd_binary() -> Path:
     return binary
 
 
-def _die_with_parent() -> Callable[[], None]:
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+# argv: parent pid, program, its arguments. Dies at once if the parent is already gone.
+_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGKILL)\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(70)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
-    return preexec
+def launch_argv(argv: list[str]) -> list[str]:
+    """``argv`` behind the launcher: it runs as this process's child, with the same
+    pid, and is SIGKILLed by Linux when this process dies."""
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
 
 
 @contextlib.contextmanager
@@ -179,8 +191,8 @@ class EtcdCluster:
         if m.alive:
             raise EtcdError(f"etcd member {m.name} is already running (pid {m.pid})")
         with open(m.log_path, "ab") as log:
-            m.proc = subprocess.Popen(m.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                      close_fds=True, preexec_fn=_die_with_parent())
+            m.proc = subprocess.Popen(launch_argv(m.argv), stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=log, close_fds=True)
         self.started.append(m.proc)
 
     def start(self, timeout_s: float = 30.0) -> Member:

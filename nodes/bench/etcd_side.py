@@ -33,7 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,10 @@ from .arena_side import FAILOVER_REQUEST_TIMEOUT_S
 from .etcd_cluster import EtcdCluster, EtcdError, Member, sigterm_raises
 from .stats import summarize
 
-__all__ = ["BATCH", "FAILOVER_ATTEMPT_S", "WORKLOADS", "run"]
+__all__ = ["BATCH", "FAILOVER_ATTEMPT_S", "WORKLOADS", "alternate", "run"]
 
 WORKLOADS = frozenset({"latency", "throughput", "failover", "memory"})
+ORDER = ("latency", "throughput", "failover", "memory")  # of the pairs in :func:`alternate`
 BATCH = 32  # puts per Txn in the batched throughput
 WINDOW = 128  # puts in flight per client, as Arena's and PySyncObj's clients
 FAILOVER_ATTEMPT_S = FAILOVER_REQUEST_TIMEOUT_S  # per-attempt deadline of the failover clients
@@ -304,3 +305,29 @@ def run(workloads: Iterable[str], commits: int = 20_000, clients: int = 8,
                 shutil.rmtree(base, ignore_errors=True)
             else:
                 _say(f"run failed; etcd data and logs kept in {base}")
+
+
+def alternate(workloads: set[str], arena_run: Callable[[set[str]], dict[str, Any]],
+              etcd_run: Callable[[set[str]], dict[str, Any]], sample_floor: Callable[[], None],
+              arena_workloads: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run each workload etcd has on Arena, then at once on etcd (each on a fresh
+    cluster), so that the two figures of a row are measured minutes apart, not a
+    whole run apart: the load on a shared machine moves by 3x in that time. The
+    floor is sampled before each pair and at the end; Arena's other workloads run
+    last. Returns (Arena's results, etcd's), merged over the pairs."""
+    unknown = workloads - set(arena_workloads)
+    if unknown:
+        raise ValueError(f"unknown workloads {sorted(unknown)}; choose from "
+                         f"{sorted(arena_workloads)}")
+    ours: dict[str, Any] = {}
+    theirs: dict[str, Any] = {}
+    for w in ORDER:
+        if w in workloads:
+            sample_floor()
+            ours.update(arena_run({w}))
+            theirs.update(etcd_run({w}))
+    rest = workloads - WORKLOADS
+    if rest:
+        ours.update(arena_run(rest))
+    sample_floor()
+    return ours, theirs

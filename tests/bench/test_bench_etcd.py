@@ -153,6 +153,80 @@ def test_the_floor_measures_an_fsync_and_a_zeromq_round_trip(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []  # the fsync file is removed
 
 
+def test_a_launched_program_keeps_its_pid_and_dies_with_the_process_that_started_it(
+        tmp_path: Path) -> None:
+    """etcd members are started through this launcher, so a bench killed with -9
+    leaves no etcd behind; and it execs (no fork of a process running grpcio)."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent_code = (
+        "import subprocess, sys\n"
+        "from nodes.bench.etcd_cluster import launch_argv\n"
+        f"p = subprocess.Popen(launch_argv([{shutil.which('sleep')!r}, '60']))\n"
+        "print(p.pid, flush=True)\n"
+        "p.wait()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE,
+                              text=True)
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10  # the launcher execs sleep under the same pid
+        while Path(f"/proc/{child}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline, "the launcher did not exec its program"
+            time.sleep(0.01)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+            assert time.monotonic() < deadline, "the launched program outlived its parent"
+            time.sleep(0.01)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if child and Path(f"/proc/{child}").exists():
+            os.kill(child, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_each_workload_runs_on_arena_then_at_once_on_etcd() -> None:
+    from nodes.bench.arena_side import WORKLOADS as ARENA_WORKLOADS
+    from nodes.bench.etcd_side import alternate
+
+    calls: list[str] = []
+
+    def arena(ws: set[str]) -> dict:
+        calls.append("arena " + ",".join(sorted(ws)))
+        return {w: {"by": "arena"} for w in ws} | {"durable": True}
+
+    def etcd(ws: set[str]) -> dict:
+        calls.append("etcd " + ",".join(sorted(ws)))
+        return {w: {"by": "etcd"} for w in ws}
+
+    ours, theirs = alternate({"memory", "latency", "broadcast", "failover"}, arena, etcd,
+                             lambda: calls.append("floor"), ARENA_WORKLOADS)
+    assert calls == ["floor", "arena latency", "etcd latency", "floor", "arena failover",
+                     "etcd failover", "floor", "arena memory", "etcd memory",
+                     "arena broadcast", "floor"]
+    assert set(ours) == {"latency", "failover", "memory", "broadcast", "durable"}
+    assert set(theirs) == {"latency", "failover", "memory"}
+    assert theirs["memory"] == {"by": "etcd"} and ours["memory"] == {"by": "arena"}
+    with pytest.raises(ValueError, match="unknown workloads"):
+        alternate({"latency", "bogus"}, arena, etcd, lambda: None, ARENA_WORKLOADS)
+
+
 def test_etcd_needs_an_election_timeout_of_five_heartbeats(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 5 heartbeats"):
         EtcdCluster(tmp_path, heartbeat_ms=50, election_ms=200)
@@ -243,7 +317,7 @@ def test_quick_vs_etcd_run_reports_every_row_with_sane_values() -> None:
     # no election can finish before the 150 ms minimum election timeout has run out
     assert etcd["failover"]["count"] == 3 and 100 < etcd["failover"]["p50"] < 5000
     assert len(etcd["memory"]["rss_mb_per_node"]) == 3
-    assert len(floor["samples"]) == 3  # before, between and after the two systems
+    assert len(floor["samples"]) == 5  # before each of the 4 pairs, and at the end
     assert 0 < floor["fsync_128b_p50"] < 100 and 0 < floor["zmq_round_trip_p50"] < 100
     assert floor["durable_write_ms"] == pytest.approx(
         floor["fsync_128b_p50"] + 2 * floor["zmq_round_trip_p50"])
