@@ -21,6 +21,7 @@ requests need the admin key; each client id gets a token bucket
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -68,6 +69,26 @@ CLIENT_BUDGET_CHECK = 16
 MAX_PENDING_AGE_S = 0.002
 SNAPSHOT_BYTES = 4 << 20  # also snapshot once this much log was applied since the last
 MAX_BUCKETS = 10_000  # above this, buckets of idle clients (full again) are forgotten
+
+
+class DiskFull(Exception):
+    """The node's file system has no space left (ENOSPC): the node stops. Nothing
+    acknowledged is lost, because nothing is acknowledged before it is fsynced."""
+
+    def __init__(self, node_id: str, data_dir: Path, error: OSError) -> None:
+        where = f" while writing {error.filename}" if error.filename else ""
+        super().__init__(
+            f"node {node_id} stopped: the file system holding its data directory {data_dir} "
+            f"is full (no space left on device{where}). Nothing acknowledged was lost: the "
+            "node acknowledges a vote or an entry only once it is fsynced, and it stopped "
+            "at the first write that failed. Free space there (or move the directory to a "
+            f"larger disk), then start the node again (arena restart {node_id}); it catches "
+            "up from the others.")
+        self.data_dir = data_dir
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(slots=True)
@@ -216,6 +237,10 @@ class NodeServer:
         signal.signal(signal.SIGINT, lambda *_: self.stop())
         try:
             self.serve_forever()
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFull(self.id, self.opts.data_dir, e) from e
+            raise
         finally:
             self.close()
 
@@ -810,7 +835,10 @@ class NodeServer:
         self.publisher.close()
         if self.zap is not None:
             self.zap.close()
-        self.storage.close()
+        try:
+            self.storage.close()
+        except OSError as e:  # e.g. a full disk: what is not fsynced was never acknowledged
+            log.error("node %s: closing its storage failed: %s", self.id, e)
         self.ctx.term()
 
 
