@@ -231,8 +231,17 @@ def _require_admin(cf: clusterfile.ClusterFile, admin_key: str | None) -> None:
                                "file is not readable here")
 
 
+LOCAL_PROCESS_NOTE = (
+    "This acts on the node's process on this machine (its pid is in procs.json): the "
+    "operating system decides who may signal it, not the admin key. When the cluster "
+    "file names an admin key, arena asks for it first, a guard against slips; with a "
+    "copy of the file without it, or with plain kill, no key is needed. The admin key "
+    "protects the admin frames sent to nodes (partition, heal, transfer, add_node, "
+    "remove_node); see docs/SECURITY.md.")
+
+
 def _process_command(name: str, doc: str) -> None:
-    @main.command(name=name, help=doc)
+    @main.command(name=name, help=f"{doc}\n\n{LOCAL_PROCESS_NOTE}")
     @click.argument("node_id")
     @cluster_option
     @admin_key_option
@@ -559,6 +568,7 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
 
 
 @main.command()
+@click.argument("suite", required=False, type=click.Choice(["flood"]))
 @click.option("--vs", "versus", default=None, metavar="pysyncobj|etcd|pysyncobj,etcd",
               help="Also run the same workloads, in the same run, on a 3-process PySyncObj "
                    "cluster and/or a 3-member etcd 3.5 (durable; grpcio client).")
@@ -573,10 +583,19 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
               help="Commits before measuring RSS (snapshots on).")
 @click.option("--quick", is_flag=True, help="Small sizes (a smoke run, not a measurement).")
 @json_option
-def bench(versus: str | None, nodes: int, workloads: str, commits: int, clients: int,
-          failover_trials: int, memory_commits: int, quick: bool, as_json: bool) -> None:
+def bench(suite: str | None, versus: str | None, nodes: int, workloads: str, commits: int,
+          clients: int, failover_trials: int, memory_commits: int, quick: bool,
+          as_json: bool) -> None:
     """Benchmarks on real processes over loopback (durable on our side), with ratios
-    against PySyncObj and/or etcd measured in the same run."""
+    against PySyncObj and/or etcd measured in the same run.
+
+    'arena bench flood': a victim client's latency and the elections while one client
+    floods the leader, per kind of flood (5 s each, 2 s with --quick; more options:
+    python -m nodes.bench flood --help)."""
+    if suite == "flood":
+        from .bench import flood
+
+        sys.exit(flood.main_report(list(flood.CASES), 2.0 if quick else 5.0, as_json))
     from .bench import arena_side
     from .bench.floor import Floor
     from .bench.report import compare, compare_etcd, etcd_caption, render

@@ -1,6 +1,9 @@
 """Compose one node process: the key-value machine, the game's machines (the single
 table ``game`` and the ``rooms``), the server,
-and logs that carry the node id, term and role on every line."""
+and logs that carry the node id, term and role on every line.
+
+A full disk (ENOSPC) stops the node with a message naming its data directory and
+exit status ``EXIT_DISK_FULL``, not a traceback."""
 
 from __future__ import annotations
 
@@ -13,7 +16,10 @@ from game.rooms_machine import RoomsMachine
 
 from .clusterfile import ClusterFile
 from .kv import KeyValue
-from .server import NodeOptions, NodeServer
+from .server import DiskFull, NodeOptions, NodeServer, is_disk_full
+
+EXIT_DISK_FULL = 3
+log = logging.getLogger("arena.node")
 
 
 class _RaftContext(logging.Filter):
@@ -50,6 +56,15 @@ def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
     seed = seed_from(cluster.cluster_id)
     rooms = RoomsMachine(seed=seed, entropy=secrets.token_hex)  # the leader draws the secret
     machines = [KeyValue(), GameMachine(seed=seed), rooms]
-    server = NodeServer(opts, machines)
-    ctx.server = server
-    server.run()
+    try:
+        try:
+            server = NodeServer(opts, machines)
+        except OSError as e:  # opening the storage writes too
+            if is_disk_full(e):
+                raise DiskFull(node_id, opts.data_dir, e) from e
+            raise
+        ctx.server = server
+        server.run()
+    except DiskFull as e:
+        log.critical("%s", e)
+        raise SystemExit(EXIT_DISK_FULL) from None

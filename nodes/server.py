@@ -21,6 +21,7 @@ requests need the admin key; each client id gets a token bucket
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -67,7 +68,31 @@ CLIENT_BUDGET_CHECK = 16
 # a flooder pipelines; a cluster under no load never defers.
 MAX_PENDING_AGE_S = 0.002
 SNAPSHOT_BYTES = 4 << 20  # also snapshot once this much log was applied since the last
+# A snapshot stops the loop while it is taken (tens of ms with many client sessions):
+# after one that took t, the next waits t / SNAPSHOT_DUTY unless SNAPSHOT_BYTES of log
+# piled up, so snapshots take at most this share of the loop's time.
+SNAPSHOT_DUTY = 0.02
 MAX_BUCKETS = 10_000  # above this, buckets of idle clients (full again) are forgotten
+
+
+class DiskFull(Exception):
+    """The node's file system has no space left (ENOSPC): the node stops. Nothing
+    acknowledged is lost, because nothing is acknowledged before it is fsynced."""
+
+    def __init__(self, node_id: str, data_dir: Path, error: OSError) -> None:
+        where = f" while writing {error.filename}" if error.filename else ""
+        super().__init__(
+            f"node {node_id} stopped: the file system holding its data directory {data_dir} "
+            f"is full (no space left on device{where}). Nothing acknowledged was lost: the "
+            "node acknowledges a vote or an entry only once it is fsynced, and it stopped "
+            "at the first write that failed. Free space there (or move the directory to a "
+            f"larger disk), then start the node again (arena restart {node_id}); it catches "
+            "up from the others.")
+        self.data_dir = data_dir
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(slots=True)
@@ -148,6 +173,8 @@ class NodeServer:
             self.sm.restore(snap.data)
         self.last_applied = self.raft.applied
         self._bytes_since_snapshot = 0
+        self._next_snapshot_at = 0.0  # clock() before which no snapshot is due
+        self.clock: Callable[[], float] = time.monotonic  # paces snapshots (tests fake it)
         self.addresses = {n.id: n for n in self.cluster.nodes}
 
         # rate limit: the command line's, else the cluster file's
@@ -216,6 +243,10 @@ class NodeServer:
         signal.signal(signal.SIGINT, lambda *_: self.stop())
         try:
             self.serve_forever()
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFull(self.id, self.opts.data_dir, e) from e
+            raise
         finally:
             self.close()
 
@@ -397,18 +428,24 @@ class NodeServer:
     def _maybe_snapshot(self) -> None:
         """Every ``snapshot_interval`` applied entries, or once the entries applied
         since the last snapshot hold ``SNAPSHOT_BYTES`` (a batch is one entry of many
-        commands: counting entries alone would let the log, held in memory, grow)."""
+        commands: counting entries alone would let the log, held in memory, grow);
+        paced by ``SNAPSHOT_DUTY``."""
         interval = self.cluster.snapshot_interval
         if not interval:
             return
         applied = self.raft.applied
-        if (applied - self.raft.log.offset_index < interval
-                and self._bytes_since_snapshot < SNAPSHOT_BYTES):
+        full = self._bytes_since_snapshot >= SNAPSHOT_BYTES
+        if applied - self.raft.log.offset_index < interval and not full:
+            return
+        started = self.clock()
+        if started < self._next_snapshot_at and not full:
             return
         meta = self.raft.snapshot_meta(applied)
         self.storage.compact(Snapshot(meta, self.sm.snapshot()))
         self.raft.compact(applied)
         self._bytes_since_snapshot = 0
+        took = self.clock() - started
+        self._next_snapshot_at = started + took / SNAPSHOT_DUTY
 
     def _serve_reads(self) -> None:
         if not self.pending_reads:
@@ -817,7 +854,10 @@ class NodeServer:
         self.publisher.close()
         if self.zap is not None:
             self.zap.close()
-        self.storage.close()
+        try:
+            self.storage.close()
+        except OSError as e:  # e.g. a full disk: what is not fsynced was never acknowledged
+            log.error("node %s: closing its storage failed: %s", self.id, e)
         self.ctx.term()
 
 

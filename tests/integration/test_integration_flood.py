@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from nodes.bench.flood import run_case
+from nodes.bench.__main__ import main as bench_main
+from nodes.bench.flood import CaseResult, run_case, verdict
+from nodes.cli import main as cli_main
 
 FLOOD_S = 2.5
 
@@ -22,3 +25,22 @@ def test_a_flooded_leader_keeps_its_term_and_the_victim_is_served(
     assert r.flood_sent > 1000, r  # the flood did flood
     assert r.elections == 0, r
     assert r.victim_errors == 0 and r.victim_ops > 50, r
+
+
+def _result(case: str, p99: float, elections: int = 0) -> CaseResult:
+    return CaseResult(case, 100, p99 / 2, p99, p99 * 2, 0, elections)
+
+
+def test_the_flood_verdict_holds_elections_and_p99_to_the_unloaded_run() -> None:
+    v = verdict([_result("none", 4.0), _result("pipelined", 20.0),
+                 _result("new-ids", 20.1), _result("rate-limited", 3.0, elections=1)])
+    assert v["pipelined"] == {"elections_ok": True, "p99_ratio": 5.0, "p99_ok": True}
+    assert v["new-ids"]["p99_ok"] is False
+    assert v["rate-limited"]["elections_ok"] is False and v["rate-limited"]["p99_ok"] is True
+
+
+def test_arena_bench_flood_is_a_bench_subcommand() -> None:
+    with pytest.raises(SystemExit, match="unknown flood case"):
+        bench_main(["flood", "--cases", "none,tsunami"])
+    out = CliRunner().invoke(cli_main, ["bench", "--help"])
+    assert out.exit_code == 0 and "[flood]" in out.output

@@ -90,3 +90,17 @@ def test_the_cli_needs_the_admin_key_for_admin_and_process_commands(
     # with the key (from the cluster's key file) the admin request goes through
     r = runner.invoke(main, ["heal", "--cluster", path], env={"ARENA_ADMIN_KEY": None})
     assert r.exit_code == 0 and "healed" in r.output and "unauthorized" not in r.output
+
+
+@pytest.mark.parametrize("command", ["kill", "stop", "restart", "pause", "resume"])
+def test_process_commands_say_the_admin_key_does_not_guard_local_signals(command: str) -> None:
+    """Issue 11, item 4: with a copy of the cluster file that lacks admin_key_file,
+    arena kill and pause work without the key; the help says what the key protects
+    (admin frames to nodes) and what it does not (local signals)."""
+    out = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
+    assert out.exit_code == 0
+    text = " ".join(out.output.split())
+    assert "the operating system decides who may signal it, not the admin key" in text
+    assert "The admin key protects the admin frames sent to nodes" in text
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "SECURITY.md").read_text().split())
+    assert "The admin key does **not** protect the node processes themselves" in doc
