@@ -273,6 +273,9 @@ class Replicated:
         self.max_sessions = max_sessions
         self.max_outstanding = max_outstanding
         self.machines: dict[str, StateMachine] = {}
+        # Each machine's state when it was registered: a snapshot taken before a
+        # machine existed (an older version's data directory) restores it to this.
+        self._fresh: dict[str, object] = {}
         self.applied_index = 0
         self.clock_ms = 0
         # Least recently used first: timestamps never go backwards, so expiry pops
@@ -289,6 +292,7 @@ class Replicated:
         if name in self.machines:
             raise ValueError(f"a state machine named {name!r} is already registered")
         self.machines[name] = machine
+        self._fresh[name] = machine.snapshot()
 
     @property
     def session_count(self) -> int:
@@ -490,13 +494,17 @@ class Replicated:
                 raise ValueError("machines must be a map")
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"malformed state machine snapshot: {exc}") from exc
-        if set(machines) != set(self.machines):
+        unknown = set(machines) - set(self.machines)
+        if unknown:
             raise ValueError(
-                f"snapshot holds machines {sorted(machines)} but {sorted(self.machines)} are "
-                "registered"
+                f"snapshot holds machines {sorted(machines)} but only {sorted(self.machines)} "
+                f"are registered: this node cannot keep the state of {sorted(unknown)}; run it "
+                "with a version that registers them"
             )
-        for name in sorted(machines):
-            self.machines[name].restore(machines[name])
+        # A registered machine the snapshot lacks did not exist when it was taken, so
+        # no entry before the snapshot's index touched it: every replica starts it fresh.
+        for name in sorted(self.machines):
+            self.machines[name].restore(machines.get(name, self._fresh[name]))
         self.applied_index, self.clock_ms = applied, clock
         self._sessions, self._expired = sessions, expired
 

@@ -177,3 +177,19 @@ def test_restoring_a_malformed_snapshot_raises_value_error(data: bytes) -> None:
 def test_kv_restore_of_malformed_data_raises_value_error(data: object) -> None:
     with pytest.raises(ValueError, match="kv snapshot"):
         KeyValue().restore(data)
+
+
+def test_a_snapshot_taken_before_a_machine_existed_restores_it_fresh() -> None:
+    """An older version's data directory (a snapshot without a machine registered
+    since, e.g. ``rooms``) still starts: the new machine had no entry before the
+    snapshot's index, so every replica starts it from its registered state."""
+    old = Replicated([KeyValue()])
+    feed(old, [encode_command("p1", 1, 1_000, "kv", {"op": "put", "key": "k", "value": 1})])
+    node = Replicated([KeyValue(), Other()])
+    registered = node.machines["other"].snapshot()
+    feed(node, [encode_command("p2", 1, 2_000, "other", {"op": "put", "key": "x", "value": 2})])
+    assert node.machines["other"].snapshot() != registered
+    node.restore(old.snapshot())
+    assert node.applied_index == 1
+    assert node.machines["kv"].snapshot() == old.machines["kv"].snapshot()
+    assert node.machines["other"].snapshot() == registered
