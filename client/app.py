@@ -192,6 +192,7 @@ class App:
         self.screen = pygame.display.get_surface() or self.screen  # resized by the window
         self.ui.size = self.screen.get_size()
         self.ui.update(session.state, session.client_id, session.drain_notices(), now)
+        self.ui.watch_cluster(session.cluster, now)
         if self.ui.wants_join(session.state, session.client_id, now):
             self.ui.joining(session.submit({"type": "join", "name": self.ui.name}), now)
         self._keep_present(session)

@@ -247,3 +247,29 @@ def test_without_a_majority_the_window_sends_no_presence_pings(
     app.update()
     app.update()
     assert session.sent == [{"type": "ping"}]
+
+
+def test_a_long_election_is_named_but_input_still_goes_out(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    """Every node reachable, none leading (they cannot reach each other): the window
+    says so after a while, and keeps sending (the session retries until a leader)."""
+    app, session = _app(lobby_table, clock, "c3", "cy")
+    session.nodes = [
+        NodeInfo("n1", "pre-candidate", 4, True),
+        NodeInfo("n2", "pre-candidate", 4, False),
+        NodeInfo("n3", "candidate", 5, False),
+    ]
+    app.update()
+    clock.advance(1.0)
+    app.update()
+    assert app.vm.quorum.text == ""  # an ordinary failover takes a few hundred ms
+    clock.advance(2.0)
+    app.update()
+    assert app.vm.quorum.text == "no leader for 3 s: 3 of 3 nodes reachable, electing"
+    assert not app.vm.quorum.lost
+    _key(app, pygame.K_r)
+    assert session.sent == [{"type": "ready", "ready": True}]
+    session.nodes = [NodeInfo("n3", "leader", 5, False), *session.nodes[:2]]
+    app.update()
+    assert app.vm.quorum.text == "" and app.ui.leaderless_since is None
