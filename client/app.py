@@ -24,7 +24,15 @@ from game import view as game_view
 
 from . import render
 from .fake import FakeSession
-from .viewmodel import MIN_SIZE, GameSession, Pending, UiState, ViewModel, build_view
+from .viewmodel import (
+    MIN_SIZE,
+    GameSession,
+    Pending,
+    Quorum,
+    UiState,
+    ViewModel,
+    build_view,
+)
 
 LEAVE_WAIT_S = 0.5  # on quit, how long to wait for the "leave" to be answered
 
@@ -184,6 +192,7 @@ class App:
         self.screen = pygame.display.get_surface() or self.screen  # resized by the window
         self.ui.size = self.screen.get_size()
         self.ui.update(session.state, session.client_id, session.drain_notices(), now)
+        self.ui.watch_cluster(session.cluster, now)
         if self.ui.wants_join(session.state, session.client_id, now):
             self.ui.joining(session.submit({"type": "join", "name": self.ui.name}), now)
         self._keep_present(session)
@@ -194,6 +203,8 @@ class App:
         state = session.state
         if state is None or (self._ping is not None and not self._ping.done):
             return
+        if Quorum.of(session.cluster).lost:
+            return  # it could not commit; the table may drop us meanwhile, we then rejoin
         if game_view.needs_ping(state, session.client_id, session.leader_time_ms()):
             self._ping = session.submit({"type": "ping"})
 

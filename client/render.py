@@ -195,11 +195,12 @@ def _header(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
     status_text = vm.quorum.text or vm.status_text
     if status_text:
         bad = vm.status == "join_failed" or vm.quorum.lost
+        warn = bool(vm.quorum.text)  # a long election: worth a look, nothing is refused
         _text(
             surface,
             fonts.small,
             status_text,
-            LOST if bad else MUTED,
+            LOST if bad else NOTICE_FAILOVER if warn else MUTED,
             topright=(x + w - PAD - 4, y + 38),
             max_width=w // 2 - 80,
         )
@@ -513,23 +514,54 @@ def _cluster(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
         _text(
             surface, fonts.small, f"state at index {vm.state_index}", MUTED, topleft=(left, y + 33)
         )
+    columns = _node_columns(fonts, vm.cluster, left, right)
     row_y = y + 56
     for node in vm.cluster:
         if row_y + 20 > y + h:
             break
-        _node_row(surface, fonts, node, left, right, row_y)
+        _node_row(surface, fonts, node, left, right, row_y, columns)
         row_y += 24
 
 
-def _node_row(
-    surface: pygame.Surface, fonts: Fonts, node: NodeInfo, left: int, right: int, y: int
-) -> tuple[pygame.Rect, pygame.Rect]:
-    """``> n1  follower  linked term 4``; node ids of any length push the columns right.
+@dataclass(frozen=True, slots=True)
+class NodeColumns:
+    """Where the role column starts and in which font, the same for every row."""
 
-    The role never runs into the term column: a role too wide for the room left
-    ("pre-candidate" in a narrow sidebar) is drawn in the small font, and cut as a
-    last resort. Returns the role's and the term's rectangles.
-    """
+    role_x: int
+    role_font: pygame.font.Font
+    term_left: int  # the term column's leftmost start (the widest "term N")
+
+
+def _node_columns(
+    fonts: Fonts, nodes: tuple[NodeInfo, ...], left: int, right: int, gap: int = 10
+) -> NodeColumns:
+    """One role column for all rows: at ``left + 84`` when the widest role fits before
+    the widest term, else right after the widest id; in the small font when even that
+    is too narrow ("pre-candidate" in a narrow sidebar)."""
+    term_left = right - max((fonts.small.size(f"term {n.term}")[0] for n in nodes), default=0)
+    id_right = left + 26 + max((fonts.body.size(n.id)[0] for n in nodes), default=0)
+    for font in (fonts.body, fonts.small):
+        role_w = max((font.size(n.role)[0] for n in nodes), default=0)
+        for role_x in (max(left + 84, id_right + gap), id_right + gap):
+            if role_x + role_w <= term_left - gap:
+                return NodeColumns(role_x, font, term_left)
+    # not even that: ids are cut to make room (see _node_row)
+    role_w = max((fonts.small.size(n.role)[0] for n in nodes), default=0)
+    return NodeColumns(max(left + 46, term_left - gap - role_w), fonts.small, term_left)
+
+
+def _node_row(
+    surface: pygame.Surface,
+    fonts: Fonts,
+    node: NodeInfo,
+    left: int,
+    right: int,
+    y: int,
+    columns: NodeColumns | None = None,
+) -> tuple[pygame.Rect, pygame.Rect]:
+    """``> n1  follower  linked term 4``, in the panel's columns (``_node_columns``), so
+    the role never runs into the term column. Returns the role's and the term's rects."""
+    columns = columns or _node_columns(fonts, (node,), left, right)
     colour = ROLE_COLOURS.get(node.role, ROLE_COLOURS["unknown"])
     if node.connected:  # the node this window talks to: highlighted, with an arrow
         pygame.draw.rect(
@@ -546,29 +578,22 @@ def _node_row(
         TEXT if node.connected else MUTED,
         topright=(right, y + 3),
     )
-    gap = 10
-    role_font = fonts.body
-    if fonts.body.size(node.role)[0] + fonts.body.size(node.id)[0] + 2 * gap > term.left - left - 26:
-        role_font = fonts.small
-    role_w = role_font.size(node.role)[0]
-    id_rect = _text(
+    _text(
         surface,
         fonts.body,
         node.id,
         TEXT if node.connected else MUTED,
         topleft=(left + 26, y),
-        max_width=max(20, term.left - left - 26 - role_w - 2 * gap),
+        max_width=max(20, columns.role_x - left - 26 - 10),
     )
-    role_x = max(left + 84, id_rect.right + gap)
-    if role_x + role_w > term.left - gap:
-        role_x = id_rect.right + gap
+    small = columns.role_font is fonts.small
     role = _text(
         surface,
-        role_font,
+        columns.role_font,
         node.role,
         colour,
-        topleft=(role_x, y + (0 if role_font is fonts.body else 3)),
-        max_width=max(8, term.left - gap - role_x),
+        topleft=(columns.role_x, y + (3 if small else 0)),
+        max_width=max(8, term.left - 10 - columns.role_x),
     )
     linked_w = fonts.small.size("linked")[0]
     if node.connected and role.right + 10 + linked_w < term.left - 8:

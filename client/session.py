@@ -24,6 +24,9 @@ from .view import ReplicatedView
 from .viewmodel import NodeInfo, Notice, Pending
 
 INFO_STALE_S = 0.6  # a node silent this long is shown as down
+# The followed node says it applied entries the view has not seen for this long: their
+# updates were lost (e.g. published before the subscription was live), so resync.
+BEHIND_S = 0.5
 
 
 class LeaderClock:
@@ -75,6 +78,8 @@ class NetworkSession:
         self._leader_term = 0
         self._leader_lost_at: float | None = None
         self._leader_last_seen = time.monotonic()
+        self._behind_since: float | None = None
+        self.resyncs = 0  # snapshots asked for because updates went missing
         self.failover_ms: list[float] = []
         self.link.follow_updates(self.link.current)
         self._request_snapshot()
@@ -83,6 +88,7 @@ class NetworkSession:
 
     def poll(self) -> None:
         self.link.poll(0)
+        self._check_behind()
         if self.view.needs_snapshot and (self._snapshot_call is None or self._snapshot_call.done):
             self._request_snapshot()
         self._watch_leader()
@@ -157,6 +163,24 @@ class NetworkSession:
         result: dict[str, Any] = c.result
         self.view.load_snapshot(int(result["index"]), result["machines"])
         self._state_at = time.monotonic()
+
+    def _check_behind(self) -> None:
+        """Updates published before the subscription was live are lost without a trace
+        until the next one shows the gap, and a quiet table may publish nothing for
+        seconds: the followed node's cluster info says what it applied, so a view
+        that stays behind it resyncs from a snapshot."""
+        node = self.link.nodes.get(self.link.update_node)
+        info = node.info if node is not None else None
+        now = time.monotonic()
+        if info is None or not self.view.synced or info.applied <= self.view.index:
+            self._behind_since = None
+            return
+        if self._behind_since is None:
+            self._behind_since = now
+        elif now - self._behind_since >= BEHIND_S:
+            self._behind_since = None
+            self.resyncs += 1
+            self.view.resubscribed()
 
     def _on_update(self, nid: str, u: Update) -> None:
         self.leader_clock.observe(u.clock_ms)

@@ -102,6 +102,9 @@ class GameSession(Protocol):
     def close(self) -> None: ...
 
 
+NO_LEADER_S = 2.0  # an election this long is no longer a normal failover: say so
+
+
 @dataclass(frozen=True, slots=True)
 class Quorum:
     """How much of the cluster this window can hear: a node is reachable when its
@@ -109,18 +112,24 @@ class Quorum:
 
     Fewer reachable nodes than a majority means nothing can be committed: the
     cluster is read-only until enough nodes are back (the window shows the last
-    committed state and says so instead of sending commands into the void).
+    committed state and says so instead of sending commands into the void). With a
+    majority reachable but no leader for ``NO_LEADER_S`` (the nodes cannot reach
+    each other, e.g. ``arena partition``), the window says that too, and still
+    sends: the session retries until a leader answers.
     """
 
     reachable: int
     total: int
     known: bool  # some node has been heard of (at start-up every role is "unknown")
+    leader: bool = True  # some reachable node says it leads
+    leaderless_s: float = 0.0  # for how long no reachable node has led
 
     @classmethod
-    def of(cls, cluster: tuple[NodeInfo, ...] | list[NodeInfo]) -> Quorum:
+    def of(cls, cluster: tuple[NodeInfo, ...] | list[NodeInfo], leaderless_s: float = 0.0) -> Quorum:
         reachable = sum(1 for n in cluster if n.role not in ("down", "unknown"))
         known = any(n.role != "unknown" for n in cluster)
-        return cls(reachable, len(cluster), known)
+        leader = any(n.role == "leader" for n in cluster)
+        return cls(reachable, len(cluster), known, leader, 0.0 if leader else leaderless_s)
 
     @property
     def majority(self) -> int:
@@ -132,10 +141,16 @@ class Quorum:
 
     @property
     def text(self) -> str:
-        """"no majority: 1 of 3 nodes reachable, waiting" while lost, else ""."""
-        if not self.lost:
-            return ""
-        return f"no majority: {self.reachable} of {self.total} nodes reachable, waiting"
+        """"no majority: 1 of 3 nodes reachable, waiting" while lost; "no leader for 3 s:
+        3 of 3 nodes reachable, electing" after a long election; else ""."""
+        if self.lost:
+            return f"no majority: {self.reachable} of {self.total} nodes reachable, waiting"
+        if self.known and not self.leader and self.leaderless_s >= NO_LEADER_S:
+            return (
+                f"no leader for {self.leaderless_s:.0f} s: {self.reachable} of {self.total} "
+                "nodes reachable, electing"
+            )
+        return ""
 
 
 def seconds_left(ms: int) -> int:
@@ -356,6 +371,7 @@ class UiState:
     join_sent_at: float = 0.0
     join_error: str | None = None
     seated: bool = False  # the committed state has shown this window's member
+    leaderless_since: float | None = None  # since when no reachable node leads
     actions: list[tuple[str, Pending]] = field(default_factory=list)
 
     # -- input side --
@@ -396,6 +412,13 @@ class UiState:
         self.join, self.join_sent_at = pending, now
 
     # -- update side --
+
+    def watch_cluster(self, cluster: list[NodeInfo], now: float) -> None:
+        """Note since when the cluster has had no leader (``Quorum.leaderless_s``)."""
+        if any(n.role == "leader" for n in cluster):
+            self.leaderless_since = None
+        elif self.leaderless_since is None:
+            self.leaderless_since = now
 
     def update(self, state: dict | None, client_id: str, notices: list[Notice], now: float) -> None:
         """Fold in what this frame's poll brought: notices, answers, committed takers."""
@@ -504,7 +527,9 @@ def build_view(session: GameSession, ui: UiState, now: float) -> ViewModel:
     layout = Layout.fit(ui.size, config["arena_width"], config["arena_height"], len(cluster))
     common: dict[str, Any] = {
         "layout": layout,
-        "quorum": Quorum.of(cluster),
+        "quorum": Quorum.of(
+            cluster, now - ui.leaderless_since if ui.leaderless_since is not None else 0.0
+        ),
         "offline": bool(getattr(session, "offline", False)),
         "cluster": cluster,
         "rtt_ms": session.rtt_ms,

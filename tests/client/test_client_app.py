@@ -225,3 +225,51 @@ def test_without_a_majority_input_is_answered_at_once_with_why_and_nothing_is_se
     texts = [n.text for n in app.vm.notices if n.kind == "error"]
     assert [t.split(":")[0] for t in texts] == ["hit", "ready", "start"]
     assert all("not sent, no majority: 1 of 3 nodes reachable" in t for t in texts)
+
+
+def test_without_a_majority_the_window_sends_no_presence_pings(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    """A ping could not commit; queued for a dead node it would only arrive in a burst
+    when the node restarts."""
+    app, session = _app(lobby_table, clock)
+    session.table.wait(session.table.state["config"]["idle_ms"] // 2)  # a ping is due
+    session.nodes = [
+        NodeInfo("n1", "follower", 4, True),
+        NodeInfo("n2", "down", 4, False),
+        NodeInfo("n3", "down", 4, False),
+    ]
+    app.update()
+    app.update()
+    assert session.sent == []
+    session.nodes = [NodeInfo("n1", "leader", 5, True), *session.nodes[1:2],
+                     NodeInfo("n3", "follower", 5, False)]
+    app.update()
+    app.update()
+    assert session.sent == [{"type": "ping"}]
+
+
+def test_a_long_election_is_named_but_input_still_goes_out(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    """Every node reachable, none leading (they cannot reach each other): the window
+    says so after a while, and keeps sending (the session retries until a leader)."""
+    app, session = _app(lobby_table, clock, "c3", "cy")
+    session.nodes = [
+        NodeInfo("n1", "pre-candidate", 4, True),
+        NodeInfo("n2", "pre-candidate", 4, False),
+        NodeInfo("n3", "candidate", 5, False),
+    ]
+    app.update()
+    clock.advance(1.0)
+    app.update()
+    assert app.vm.quorum.text == ""  # an ordinary failover takes a few hundred ms
+    clock.advance(2.0)
+    app.update()
+    assert app.vm.quorum.text == "no leader for 3 s: 3 of 3 nodes reachable, electing"
+    assert not app.vm.quorum.lost
+    _key(app, pygame.K_r)
+    assert session.sent == [{"type": "ready", "ready": True}]
+    session.nodes = [NodeInfo("n3", "leader", 5, False), *session.nodes[:2]]
+    app.update()
+    assert app.vm.quorum.text == "" and app.ui.leaderless_since is None

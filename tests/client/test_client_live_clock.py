@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 
 from client.api import wait_until
+from client.link import TimeoutError_
 from client.session import NetworkSession
+from client.viewmodel import Pending
 from nodes.local import LocalCluster
 
 
@@ -16,14 +18,30 @@ def test_a_session_that_just_loaded_a_snapshot_reads_the_same_leader_time_as_an_
     early = NetworkSession(live_cluster.cluster)
     late: NetworkSession | None = None
     try:
-        joined = early.submit({"type": "join", "name": "ann"})
+        join = {"type": "join", "name": "ann"}
+        tries: list[Pending] = [early.submit(join)]
 
         def seated() -> bool:
             early.poll()
+            if tries[-1].done and not tries[-1].accepted:  # e.g. no leader yet: try again
+                tries.append(early.submit(join))
             st = early.state
-            return joined.accepted and st is not None and "ann" in st["players"]
+            return tries[-1].accepted and st is not None and "ann" in st["players"]
 
-        wait_until(seated, 15.0, "ann seated")
+        try:
+            wait_until(seated, 30.0, "ann seated")
+        except TimeoutError_ as e:
+            failed = [(p.error, p.result) for p in tries if p.done and not p.accepted]
+            snap = early._snapshot_call
+            raise AssertionError(
+                f"{e}; failed joins: {failed}; last join {tries[-1]}; view loaded "
+                f"{early.view.loaded} synced {early.view.synced} index {early.view.index}; "
+                f"snapshot call done {snap and snap.done} ok {snap and snap.ok} "
+                f"err {snap and snap.error} node {snap and snap.node} attempts "
+                f"{snap and snap.attempts}; current {early.link.current} update_node "
+                f"{early.link.update_node}; down {early.link.down}; "
+                f"cluster {early.cluster}"
+            ) from e
         st = early.state
         assert st is not None
         last_entry_ms = st["now_ms"]

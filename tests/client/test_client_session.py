@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from client.session import LeaderClock
+import time
+from pathlib import Path
+
+from client.session import BEHIND_S, LeaderClock, NetworkSession
+from game.machine import GameMachine
+from nodes.codec import ClusterInfo
+from nodes.local import make_cluster_file
 
 
 class Wall:
@@ -39,3 +45,27 @@ def test_the_estimate_never_falls_below_the_committed_time() -> None:
     clock = LeaderClock(wall)
     assert clock.now_ms(floor_ms=90_000) == 90_000  # a leader clock far ahead of ours
     assert clock.now_ms(floor_ms=10_000) == 50_000
+
+
+def test_a_view_left_behind_by_lost_updates_resyncs_from_a_snapshot(tmp_path: Path) -> None:
+    """Updates published before the subscription was live are lost; on a quiet table
+    nothing showed the gap, and a window stayed on "joining as ..." (the cluster info
+    of the followed node says what it applied)."""
+    cf = make_cluster_file(tmp_path, 3)  # no node runs: the sockets only connect
+    session = NetworkSession(cf)
+    try:
+        session.view.load_snapshot(3, {"game": GameMachine().snapshot()})
+        node = session.link.nodes[session.link.update_node]
+        node.info = ClusterInfo(node.id, 1, "leader", node.id, 3, 3, {})
+        node.info_at = time.monotonic()
+        session.poll()
+        assert session.view.synced and session.resyncs == 0  # level with the node
+        node.info = ClusterInfo(node.id, 1, "leader", node.id, 5, 5, {})
+        session.poll()
+        assert session.view.synced and session.resyncs == 0  # an update may be on its way
+        session._behind_since = time.monotonic() - BEHIND_S  # still behind, BEHIND_S later
+        session.poll()
+        assert session.resyncs == 1 and not session.view.synced
+        assert session._snapshot_call is not None and not session._snapshot_call.done
+    finally:
+        session.close()
