@@ -21,7 +21,9 @@ state), the storage loads with ``HardState.recovering`` set and the rule is:
    durable from now on like any node's.
 2. Term first. It waits ``election_ticks_max`` ticks (an election that its old
    self voted in has then ended: won, so that its voters hold the term, or
-   abandoned), then asks every other voter for its term with a probe: a
+   abandoned; and messages queued for it while it was down, which may carry a
+   commit index older than what its lost self helped commit, have drained: they
+   are ignored, see below), then asks every other voter for its term with a probe: a
    pre-vote request for term 0, which every node rejects with its own term. Until
    a quorum of the voters other than itself has answered, it answers no leader
    (it only adopts higher terms). A vote or acknowledgement that helped a leader
