@@ -21,7 +21,9 @@ state), the storage loads with ``HardState.recovering`` set and the rule is:
    durable from now on like any node's.
 2. Term first. It waits ``election_ticks_max`` ticks (an election that its old
    self voted in has then ended: won, so that its voters hold the term, or
-   abandoned), then asks every other voter for its term with a probe: a
+   abandoned; and messages queued for it while it was down, which may carry a
+   commit index older than what its lost self helped commit, have drained: they
+   are ignored, see below), then asks every other voter for its term with a probe: a
    pre-vote request for term 0, which every node rejects with its own term. Until
    a quorum of the voters other than itself has answered, it answers no leader
    (it only adopts higher terms). A vote or acknowledgement that helped a leader
@@ -32,15 +34,18 @@ state), the storage loads with ``HardState.recovering`` set and the rule is:
 3. Fresh cluster: when every answer is term 0 and its log is empty, no node of
    that quorum ever voted, so the cluster never elected a leader nor committed
    anything: nothing can have been lost and it stops recovering at once. This is
-   how a majority of brand-new (empty) founders bootstraps a cluster.
+   how brand-new (empty) founders bootstrap a cluster. Each needs a quorum of the
+   *other* founders to answer (three of three, four of five): two empty founders of
+   three cannot tell a new cluster from one that the third and the wiped self of
+   either had been running, so they wait for the third.
 4. Repair. Otherwise it follows a leader of at least that term as any follower
    does (its acknowledgements count: they speak of entries it now holds durably,
    from a leader that holds every committed entry), and it is repaired once its
    log matches the leader's up to the leader's commit index *and* that index is an
    entry of the leader's own term (``leader_commit`` of one AppendEntries): that
-   entry follows every entry the leader had
-   when elected, hence every entry committed before (leader completeness), and the
-   leader's commit index covers every entry it committed itself. It then records
+   entry follows every entry the leader had when elected, hence every entry
+   committed before (leader completeness), and the leader's commit index covers
+   every entry it committed itself. It then records
    the leader as its vote in that term (its old self can only have helped elect
    that leader in it) and votes normally from the next term on.
 
@@ -49,7 +54,11 @@ recovering nodes are counted as they come (a wiped node answers term 0), so two
 wiped voters of a five-node cluster whose three others had never heard of any term
 could mistake it for a fresh one. A cluster of one or two voters has no quorum of
 others to ask; there a recovering node simply stops recovering (with two voters
-every quorum needs both, so its shorter log cannot elect anyone on its own).
+every quorum needs both, so its shorter log cannot elect anyone on its own). The
+voters it asks are those of the newest configuration its surviving log holds: if
+the damage cut membership changes out of it, or servers are removed while it
+recovers, it may wait for answers from servers that are gone (docs/MULTIHOST.md
+says what to do then).
 """
 
 from __future__ import annotations

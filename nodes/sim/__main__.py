@@ -2,8 +2,9 @@
 
     python -m nodes.sim --seed 42          replay one seed, verbosely
     python -m nodes.sim --seeds 500        seeds 0..499 with a summary line
-    python -m nodes.sim --seeds 50 --disk  every seed on DiskStorage (default: the
-                                           seed picks, about half on disk)
+    python -m nodes.sim --seeds 50 --disk  every seed on DiskStorage, with crash points
+                                           and storage faults on a minority (default:
+                                           the seed picks, about half on disk)
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .run import SimParams, run_seed
 @click.option("--duration", type=float, default=8.0, show_default=True,
               help="Simulated seconds of the safety phase (faults on).")
 @click.option("--disk", "storage", flag_value="disk",
-              help="Every seed on DiskStorage in a temporary directory, with crash points.")
+              help="Every seed on DiskStorage in a temporary directory, with crash points "
+                   "and storage faults on a minority (lost suffix, wiped directory, flipped bit).")
 @click.option("--memory", "storage", flag_value="memory", help="Every seed in memory.")
 @click.option("--no-membership", is_flag=True,
               help="Leave membership changes and leadership transfers out of the faults.")

@@ -193,14 +193,17 @@ class Nemesis:
         return (min(sizes) - 1) // 2
 
     def _hurt(self) -> set[str]:
-        """Servers with damaged storage not yet repaired, and live ones recovering for
+        """Servers with damaged storage not yet repaired, and those recovering for
         another reason (a founder that heard of a term before its peers answered its
-        probe): together they must stay a minority."""
+        probe), live or down: together they must stay a minority."""
         c = self.cluster
         for n in sorted(self.damaged):
             if n in c.nodes and not c.nodes[n].raft.recovering:
                 self.damaged.discard(n)  # repaired
-        return self.damaged | {n for n, node in c.nodes.items() if node.raft.recovering}
+        live = {n for n, node in c.nodes.items() if node.raft.recovering}
+        down = {n for n in c.ids if n not in c.nodes and n not in self.retired
+                and c.host.recovering(n)}
+        return self.damaged | live | down
 
     def _storage_fault(self) -> bool:
         """A faulty disk on a minority: a lost suffix, a wiped directory (founders only:

@@ -33,6 +33,7 @@ from typing import Protocol
 from nodes.raft.messages import ClusterConfig
 from nodes.raft.storage import MemoryStorage, Storage
 from nodes.storage import CRASH_POINTS, DiskStorage
+from nodes.storage.records import RecordError, decode_hard_state, scan_frames
 from nodes.storage.wal import SEGMENT_NAME
 
 TORN_WRITE = "wal.torn"
@@ -65,6 +66,9 @@ class StorageHost(Protocol):
     def abandon(self, nid: str, storage: Storage) -> None:
         """The process died: let the storage go without writing anything."""
 
+    def recovering(self, nid: str) -> bool:
+        """Whether ``nid``, now down, would start recovering (its storage is damaged)."""
+
     def arm(self, nid: str, point: str, skip: int = 0) -> None:
         """Crash ``nid`` at the ``skip + 1``-th time its storage reaches ``point``."""
 
@@ -90,6 +94,9 @@ class MemoryHost:
 
     def abandon(self, nid: str, storage: Storage) -> None:
         pass
+
+    def recovering(self, nid: str) -> bool:
+        return False  # memory storage is never damaged
 
     def arm(self, nid: str, point: str, skip: int = 0) -> None:
         raise ValueError("memory storage has no crash points: use DiskHost")
@@ -182,6 +189,22 @@ class DiskHost:
         """Whether ``nid``'s directory was created listing it as a voter: only then does
         an empty directory tell it that it may have lost promises (``DiskStorage``)."""
         return nid in self._initial.get(nid, ClusterConfig()).voters
+
+    def recovering(self, nid: str) -> bool:
+        """Whether ``nid`` (down) will start recovering, judging by its directory as
+        ``DiskStorage`` does: a founder's directory without a hard state, or a hard
+        state that says so or cannot be read. (Damage that a restart would find is
+        the caller's to track: ``damage`` returns what it did.)"""
+        path = self.path(nid) / "hardstate"
+        if not path.exists():
+            return self.founder(nid)
+        scan = scan_frames(path.read_bytes())
+        if scan.problem is not None or len(scan.frames) != 1:
+            return True
+        try:
+            return decode_hard_state(scan.frames[0][1]).recovering
+        except RecordError:
+            return True
 
     def damage(self, nid: str, kind: str) -> str | None:
         """Damage the directory of ``nid`` (down: its storage abandoned) as a faulty disk

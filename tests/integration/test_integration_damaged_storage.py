@@ -76,3 +76,47 @@ def test_a_damaged_follower_elects_nobody_without_the_leader_and_loses_no_write(
     commit = c.status(leader_of(c) or leader)["commit"]
     # the repaired node holds everything too: it applies up to the new write
     wait_for(lambda: c.status(a)["applied"] >= commit, 10, f"{a} applying up to {commit}")
+
+
+def test_the_join_procedure_of_multihost_md_adds_a_voter(
+    make_cluster: Callable[..., LocalCluster], client_for: Callable[..., Client]
+) -> None:
+    """docs/MULTIHOST.md section 6, step by step: add n4 to the file, start it with
+    --join on an empty directory, ask the leader to add_node; it becomes a voter
+    holding every write."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from nodes.clusterfile import NodeAddress, load
+    from nodes.local import free_ports
+
+    lc = make_cluster(3)
+    c = client_for(lc)
+    wait_for(lambda: leader_of(c), 10, "a leader")
+    for i in range(10):
+        c.put(f"j{i}", i)
+    r, cl, p = (f"tcp://127.0.0.1:{port}" for port in free_ports(3))
+    n4 = NodeAddress("n4", r, cl, p)
+    cf = dataclasses.replace(lc.cluster, nodes=(*lc.cluster.nodes, n4))
+    cf.write(lc.cluster_path)  # step 1: the new file (the running nodes keep theirs)
+    cf = load(lc.cluster_path)
+    log = open(lc.directory / "n4.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(  # step 2
+        [sys.executable, "-m", "nodes", "node", "--id", "n4", "--cluster",
+         str(lc.cluster_path), "--join"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        with Client(cf) as c4:
+            c4.admin("add_node", {"id": "n4", "raft": r, "client": cl, "pub": p})  # step 3
+            wait_for(lambda: "n4" in ((c4.status(leader_of(c4) or "n1") or {}).get("voters") or []),
+                     15, "n4 promoted to voter")
+            wait_for(lambda: (c4.status("n4") or {}).get("applied", 0)
+                     >= c4.status(leader_of(c4) or "n1")["commit"], 10, "n4 caught up")
+            assert [c4.get(f"j{i}") for i in range(10)] == list(range(10))
+            assert (c4.status("n4") or {}).get("recovering") is False
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()

