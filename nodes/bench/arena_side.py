@@ -78,7 +78,7 @@ def _load_worker(cluster_path: str, clients: int, commits: int, window: int,
     sent = [0] * clients
     done = [0] * clients
     failed = 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
 
     def on_done(k: int) -> Any:
         def cb(c: Any) -> None:
@@ -97,7 +97,8 @@ def _load_worker(cluster_path: str, clients: int, commits: int, window: int,
         for link in links:
             link.poll(0)
     elapsed = time.perf_counter() - t0
-    out.put({"commits": per * clients, "seconds": elapsed, "failed": failed})
+    out.put({"commits": per * clients, "seconds": elapsed, "failed": failed,
+             "cpu_s": time.process_time() - cpu0})
     for link in links:
         link.close()
     ctx.term()
@@ -126,7 +127,8 @@ def throughput_runs(lc: LocalCluster, commits: int, clients: int, runs: int = 3,
     median = sorted(bursts, key=lambda b: b["commits_per_s"])[(runs - 1) // 2]
     return {**median, "runs": [{"commits_per_s": round(b["commits_per_s"]), "seconds": b["seconds"],
                                 "failed": b["failed"],
-                                "server_cpu_us_per_commit": b["server_cpu_us_per_commit"]}
+                                "server_cpu_us_per_commit": b["server_cpu_us_per_commit"],
+                                "client_cpu_us_per_commit": b["client_cpu_us_per_commit"]}
                                for b in bursts],
             "failed": sum(b["failed"] for b in bursts)}
 
@@ -136,7 +138,8 @@ def throughput(lc: LocalCluster, commits: int, clients: int, processes: int = 2,
     """``clients`` logical clients in ``processes`` load processes, each keeping
     ``window`` commands in flight (128, as the PySyncObj side does); ``batching``
     off sends every command as a request of its own (etcd's unbatched puts).
-    ``server_cpu_us_per_commit``: CPU time of every node process during the burst."""
+    ``server_cpu_us_per_commit``: CPU time of every node process during the burst;
+    ``client_cpu_us_per_commit``: of the load processes."""
     mpctx = mp.get_context("spawn")
     out, start = mpctx.Queue(), mpctx.Event()
     procs = [mpctx.Process(target=_load_worker,
@@ -158,7 +161,8 @@ def throughput(lc: LocalCluster, commits: int, clients: int, processes: int = 2,
     total = sum(r["commits"] for r in results)
     return {"commits_per_s": total / elapsed, "commits": total, "clients": clients,
             "window": window, "batching": batching, "failed": sum(r["failed"] for r in results),
-            "seconds": round(elapsed, 3), "server_cpu_us_per_commit": round(cpu / total * 1e6, 1)}
+            "seconds": round(elapsed, 3), "server_cpu_us_per_commit": round(cpu / total * 1e6, 1),
+            "client_cpu_us_per_commit": round(sum(r["cpu_s"] for r in results) / total * 1e6, 1)}
 
 
 def latency(c: Client, writes: int) -> dict:

@@ -12,7 +12,7 @@ etcd as its decimal digits):
     processes, each keeping ``window`` puts in flight; median of 3 bursts.
     ``unbatched``: one Put per put (Arena: its client's batching off);
     ``batched``: Txns of 32 puts (Arena: its client's batching on). Each burst also
-    reports the CPU time of the three servers per put.
+    reports the CPU time per put of the three servers and of the load processes.
 ``failover``
     put, kill -9 the leader by pid, then a client that rotates over the live
     members, each attempt with a deadline of ``FAILOVER_ATTEMPT_S`` (and a 20 ms
@@ -22,6 +22,9 @@ etcd as its decimal digits):
 ``memory``
     RSS of every member after ``memory_commits`` puts (Txns of 32), etcd's defaults
     otherwise (no compaction: it keeps every revision).
+
+``arena bench --vs etcd`` runs them through :func:`alternate`: each workload on
+Arena, then at once on etcd, each on a fresh cluster.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def _load_worker(target: str, first_client: int, clients: int, puts: int, window
         sent[k] += batch
 
     start.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for k in range(clients):
         while sent[k] < per and sent[k] < window:
             submit(k)
@@ -128,7 +131,8 @@ def _load_worker(target: str, first_client: int, clients: int, puts: int, window
         if sent[k] < per:
             submit(k)
     elapsed = time.perf_counter() - t0
-    out.put({"commits": per * clients, "seconds": elapsed, "failed": failed})
+    out.put({"commits": per * clients, "seconds": elapsed, "failed": failed,
+             "cpu_s": time.process_time() - cpu0})
     for ch in channels:
         ch.close()
 
@@ -167,7 +171,8 @@ def throughput(cluster: EtcdCluster, commits: int, clients: int, batch: int,
     return {"commits_per_s": total / elapsed, "commits": total, "clients": per_proc * processes,
             "window": window, "batch": batch, "failed": sum(r["failed"] for r in results),
             "seconds": round(elapsed, 3),
-            "server_cpu_us_per_commit": round(cpu / total * 1e6, 1)}
+            "server_cpu_us_per_commit": round(cpu / total * 1e6, 1),
+            "client_cpu_us_per_commit": round(sum(r["cpu_s"] for r in results) / total * 1e6, 1)}
 
 
 def throughput_runs(cluster: EtcdCluster, commits: int, clients: int, batch: int,
@@ -182,7 +187,8 @@ def throughput_runs(cluster: EtcdCluster, commits: int, clients: int, batch: int
     return {**median, "failed": sum(b["failed"] for b in bursts),
             "runs": [{"commits_per_s": round(b["commits_per_s"]), "seconds": b["seconds"],
                       "failed": b["failed"],
-                      "server_cpu_us_per_commit": b["server_cpu_us_per_commit"]}
+                      "server_cpu_us_per_commit": b["server_cpu_us_per_commit"],
+                      "client_cpu_us_per_commit": b["client_cpu_us_per_commit"]}
                      for b in bursts]}
 
 

@@ -150,12 +150,17 @@ def compare_etcd(ours: dict, etcd: dict, floor: dict | None = None) -> list[Row]
     ecpu = _get(etcd, "throughput", "unbatched", "server_cpu_us_per_commit")
     row("server CPU per put, no client batching", cpu, ecpu, "us", False, "<= etcd",
         _at_most(cpu, ecpu))
+    row("client CPU per put, same", _get(ours, "throughput_unbatched",
+                                         "client_cpu_us_per_commit"),
+        _get(etcd, "throughput", "unbatched", "client_cpu_us_per_commit"), "us", False, "-", None)
     tb = _get(ours, "throughput", "commits_per_s")
     etb = _get(etcd, "throughput", "batched", "commits_per_s")
     row("throughput, batched (etcd: Txns of 32)", tb, etb, "puts/s", True, ">= 1.5x",
         None if tb is None or etb is None else tb >= 1.5 * etb)
     row("server CPU per put, batched", _get(ours, "throughput", "server_cpu_us_per_commit"),
         _get(etcd, "throughput", "batched", "server_cpu_us_per_commit"), "us", False, "-", None)
+    row("client CPU per put, batched", _get(ours, "throughput", "client_cpu_us_per_commit"),
+        _get(etcd, "throughput", "batched", "client_cpu_us_per_commit"), "us", False, "-", None)
     for stat in ("p50", "max"):
         a, e = _get(ours, "failover", stat), _get(etcd, "failover", stat)
         row(f"failover {stat} (kill -9 of the leader)", a, e, "ms", False, "<= etcd",

@@ -299,6 +299,7 @@ def test_quick_vs_etcd_run_reports_every_row_with_sane_values() -> None:
     assert set(rows) == {
         "latency p50 (1 client)", "latency p99 (1 client)", "latency p50 / durable floor",
         "throughput, no client batching", "server CPU per put, no client batching",
+        "client CPU per put, same", "client CPU per put, batched",
         "throughput, batched (etcd: Txns of 32)", "server CPU per put, batched",
         "failover p50 (kill -9 of the leader)", "failover max (kill -9 of the leader)",
         "RSS per node after 20,000 puts (max)"}
