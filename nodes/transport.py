@@ -16,6 +16,8 @@ admits node keys, every DEALER a CURVE client with this node's key pair, and a
 frame is kept only if its sender is the node whose key the connection
 authenticated (``User-Id``): holding one node's key does not let a process
 speak for another.
+
+``Publisher`` is the node's publish socket (XPUB) with its subscriptions bounded.
 """
 
 from __future__ import annotations
