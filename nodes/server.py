@@ -1,11 +1,19 @@
 """The node process: one event loop that drives the Raft core over ZeroMQ.
 
 Each loop turn: wait on the sockets until the next tick is due; feed peer
-messages to the core; take client requests (proposals, reads, snapshots,
-status, admin); tick; then handle every Ready in the contract's order --
-persist (one fsync) -> send -> apply (and publish, and answer clients) ->
-advance. Proposals that arrive together share one Ready, one fsync and one
-AppendEntries per follower (group commit and batching come from the loop).
+messages to the core; tick if a tick is due; then take one budget of client
+requests (proposals, reads, snapshots, status, admin); and handle every Ready
+in the contract's order -- persist (one fsync) -> send -> apply (and publish,
+and answer clients) -> advance. Proposals that arrive together share one Ready,
+one fsync and one AppendEntries per follower (group commit and batching come
+from the loop).
+
+Under a flood (issue 11) peers and ticks never wait behind clients: client work
+per turn is bounded (``CLIENT_BUDGET_*``), the client socket is not read while
+the oldest uncommitted proposal is older than ``MAX_PENDING_AGE_S`` (so a
+command waits behind a few milliseconds of others' work, not behind a backlog),
+and snapshots are paced (``SNAPSHOT_DUTY``). A full disk stops the node with
+``DiskFull``.
 
 The server knows no game: it runs the state machines it is given (the CLI
 composes the key-value one and the game's). A machine may offer
@@ -15,8 +23,11 @@ clock ticks that end rounds on the leader's time, carried in the log).
 Security (``nodes.security``): with ``[security] curve = true`` every socket is
 CURVE and the loop also answers ZAP requests (only listed keys get in); a
 request under a session-bound client id must carry its session key; admin
-requests need the admin key; each client id gets a token bucket
-(``--rate-limit`` or ``[options] rate_limit``).
+requests need the admin key; each client id and each connection (routing
+identity) gets a token bucket (``--rate-limit`` or ``[options] rate_limit``; on
+by default with CURVE). A connection over its limit is refused before its
+request is decoded, and beyond twice the limit not answered at all. The publish
+socket's subscriptions are bounded (``transport.Publisher``).
 """
 
 from __future__ import annotations
@@ -62,6 +73,7 @@ CLUSTER_INFO_EVERY_S = 0.1
 CLIENT_BUDGET_REQUESTS = 64
 CLIENT_BUDGET_S = 0.002
 CLIENT_BUDGET_CHECK = 16
+CLIENT_SNDHWM = 10_000
 # Admission: while the oldest uncommitted proposal is older than this, no new client
 # request is read (the socket holds them, and the senders feel it). A client's
 # command then waits behind a few milliseconds of others' work at most, however many
@@ -192,7 +204,9 @@ class NodeServer:
         self.clients.setsockopt(zmq.LINGER, 0)
         self.clients.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.clients.setsockopt(zmq.MAXMSGSIZE, opts.max_frame + 1024)
-        self.clients.setsockopt(zmq.SNDHWM, 100_000)
+        # answers queued for one client that does not read them: beyond this they are
+        # dropped (a pipelining client has its window in flight, far fewer)
+        self.clients.setsockopt(zmq.SNDHWM, CLIENT_SNDHWM)
         if self.keys is not None:
             security.make_server(self.clients, self.keys, security.CLIENT_DOMAIN)
         self.clients.bind(self.me.client)

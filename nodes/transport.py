@@ -16,6 +16,8 @@ admits node keys, every DEALER a CURVE client with this node's key pair, and a
 frame is kept only if its sender is the node whose key the connection
 authenticated (``User-Id``): holding one node's key does not let a process
 speak for another.
+
+``Publisher`` is the node's publish socket (XPUB) with its subscriptions bounded.
 """
 
 from __future__ import annotations
@@ -196,8 +198,7 @@ class PeerTransport:
 # --- the publish port ---------------------------------------------------------------
 
 SUBSCRIPTION_MAX_BYTES = 512  # a larger frame on the publish port drops that connection
-SUBSCRIPTION_BUDGET_BYTES = 16 << 10  # subscription bytes held before the socket is rebuilt
-# (an honest subscription holds 2 bytes: 8,000 of them fit)
+SUBSCRIPTION_BUDGET_BYTES = 16 << 10  # refused subscription bytes before a rebuild
 SUBSCRIPTIONS_PER_TURN = 1_000
 SUBSCRIPTION_RCVHWM = 4  # subscriptions libzmq takes from a connection ahead of us
 PUB_SNDHWM = 100_000
@@ -215,10 +216,11 @@ class Publisher:
       handshake commands pass through the same decoder, hence 512 bytes, not 2);
     - ``ZMQ_XPUB_MANUAL``: every subscription reaches us, and only prefixes of the
       topics we publish (``topics``) are applied to the matching trie;
-    - a budget: libzmq still remembers each subscription per connection (to report
-      it when the connection ends), so once the subscriptions held reach
+    - a budget: libzmq still remembers each refused subscription per connection
+      (to report it when the connection ends), so once those held reach
       ``SUBSCRIPTION_BUDGET_BYTES`` the socket is closed and bound again, which
-      frees them all. Honest subscribers reconnect and subscribe again by
+      frees them all. Subscriptions to our topics do not count: a connection holds
+      each at most once, a few bytes, however often it subscribes. Honest subscribers reconnect and subscribe again by
       themselves (ZeroMQ does it); a client's view sees the index gap and asks for
       a snapshot, as after any lost update.
 
@@ -244,7 +246,7 @@ class Publisher:
         self.budget_bytes = budget_bytes
         self.on_rebuild = on_rebuild or (lambda: None)
         self.refs: Counter[bytes] = Counter()  # accepted topic prefix -> subscriptions
-        self.held_bytes = 0  # subscription bytes libzmq holds for us now
+        self.held_bytes = 0  # bytes of refused subscriptions libzmq holds now
         self.refused = 0  # subscriptions to topics we do not publish (not applied)
         self.resets = 0
         self.socket = self._open()
@@ -284,26 +286,28 @@ class Publisher:
             if not msg or msg[0] not in (0, 1):
                 continue
             topic = msg[1:]
+            ours = any(t.startswith(topic) for t in self.topics)
             if msg[0] == 1:
+                if ours:
+                    s.setsockopt(zmq.SUBSCRIBE, topic)  # applies to the sender's connection
+                    self.refs[topic] += 1
+                    continue
+                self.refused += 1
                 self.held_bytes += len(msg)
                 if self.held_bytes > self.budget_bytes:
                     self._rebuild()
                     return True
-                if any(t.startswith(topic) for t in self.topics):
-                    s.setsockopt(zmq.SUBSCRIBE, topic)  # applies to the sender's connection
-                    self.refs[topic] += 1
-                else:
-                    self.refused += 1
-            else:
+            elif ours:
                 # also reported for each subscription of a connection that ended; libzmq
                 # has already dropped that connection, so nothing is unsubscribed here
-                self.held_bytes = max(0, self.held_bytes - len(msg))
                 if self.refs.get(topic, 0) > 0:
                     self.refs[topic] -= 1
+            else:
+                self.held_bytes = max(0, self.held_bytes - len(msg))
         return False
 
     def _rebuild(self) -> None:
-        log.warning("publish port %s holds over %d bytes of subscriptions: rebuilding it "
+        log.warning("publish port %s holds over %d bytes of refused subscriptions: rebuilding it "
                     "(subscribers reconnect by themselves)", self.bind_addr, self.budget_bytes)
         self.socket.close(0)
         self.refs.clear()

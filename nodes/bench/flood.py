@@ -3,7 +3,10 @@
 ``arena bench flood`` (or ``python -m nodes.bench flood``) starts a fresh cluster of
 3 node processes per case, a victim client that does a put then a get every 10 ms
 on the leader, and, in a separate process, one flooder that sends the leader
-requests as fast as the socket takes them (``window`` in flight). The cases:
+requests as fast as the socket takes them (``window`` in flight).
+
+The flooder follows the leader, as any client does, so an election does not end the
+flood. The cases:
 
 - ``none``: no flood (the victim's unloaded baseline);
 - ``pipelined``: puts under one client id;
@@ -64,17 +67,23 @@ def _say(msg: str) -> None:
 
 def flood(cluster_path: str, node: str, mode: str, seconds: float,
           window: int = FLOOD_WINDOW) -> dict[str, Any]:
-    """Send put requests to ``node`` for ``seconds``, ``window`` unanswered at most;
-    ``mode`` "new-ids" uses a new client id per request. Returns the counts."""
+    """Send put requests to ``node`` for ``seconds``, ``window`` unanswered at most,
+    following the leader when told of another; ``mode`` "new-ids" uses a new client
+    id per request. Returns the answers counted by outcome."""
     cf = load(cluster_path)
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, window)
     keys = security.client_keys(cf)
-    if keys is not None:
-        security.make_client(sock, keys, cf.security.server_public_keys[node])
-    sock.connect(cf.node(node).client)
+
+    def connect(nid: str) -> zmq.Socket:
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, window)
+        if keys is not None:
+            security.make_client(s, keys, cf.security.server_public_keys[nid])
+        s.connect(cf.node(nid).client)
+        return s
+
+    sock = connect(node)
     answers: dict[str, int] = {}
     sent = 0
     inflight = 0
@@ -109,6 +118,15 @@ def flood(cluster_path: str, node: str, mode: str, seconds: float,
                         continue
                     outcome = "ok" if resp.ok else (resp.error.code if resp.error else "error")
                     answers[outcome] = answers.get(outcome, 0) + 1
+                    hint = resp.error.leader_id if resp.error else None
+                    if outcome == "not_leader" and hint and hint != node and hint in cf.ids():
+                        # follow the new leader, as a real client (or a real flooder) does
+                        node = hint
+                        sock.close(0)
+                        sock = connect(node)
+                        answers["followed_leader"] = answers.get("followed_leader", 0) + 1
+                        inflight = 0
+                        break
             elif inflight >= window:
                 inflight = max(0, inflight - 1)  # an answer dropped by the node: move on
     finally:

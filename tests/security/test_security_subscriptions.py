@@ -21,7 +21,8 @@ from security_helpers import leader_of, wait_for
 
 from client.api import Client
 from nodes import codec, security
-from nodes.local import LocalCluster
+from nodes.local import LocalCluster, free_ports
+from nodes.transport import Publisher
 
 RSS_SLACK_MB = 20.0
 # 2 MB of large subscriptions: 4 sockets x 25 x 20 KB (libzmq's own SUB cannot hold
@@ -171,3 +172,42 @@ def test_hostile_subscriptions_leave_node_memory_flat_and_updates_flowing(
         wait_for(lambda: c.put("after", 1) and _updates(honest), 10,
                  "an update to the honest subscriber after the attack")
         honest.close(0)
+
+
+def test_the_publisher_rebuilds_for_refused_subscriptions_only(ctx: zmq.Context) -> None:
+    """Subscriptions to the published topics cost the socket a few bytes per
+    connection however often they repeat, so they never count against the budget;
+    garbage does, and past the budget the socket is rebuilt and the honest
+    subscriber comes back by itself."""
+    addr = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    pub = Publisher(ctx, addr, (codec.UPDATE_TOPIC, codec.CLUSTER_TOPIC), budget_bytes=4096)
+    try:
+        honest = ctx.socket(zmq.SUB)
+        honest.setsockopt(zmq.LINGER, 0)
+        honest.setsockopt(zmq.SNDHWM, 0)
+        honest.connect(addr)
+        for _ in range(5_000):  # 10 KB of subscription frames, all to b"u"
+            honest.setsockopt(zmq.SUBSCRIBE, codec.UPDATE_TOPIC)
+        wait_for(lambda: pub.handle() or pub.refs[codec.UPDATE_TOPIC] >= 5_000, 10,
+                 "every honest subscription")
+        assert pub.resets == 0 and pub.held_bytes == 0
+        assert pub.watched(codec.UPDATE_TOPIC) and not pub.watched(codec.CLUSTER_TOPIC)
+
+        hostile = ctx.socket(zmq.SUB)
+        hostile.setsockopt(zmq.LINGER, 0)
+        hostile.setsockopt(zmq.SNDHWM, 0)
+        hostile.setsockopt(zmq.RECONNECT_IVL, -1)
+        hostile.connect(addr)
+        for i in range(100):  # about 10 KB of subscriptions to topics nobody publishes
+            hostile.setsockopt(zmq.SUBSCRIBE, b"x%03d" % i + b"-" * 96)
+        wait_for(lambda: pub.handle() or pub.resets >= 1, 10, "a rebuild")
+        assert pub.refused * 101 > 4096
+        # a SUB subscribes again when its own thread next touches it (here: poll)
+        wait_for(lambda: honest.poll(0) or pub.handle() or pub.watched(codec.UPDATE_TOPIC),
+                 10, "the honest subscriber back on the rebuilt socket")
+        wait_for(lambda: pub.send(codec.UPDATE_TOPIC, b"hello") and honest.poll(10)
+                 and honest.recv_multipart() == [codec.UPDATE_TOPIC, b"hello"], 10,
+                 "a publication to the honest subscriber")
+        assert pub.resets == 1
+    finally:
+        pub.close()
