@@ -199,6 +199,10 @@ class PeerTransport:
 
 SUBSCRIPTION_MAX_BYTES = 512  # a larger frame on the publish port drops that connection
 SUBSCRIPTION_BUDGET_BYTES = 16 << 10  # refused subscription bytes before a rebuild
+# Bytes of applied subscriptions to families of topics (``room/<id>/``) before a rebuild:
+# anyone may make up new ones, and libzmq's trie costs ~48 bytes per subscription byte,
+# so this bounds them to ~12 MB of node memory (about 20,000 room subscriptions).
+FAMILY_BUDGET_BYTES = 256 << 10
 SUBSCRIPTIONS_PER_TURN = 1_000
 SUBSCRIPTION_RCVHWM = 4  # subscriptions libzmq takes from a connection ahead of us
 PUB_SNDHWM = 100_000
@@ -215,12 +219,16 @@ class Publisher:
       closes that connection in libzmq's decoder, before anything is stored (CURVE
       handshake commands pass through the same decoder, hence 512 bytes, not 2);
     - ``ZMQ_XPUB_MANUAL``: every subscription reaches us, and only prefixes of the
-      topics we publish (``topics``) are applied to the matching trie;
+      topics we publish (``topics``), or subscriptions of at most
+      ``topic_max_bytes`` that start with one of ``topic_prefixes`` (families of
+      topics made up as we go, e.g. ``room/<id>/``), are applied to the matching trie;
     - a budget: libzmq still remembers each refused subscription per connection
       (to report it when the connection ends), so once those held reach
       ``SUBSCRIPTION_BUDGET_BYTES`` the socket is closed and bound again, which
-      frees them all. Subscriptions to our topics do not count: a connection holds
-      each at most once, a few bytes, however often it subscribes. Honest subscribers reconnect and subscribe again by
+      frees them all. Subscriptions to our fixed topics do not count: a connection
+      holds each at most once, a few bytes, however often it subscribes; applied
+      subscriptions to topic families (anyone can make up ``room/<id>/`` ids) count
+      against ``FAMILY_BUDGET_BYTES`` in the same way. Honest subscribers reconnect and subscribe again by
       themselves (ZeroMQ does it); a client's view sees the index gap and asks for
       a snapshot, as after any lost update.
 
@@ -237,16 +245,22 @@ class Publisher:
     def __init__(self, ctx: zmq.Context, bind: str, topics: tuple[bytes, ...],
                  curve: KeyPair | None = None, domain: str = "",
                  budget_bytes: int = SUBSCRIPTION_BUDGET_BYTES,
-                 on_rebuild: Callable[[], None] | None = None) -> None:
+                 on_rebuild: Callable[[], None] | None = None,
+                 topic_prefixes: tuple[bytes, ...] = (), topic_max_bytes: int = 0) -> None:
         self.ctx = ctx
         self.bind_addr = bind
         self.topics = topics
+        # families of topics made up as we go (e.g. b"room/" + id): a subscription
+        # starting with one of these prefixes, at most topic_max_bytes long, is applied
+        self.topic_prefixes = topic_prefixes
+        self.topic_max_bytes = topic_max_bytes
         self.curve = curve
         self.domain = domain
         self.budget_bytes = budget_bytes
         self.on_rebuild = on_rebuild or (lambda: None)
         self.refs: Counter[bytes] = Counter()  # accepted topic prefix -> subscriptions
         self.held_bytes = 0  # bytes of refused subscriptions libzmq holds now
+        self.family_bytes = 0  # bytes of applied topic-family subscriptions held now
         self.refused = 0  # subscriptions to topics we do not publish (not applied)
         self.resets = 0
         self.socket = self._open()
@@ -273,7 +287,17 @@ class Publisher:
                 time.sleep(0.01)
 
     def watched(self, topic: bytes) -> bool:
-        return any(topic.startswith(p) and n > 0 for p, n in self.refs.items())
+        """Whether a subscription matches ``topic``: O(len(topic)) lookups, however
+        many subscriptions there are."""
+        refs = self.refs
+        return any(refs.get(topic[:n], 0) > 0 for n in range(len(topic) + 1))
+
+    def accepts(self, subscription: bytes) -> bool:
+        """Whether ``subscription`` can match something we publish."""
+        if any(t.startswith(subscription) for t in self.topics):
+            return True
+        return len(subscription) <= self.topic_max_bytes and any(
+            subscription.startswith(p) for p in self.topic_prefixes)
 
     def handle(self) -> bool:
         """Take the subscriptions that arrived (at most ``SUBSCRIPTIONS_PER_TURN``);
@@ -286,11 +310,17 @@ class Publisher:
             if not msg or msg[0] not in (0, 1):
                 continue
             topic = msg[1:]
-            ours = any(t.startswith(topic) for t in self.topics)
+            ours = self.accepts(topic)
+            family = ours and not any(t.startswith(topic) for t in self.topics)
             if msg[0] == 1:
                 if ours:
                     s.setsockopt(zmq.SUBSCRIBE, topic)  # applies to the sender's connection
                     self.refs[topic] += 1
+                    if family:
+                        self.family_bytes += len(topic)
+                        if self.family_bytes > FAMILY_BUDGET_BYTES:
+                            self._rebuild()
+                            return True
                     continue
                 self.refused += 1
                 self.held_bytes += len(msg)
@@ -302,6 +332,8 @@ class Publisher:
                 # has already dropped that connection, so nothing is unsubscribed here
                 if self.refs.get(topic, 0) > 0:
                     self.refs[topic] -= 1
+                    if family:
+                        self.family_bytes = max(0, self.family_bytes - len(topic))
             else:
                 self.held_bytes = max(0, self.held_bytes - len(msg))
         return False
@@ -312,6 +344,7 @@ class Publisher:
         self.socket.close(0)
         self.refs.clear()
         self.held_bytes = 0
+        self.family_bytes = 0
         self.resets += 1
         self.socket = self._open()
         self.on_rebuild()

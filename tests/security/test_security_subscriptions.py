@@ -20,7 +20,7 @@ import zmq
 from security_helpers import leader_of, wait_for
 
 from client.api import Client
-from nodes import codec, security
+from nodes import codec, security, transport
 from nodes.local import LocalCluster, free_ports
 from nodes.transport import Publisher
 
@@ -209,5 +209,29 @@ def test_the_publisher_rebuilds_for_refused_subscriptions_only(ctx: zmq.Context)
                  and honest.recv_multipart() == [codec.UPDATE_TOPIC, b"hello"], 10,
                  "a publication to the honest subscriber")
         assert pub.resets == 1
+    finally:
+        pub.close()
+
+
+def test_made_up_room_topics_count_against_a_budget_of_their_own(
+    ctx: zmq.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may subscribe to ``room/<id>/`` ids that do not exist, and each one is
+    applied to libzmq's trie: so those bytes count too, and past their budget the
+    socket is rebuilt like for garbage (memory stays bounded)."""
+    monkeypatch.setattr(transport, "FAMILY_BUDGET_BYTES", 2048)
+    addr = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    pub = Publisher(ctx, addr, (codec.UPDATE_TOPIC,), topic_prefixes=(b"room/",),
+                    topic_max_bytes=24)
+    try:
+        hostile = ctx.socket(zmq.SUB)
+        hostile.setsockopt(zmq.LINGER, 0)
+        hostile.setsockopt(zmq.SNDHWM, 0)
+        hostile.setsockopt(zmq.RECONNECT_IVL, -1)
+        hostile.connect(addr)
+        for i in range(400):  # about 5 KB of distinct, well-formed room topics
+            hostile.setsockopt(zmq.SUBSCRIBE, b"room/r%06d/" % i)
+        wait_for(lambda: pub.handle() or pub.resets >= 1, 10, "a rebuild")
+        assert pub.refused == 0  # every one was a valid topic, and still bounded
     finally:
         pub.close()
