@@ -275,10 +275,10 @@ def memory(cluster: EtcdCluster, commits: int, clients: int) -> dict[str, Any]:
             "seconds": t["seconds"]}
 
 
-def run(workloads: Iterable[str], commits: int = 20_000, clients: int = 8,
+def run(workloads: Iterable[str], nodes: int = 3, commits: int = 20_000, clients: int = 8,
         latency_writes: int = 1000, failover_trials: int = 20, memory_commits: int = 1_000_000,
         tmp_dir: Path | None = None, throughput_repeats: int = 3) -> dict[str, Any]:
-    """Run ``workloads`` (a subset of :data:`WORKLOADS`) on a fresh 3-member etcd.
+    """Run ``workloads`` (a subset of :data:`WORKLOADS`) on a fresh ``nodes``-member etcd.
 
     Data directories go to ``tmp_dir`` (a new temporary directory in the system's temp
     dir, the filesystem Arena's bench uses, when None; removed afterwards unless the
@@ -293,8 +293,8 @@ def run(workloads: Iterable[str], commits: int = 20_000, clients: int = 8,
     base = Path(tempfile.mkdtemp(prefix="arena-bench-etcd-")) if own else Path(tmp_dir)  # type: ignore[arg-type]
     ok = False
     try:
-        with sigterm_raises(), EtcdCluster(base) as cluster:
-            _say(f"starting 3 members (heartbeat {cluster.heartbeat_ms} ms, election "
+        with sigterm_raises(), EtcdCluster(base, size=nodes) as cluster:
+            _say(f"starting {nodes} members (heartbeat {cluster.heartbeat_ms} ms, election "
                  f"{cluster.election_ms} ms), data in {base}")
             lead = cluster.start()
             version = cluster.status(lead)
