@@ -697,7 +697,8 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
 @click.argument("suite", required=False, type=click.Choice(["flood"]))
 @click.option("--vs", "versus", default=None, metavar="pysyncobj|etcd|pysyncobj,etcd",
               help="Also run the same workloads, in the same run, on a 3-process PySyncObj "
-                   "cluster and/or a 3-member etcd 3.5 (durable; grpcio client).")
+                   "cluster and/or an etcd 3.5 cluster of --nodes members (durable; grpcio "
+                   "client; each workload on Arena, then at once on etcd).")
 @click.option("--nodes", type=click.IntRange(3, 7), default=3, show_default=True)
 @click.option("--workloads", default="throughput,latency,failover,broadcast,memory,catchup",
               show_default=True, help="Comma-separated subset.")
@@ -745,17 +746,18 @@ def bench(suite: str | None, versus: str | None, nodes: int, workloads: str, com
     try:
         if "etcd" in rivals:
             from .bench import etcd_side
-            from .bench.etcd_cluster import EtcdUnavailable, etcd_binary
+            from .bench.etcd_cluster import EtcdError, etcd_binary
 
             try:
                 etcd_binary()
-            except EtcdUnavailable as e:
+                ours, etcd = etcd_side.alternate(
+                    chosen, run_arena, lambda chosen: etcd_side.run(
+                        chosen, nodes=nodes, commits=commits, clients=clients,
+                        latency_writes=latency_writes, failover_trials=failover_trials,
+                        memory_commits=memory_commits),
+                    floor.sample, arena_side.WORKLOADS)
+            except EtcdError as e:  # EtcdUnavailable too
                 raise click.ClickException(str(e)) from e
-            ours, etcd = etcd_side.alternate(
-                chosen, run_arena, lambda chosen: etcd_side.run(
-                    chosen, commits=commits, clients=clients, latency_writes=latency_writes,
-                    failover_trials=failover_trials, memory_commits=memory_commits),
-                floor.sample, arena_side.WORKLOADS)
         else:
             ours = run_arena(chosen)
     except ValueError as e:

@@ -50,12 +50,12 @@ ELECTION_MS = 150
 _PR_SET_PDEATHSIG = 1
 
 
-class EtcdUnavailable(RuntimeError):
-    """The etcd binary (or grpcio) is not installed."""
-
-
 class EtcdError(RuntimeError):
     """The etcd cluster did not do what the bench needed in time."""
+
+
+class EtcdUnavailable(EtcdError):
+    """The etcd binary (or grpcio) is not installed."""
 
 
 def etcd_binary() -> Path:

@@ -12,7 +12,9 @@ etcd as its decimal digits):
     processes, each keeping ``window`` puts in flight; median of 3 bursts.
     ``unbatched``: one Put per put (Arena: its client's batching off);
     ``batched``: Txns of 32 puts (Arena: its client's batching on). Each burst also
-    reports the CPU time per put of the three servers and of the load processes.
+    reports the CPU time per put of the three servers and of the load processes. A
+    put that fails counts as done, as on Arena's side; ``failed`` and ``errors``
+    (gRPC code and etcd's message, counted) say how many and why.
 ``failover``
     put, kill -9 the leader by pid, then a client that rotates over the live
     members, each attempt with a deadline of ``FAILOVER_ATTEMPT_S`` (and a 20 ms
@@ -105,6 +107,7 @@ def _load_worker(target: str, first_client: int, clients: int, puts: int, window
     per = puts // clients // batch * batch
     sent = [0] * clients
     failed = 0
+    errors: dict[str, int] = {}  # "CODE: details" of failed calls, counted
 
     def submit(k: int) -> None:
         n = sent[k]
@@ -126,13 +129,17 @@ def _load_worker(target: str, first_client: int, clients: int, puts: int, window
     while finished < per * clients:
         k, fut = done.get()
         finished += batch
-        if fut.exception() is not None:
+        exc = fut.exception()
+        if exc is not None:
             failed += batch
+            what = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) \
+                else repr(exc)
+            errors[what] = errors.get(what, 0) + 1
         if sent[k] < per:
             submit(k)
     elapsed = time.perf_counter() - t0
     out.put({"commits": per * clients, "seconds": elapsed, "failed": failed,
-             "cpu_s": time.process_time() - cpu0})
+             "cpu_s": time.process_time() - cpu0, "errors": errors})
     for ch in channels:
         ch.close()
 
@@ -168,8 +175,13 @@ def throughput(cluster: EtcdCluster, commits: int, clients: int, batch: int,
                 p.kill()
                 p.join(5)
     total = sum(r["commits"] for r in results)
+    errors: dict[str, int] = {}
+    for r in results:
+        for what, n in r["errors"].items():
+            errors[what] = errors.get(what, 0) + n
     return {"commits_per_s": total / elapsed, "commits": total, "clients": per_proc * processes,
             "window": window, "batch": batch, "failed": sum(r["failed"] for r in results),
+            "errors": errors,
             "seconds": round(elapsed, 3),
             "server_cpu_us_per_commit": round(cpu / total * 1e6, 1),
             "client_cpu_us_per_commit": round(sum(r["cpu_s"] for r in results) / total * 1e6, 1)}
@@ -182,11 +194,12 @@ def throughput_runs(cluster: EtcdCluster, commits: int, clients: int, batch: int
         bursts.append(throughput(cluster, commits, clients, batch))
         b = bursts[-1]
         _say(f"throughput (batch {batch}) run {k + 1}/{runs}: {b['commits_per_s']:.0f} puts/s, "
-             f"{b['server_cpu_us_per_commit']:.0f} us server CPU per put")
+             f"{b['server_cpu_us_per_commit']:.0f} us server CPU per put"
+             + (f", {b['failed']} failed: {b['errors']}" if b["failed"] else ""))
     median = sorted(bursts, key=lambda b: b["commits_per_s"])[(runs - 1) // 2]
     return {**median, "failed": sum(b["failed"] for b in bursts),
             "runs": [{"commits_per_s": round(b["commits_per_s"]), "seconds": b["seconds"],
-                      "failed": b["failed"],
+                      "failed": b["failed"], "errors": b["errors"],
                       "server_cpu_us_per_commit": b["server_cpu_us_per_commit"],
                       "client_cpu_us_per_commit": b["client_cpu_us_per_commit"]}
                      for b in bursts]}
@@ -262,10 +275,10 @@ def memory(cluster: EtcdCluster, commits: int, clients: int) -> dict[str, Any]:
             "seconds": t["seconds"]}
 
 
-def run(workloads: Iterable[str], commits: int = 20_000, clients: int = 8,
+def run(workloads: Iterable[str], nodes: int = 3, commits: int = 20_000, clients: int = 8,
         latency_writes: int = 1000, failover_trials: int = 20, memory_commits: int = 1_000_000,
         tmp_dir: Path | None = None, throughput_repeats: int = 3) -> dict[str, Any]:
-    """Run ``workloads`` (a subset of :data:`WORKLOADS`) on a fresh 3-member etcd.
+    """Run ``workloads`` (a subset of :data:`WORKLOADS`) on a fresh ``nodes``-member etcd.
 
     Data directories go to ``tmp_dir`` (a new temporary directory in the system's temp
     dir, the filesystem Arena's bench uses, when None; removed afterwards unless the
@@ -280,8 +293,8 @@ def run(workloads: Iterable[str], commits: int = 20_000, clients: int = 8,
     base = Path(tempfile.mkdtemp(prefix="arena-bench-etcd-")) if own else Path(tmp_dir)  # type: ignore[arg-type]
     ok = False
     try:
-        with sigterm_raises(), EtcdCluster(base) as cluster:
-            _say(f"starting 3 members (heartbeat {cluster.heartbeat_ms} ms, election "
+        with sigterm_raises(), EtcdCluster(base, size=nodes) as cluster:
+            _say(f"starting {nodes} members (heartbeat {cluster.heartbeat_ms} ms, election "
                  f"{cluster.election_ms} ms), data in {base}")
             lead = cluster.start()
             version = cluster.status(lead)

@@ -232,6 +232,21 @@ def test_etcd_needs_an_election_timeout_of_five_heartbeats(tmp_path: Path) -> No
         EtcdCluster(tmp_path, heartbeat_ms=50, election_ms=200)
 
 
+def test_an_etcd_failure_is_reported_as_an_error_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nodes.bench import etcd_cluster, etcd_side
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise etcd_cluster.EtcdError("no stable etcd cluster after 30 s; logs in /tmp/x")
+
+    monkeypatch.setattr(etcd_side, "alternate", broken)
+    monkeypatch.setattr(etcd_cluster, "etcd_binary", lambda: Path("/bin/true"))
+    result = CliRunner().invoke(main, ["bench", "--quick", "--vs", "etcd"])
+    assert result.exit_code == 1 and result.exception is not None
+    assert isinstance(result.exception, SystemExit)  # click's error, not a traceback
+    assert "no stable etcd cluster after 30 s; logs in /tmp/x" in result.output
+
+
 def test_vs_names_an_unknown_rival_clearly() -> None:
     result = CliRunner().invoke(main, ["bench", "--quick", "--vs", "zookeeper"])
     assert result.exit_code != 0
