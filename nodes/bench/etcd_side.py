@@ -180,10 +180,9 @@ def throughput(cluster: EtcdCluster, commits: int, clients: int, batch: int,
         for what, n in r["errors"].items():
             errors[what] = errors.get(what, 0) + n
     failed = sum(r["failed"] for r in results)  # answered with an error: not commits
-    return {"commits_per_s": (total - failed) / elapsed, "commits": total, "clients": per_proc * processes,
-            "window": window, "batch": batch, "failed": failed,
-            "errors": errors,
-            "seconds": round(elapsed, 3),
+    return {"commits_per_s": (total - failed) / elapsed, "commits": total,
+            "clients": per_proc * processes, "window": window, "batch": batch,
+            "failed": failed, "errors": errors, "seconds": round(elapsed, 3),
             "server_cpu_us_per_commit": round(cpu / total * 1e6, 1),
             "client_cpu_us_per_commit": round(sum(r["cpu_s"] for r in results) / total * 1e6, 1)}
 
@@ -291,7 +290,8 @@ def run(workloads: Iterable[str], nodes: int = 3, commits: int = 20_000, clients
     if unknown:
         raise ValueError(f"unknown workloads {sorted(unknown)}; choose from {sorted(WORKLOADS)}")
     own = tmp_dir is None
-    base = Path(tempfile.mkdtemp(prefix="arena-bench-etcd-")) if own else Path(tmp_dir)  # type: ignore[arg-type]
+    base = Path(tmp_dir) if tmp_dir is not None else Path(tempfile.mkdtemp(
+        prefix="arena-bench-etcd-"))
     ok = False
     try:
         with sigterm_raises(), EtcdCluster(base, size=nodes) as cluster:
