@@ -284,6 +284,24 @@ def test_etcd_harness_puts_reads_back_fails_over_and_stops_every_process(
 
 
 @needs_etcd
+def test_puts_etcd_refuses_are_counted_as_failed_with_their_reason_not_as_commits(
+        tmp_path: Path) -> None:
+    from nodes.bench import etcd_side
+
+    with EtcdCluster(tmp_path / "etcd") as cluster:
+        cluster.start(timeout_s=30)
+        # Txns of 128 puts over 100 keys name a key twice: etcd refuses every one
+        r = etcd_side.throughput(cluster, commits=512, clients=2, batch=128, processes=1,
+                                 window=128)
+        assert r["commits"] == 512 and r["failed"] == 512
+        assert r["commits_per_s"] == 0
+        duplicate = "INVALID_ARGUMENT: etcdserver: duplicate key given in txn request"
+        assert r["errors"] == {duplicate: 4}
+        ok = etcd_side.throughput(cluster, commits=512, clients=2, batch=32, processes=1)
+        assert ok["failed"] == 0 and ok["errors"] == {} and ok["commits_per_s"] > 0
+
+
+@needs_etcd
 def test_a_failing_workload_still_stops_every_etcd_process(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
