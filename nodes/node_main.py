@@ -13,6 +13,7 @@ from game.rooms_machine import RoomsMachine
 
 from .clusterfile import ClusterFile
 from .kv import KeyValue
+from .rooms_feed import RoomsFeed
 from .server import NodeOptions, NodeServer
 
 
@@ -48,7 +49,9 @@ def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
         fsync=fsync, rate_limit_per_s=rate_limit, join=join,
     )
     seed = seed_from(cluster.cluster_id)
-    machines = [KeyValue(), GameMachine(seed=seed), RoomsMachine(seed=seed, entropy=secrets.token_hex)]
-    server = NodeServer(opts, machines)
+    machines = [KeyValue(), GameMachine(seed=seed), RoomsMachine(
+        seed=seed, entropy=secrets.token_hex,
+        grace_ms=cluster.room_grace_ms, close_ms=cluster.room_close_ms)]
+    server = NodeServer(opts, machines, feeds={"rooms": RoomsFeed()})
     ctx.server = server
     server.run()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
+from typing import Any
 
 import zmq
 
@@ -106,6 +107,8 @@ class Counters:
     fsyncs: int = 0
     updates_published: int = 0
     updates_unwatched: int = 0  # applied while nobody subscribed: not even encoded
+    stream_updates_published: int = 0  # per-topic streams of a fed machine (e.g. room/<id>/)
+    stream_updates_unwatched: int = 0
     client_deferred_turns: int = 0  # loop turns that left client requests waiting
     client_errors: Counter[str] = field(default_factory=Counter)
     client_dropped: Counter[str] = field(default_factory=Counter)
@@ -117,7 +120,11 @@ class NodeServer:
         opts: NodeOptions,
         machines: Iterable[StateMachine],
         on_event: Callable[[str, dict], None] | None = None,
+        feeds: dict[str, Any] | None = None,
     ) -> None:
+        """``feeds``: per machine name, what is published of it and what clients may
+        read of it (e.g. ``nodes.rooms_feed.RoomsFeed``); a machine without a feed
+        is published and read as it is."""
         self.opts = opts
         self.id = opts.node_id
         self.cluster = opts.cluster
@@ -143,6 +150,7 @@ class NodeServer:
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
         self.raft = RaftNode(self.id, self.storage, Random(seed), self.raft_config)
         self.sm = Replicated(machines)
+        self.feeds: dict[str, Any] = {n: f for n, f in (feeds or {}).items() if n in self.sm.machines}
         snap = self.storage.snapshot()
         if snap is not None:
             self.sm.restore(snap.data)
@@ -171,9 +179,16 @@ class NodeServer:
         self.clients.bind(self.me.client)
         # XPUB: the subscriptions come back to us, so updates nobody follows (the
         # usual case on a follower) are not even encoded; they are bounded too
-        self.publisher = Publisher(self.ctx, self.me.pub, (codec.UPDATE_TOPIC, codec.CLUSTER_TOPIC),
-                                   self.keys, security.CLIENT_DOMAIN,
-                                   on_rebuild=self._on_publish_rebuilt)
+        fixed = [codec.UPDATE_TOPIC, codec.CLUSTER_TOPIC]
+        prefixes: list[bytes] = []
+        max_bytes = 0
+        for feed in self.feeds.values():
+            fixed += feed.fixed_topics
+            prefixes += feed.topic_prefixes
+            max_bytes = max(max_bytes, feed.topic_max_bytes)
+        self.publisher = Publisher(self.ctx, self.me.pub, tuple(fixed), self.keys,
+                                   security.CLIENT_DOMAIN, on_rebuild=self._on_publish_rebuilt,
+                                   topic_prefixes=tuple(prefixes), topic_max_bytes=max_bytes)
         self.poller = zmq.Poller()
         self._register_poll()
 
@@ -314,6 +329,8 @@ class NodeServer:
             # 3. apply
             if rd.snapshot is not None:
                 self.sm.restore(rd.snapshot.data)
+                for feed in self.feeds.values():
+                    feed.reset()
                 self.last_applied = rd.snapshot.meta.index
                 self._publish(Update(self.last_applied, rd.snapshot.meta.term, "", "", 0,
                                      {"snapshot": True}, []))
@@ -344,9 +361,13 @@ class NodeServer:
             return
         applied = self.sm.apply_entry(index, term, data)
         self._answer_submit(index, term, applied.result)  # the writer first, then watchers
-        self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
-                             applied.result, applied.events, command=applied.command,
-                             clock_ms=applied.clock_ms))
+        feed = self.feeds.get(applied.machine)
+        if feed is None:
+            self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
+                                 applied.result, applied.events, command=applied.command,
+                                 clock_ms=applied.clock_ms))
+        else:
+            self._publish_fed(feed, index, term, applied)
         if applied.client_id.startswith("@"):
             self._timer_inflight.pop(applied.client_id.split("/")[0][1:], None)
 
@@ -425,9 +446,17 @@ class NodeServer:
 
     def _query(self, machine: str, query: dict) -> object:
         try:
-            return self.sm.query(machine, query)
+            result = self.sm.query(machine, query)
         except (KeyError, ValueError) as e:
             return {"ok": False, "error": "bad_query", "message": str(e)}
+        feed = self.feeds.get(machine)
+        return result if feed is None else feed.query(result, self.raft.leader_id)
+
+    def _client_snapshot(self, name: str) -> object:
+        """A machine's state as a client may read it (its feed's view, if it has one)."""
+        feed = self.feeds.get(name)
+        machine = self.sm.machines[name]
+        return machine.snapshot() if feed is None else feed.snapshot(machine)
 
     # --- leader timers (e.g. the game clock) ---------------------------------------------
 
@@ -544,7 +573,7 @@ class NodeServer:
             self._read(ident, req)
         elif kind == "snapshot":
             names = body.get("machines") or list(self.sm.machines)
-            state = {n: self.sm.machines[n].snapshot() for n in names if n in self.sm.machines}
+            state = {n: self._client_snapshot(n) for n in names if n in self.sm.machines}
             self._reply(ident, Response(req.req_id, True,
                                         {"index": self.last_applied, "machines": state},
                                         None, self.last_applied))
@@ -757,6 +786,33 @@ class NodeServer:
                 upd.index, upd.term, "", upd.client_id, upd.seq, {"unencodable": True}, []))
         self.publisher.send(codec.UPDATE_TOPIC, payload)
 
+    def _publish_fed(self, feed: Any, index: int, term: int, applied: Any) -> None:
+        """A machine with a feed: the firehose gets what the feed shows of the entry,
+        and each stream the entry touched gets its part (only if someone watches)."""
+        leader = self.raft.leader_id
+        if self.publisher.watched(codec.UPDATE_TOPIC):
+            result, events, command = feed.firehose(applied.result, applied.events,
+                                                    applied.command, leader)
+            self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
+                                 result, events, command=command, clock_ms=applied.clock_ms))
+        else:
+            self.counters.updates_unwatched += 1
+        for topic, result, events in feed.streams(index, applied.events, leader):
+            if not self.publisher.watched(topic):
+                self.counters.stream_updates_unwatched += 1
+                continue
+            self.counters.stream_updates_published += 1
+            upd = Update(index, term, applied.machine, applied.client_id, applied.seq, result,
+                         events, clock_ms=applied.clock_ms)
+            try:
+                payload = codec.encode_update(self.cluster.cluster_id, upd)
+            except codec.EncodeError as e:
+                log.error("cannot encode the %r update at index %d: %s", topic, index, e)
+                result = {**result, "unencodable": True}
+                payload = codec.encode_update(self.cluster.cluster_id, Update(
+                    index, term, applied.machine, applied.client_id, applied.seq, result, []))
+            self.publisher.send(topic, payload)
+
     def _publish_info(self) -> None:
         info = ClusterInfo(self.id, self.raft.term, self.raft.role.value, self.raft.leader_id,
                            self.raft.commit, self.last_applied, self._peer_view())
@@ -794,6 +850,8 @@ class NodeServer:
                 "fsyncs": self.counters.fsyncs,
                 "updates_published": self.counters.updates_published,
                 "updates_unwatched": self.counters.updates_unwatched,
+                "stream_updates_published": self.counters.stream_updates_published,
+                "stream_updates_unwatched": self.counters.stream_updates_unwatched,
                 "peer_sent": self.transport.sent,
                 "peer_received": self.transport.received,
                 "peer_dropped": dict(self.transport.dropped),

@@ -1,0 +1,221 @@
+"""Rooms on real processes (issue 12): quick play, per-room topics, drop and reclaim,
+nothing secret on the wire, and the Clone pattern per room across a leader kill."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rooms_helpers_integration import (
+    RawSub,
+    rooms_clients,
+    run_all_until,
+    secret_from_disk,
+    until_started,
+)
+
+from client.rooms import RoomsClient
+from nodes.local import LocalCluster
+from nodes.rooms_feed import LIST_WIRE_TOPIC, room_topic
+
+LIST_EVENTS = {"room_created", "room_row", "room_closed", "leaderboard"}
+
+
+def test_quick_play_from_two_clients_lands_them_in_one_room_and_the_list_shows_it(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    lc = make_cluster(3)
+    with rooms_clients(lc, 3) as (ann, bob, watcher):
+        first = until_started(ann, lambda: ann.quick_play("ann"))
+        second = bob.wait(bob.quick_play("bob"))
+        assert first["ok"] and second["ok"], (first, second)
+        assert first["room"] == second["room"] and first["created"] and not second["created"]
+        room = first["room"]
+
+        def both_seen() -> bool:
+            row = watcher.rooms.get(room)
+            return row is not None and row["players"] == 2
+        run_all_until([watcher, ann, bob], both_seen, 10, "the list showing two players")
+        assert watcher.rooms[room]["leader"] in lc.cluster.ids(), watcher.rooms[room]
+        run_all_until([ann, bob], lambda: ann.room and len(ann.room["table"]["players"]) == 2,
+                      10, "ann's room view showing bob")
+        assert set(ann.room["table"]["players"]) == {"ann", "bob"}
+        assert ann.seat == {"room": room, "name": "ann", "token": first["token"]}
+
+
+def test_a_room_subscriber_gets_only_its_room_and_the_list_topic_only_list_events(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    lc = make_cluster(3)
+    with rooms_clients(lc, 1) as (host,):
+        until_started(host, lambda: host.create("warmup"))
+        r1 = RawSub(lc, [room_topic("r1")])
+        rooms = RawSub(lc, [LIST_WIRE_TOPIC])
+        try:
+            run_all_until([host], lambda: (r1.drain(), rooms.drain(), r1.heard_info
+                                           and rooms.heard_info)[-1], 5, "both subscriptions")
+            # r1 .. r12: room/r1/ must not catch room/r10/ .. room/r12/
+            for i in range(2, 13):
+                assert host.wait(host.create(f"room {i}"))["ok"]
+            secret = host.wait(host.create("hidden", private=True))
+            assert secret["ok"] and secret["code"], secret
+            with rooms_clients(lc, 2) as (a, b):
+                assert a.wait(a.join("ann", room="r1"))["ok"]
+                assert b.wait(b.join("bob", room="r10"))["ok"]
+                assert b.wait(b.leave())["ok"]
+                assert a.wait(a.join("ann2", code=secret["code"]))["error"] == "in_room"
+
+                def seen() -> bool:
+                    r1.drain()
+                    rooms.drain()
+                    return any(e["type"] == "room_row" and e["room"] == "r10"
+                               for u in rooms.updates() for e in u.events) and any(
+                        e["type"] == "player_joined" for u in r1.updates() for e in u.events)
+                run_all_until([a, b], seen, 10, "r1's join and r10's row")
+            room_updates = r1.updates()
+            assert room_updates and all(u.result["room"] == "r1" for u in room_updates)
+            assert all(e["room"] == "r1" for u in room_updates for e in u.events), room_updates
+            assert {t for t, _ in r1.frames} == {room_topic("r1")}
+            list_events = [e for u in rooms.updates() for e in u.events]
+            assert list_events and {e["type"] for e in list_events} <= LIST_EVENTS
+            assert all(e.get("room") != secret["room"] for e in list_events), list_events
+            assert all(e["row"]["leader"] in lc.cluster.ids() for e in list_events if "row" in e)
+        finally:
+            r1.close()
+            rooms.close()
+
+
+def test_a_dropped_client_reclaims_its_seat_and_points_with_the_token_from_its_file(
+    make_cluster: Callable[..., LocalCluster], tmp_path: Path,
+) -> None:
+    lc = make_cluster(3)
+    token_file = tmp_path / "state" / "seat.json"
+    with rooms_clients(lc, 1) as (bob,):
+        ann = RoomsClient(lc.cluster, token_file=token_file)
+        try:
+            made = until_started(ann, lambda: ann.create("duel", player="ann", rounds=1,
+                                                         round_ms=20_000))
+            assert made["ok"], made
+            assert bob.wait(bob.join("bob", room=made["room"]))["ok"]
+            assert ann.wait(ann.act("ready", ready=True))["ok"]
+            assert bob.wait(bob.act("ready", ready=True))["ok"]
+            assert ann.wait(ann.act("start"))["ok"]
+            run_all_until([ann, bob], lambda: ann.room and ann.room["row"]["phase"] == "round",
+                          10, "the round")
+            target = ann.room["table"]["current_round"]["targets"][0]["id"]
+            hit = ann.wait(ann.act("hit", round=1, target=target))
+            assert hit["ok"] and hit["score"] == 1, hit
+        finally:
+            ann.close()  # a crash: no leave, no disconnect
+
+        again = RoomsClient(lc.cluster, token_file=token_file)
+        try:
+            assert again.saved_seat()["name"] == "ann"
+            back = again.wait(again.reclaim())
+            assert back["ok"] and back["name"] == "ann" and back["score"] == 1, back
+            assert back["token"] != made["token"]
+            assert again.saved_seat()["token"] == back["token"]  # single use: kept anew
+            stale = bob.wait(bob.link.submit("rooms", {"type": "reclaim", "room": made["room"],
+                                                       "name": "ann", "token": made["token"]}))
+            assert stale["error"] == "bad_token", stale
+            run_all_until([again, bob], lambda: again.room is not None, 10, "the room view")
+            assert again.room["table"]["scores"]["ann"] == 1
+            assert again.room["table"]["players"]["ann"]["client_id"] == again.client_id
+        finally:
+            again.close()
+
+
+def test_after_the_grace_period_the_token_is_refused_and_the_name_joins_as_new(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    lc = make_cluster(3, room_grace_ms=1500)
+    with rooms_clients(lc, 2) as (ann, watcher):
+        made = until_started(ann, lambda: ann.create("short", player="ann"))
+        assert made["ok"], made
+        assert watcher.wait(watcher.join("zed", room=made["room"]))["ok"]
+        gone = ann.wait(ann.disconnect())
+        assert gone["ok"] and gone["until_ms"] > 0, gone
+        run_all_until([watcher], lambda: watcher.room and "ann" not in
+                      watcher.room["table"]["players"], 10, "ann's seat freed")
+        late = watcher.link.submit("rooms", {"type": "reclaim", "room": made["room"],
+                                             "name": "ann", "token": made["token"]})
+        assert watcher.wait(late)["error"] == "bad_token"
+        with rooms_clients(lc, 1) as (newcomer,):
+            fresh = newcomer.wait(newcomer.join("ann", room=made["room"]))
+            assert fresh["ok"] and fresh["name"] == "ann" and not fresh["host"], fresh
+            assert fresh["token"] != made["token"]
+
+
+def test_no_token_code_or_secret_reaches_any_subscriber_or_client_read(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    lc = make_cluster(3)
+    everything = RawSub(lc, [b""])
+    secrets: set[str] = set()
+    try:
+        with rooms_clients(lc, 4) as (ann, bob, cat, dan):
+            run_all_until([ann], lambda: (everything.drain(), everything.heard_info)[-1], 5,
+                          "the raw subscription")
+            made = until_started(ann, lambda: ann.create("secret", private=True, player="ann"))
+            secrets |= {made["code"], made["token"]}
+            joined = bob.wait(bob.join("bob", code=made["code"]))
+            quick = cat.wait(cat.quick_play("cat"))
+            back = dan.wait(dan.reclaim(room=made["room"], name="bob", token=joined["token"]))
+            assert joined["ok"] and quick["ok"] and back["ok"], (joined, quick, back)
+            secrets |= {joined["token"], quick["token"], back["token"]}
+            snap = ann.wait(ann.link.call("snapshot", {"machines": ["rooms"]}))
+            state = ann.wait(ann.link.call("read", {"machine": "rooms", "query": {"op": "state"}}))
+            room = ann.wait(ann.link.call("read", {"machine": "rooms",
+                                                   "query": {"op": "room", "room": made["room"]}}))
+            reads = repr([snap, state, room]).encode()
+            assert "secret" not in snap["machines"]["rooms"], snap
+            assert "rooms" in snap["machines"] and state["ok"] and room["ok"], (state, room)
+
+            def all_applied() -> bool:
+                everything.drain()
+                return any(e["type"] == "seat_reclaimed" for u in everything.updates()
+                           if u.machine == "rooms" for e in u.events)
+            run_all_until([ann, bob, cat, dan], all_applied, 10, "the reclaim published")
+    finally:
+        everything.close()
+    lc.stop_all()
+    secrets.add(secret_from_disk(lc.cluster.data_dir("n1")))
+    wire = b"".join(t + p for t, p in everything.frames)
+    assert len(everything.frames) > 10
+    for value in secrets:
+        assert value.encode() not in wire, f"{value} was published"
+        assert value.encode() not in reads, f"{value} was readable"
+
+
+def test_a_room_view_stays_gapless_when_its_node_is_killed_mid_game(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    """The subscribed node dies while updates flow: the client moves to another node
+    and its view equals the room read from every live node afterwards."""
+    lc = make_cluster(3)
+    with rooms_clients(lc, 2) as (ann, bob):
+        made = until_started(ann, lambda: ann.create("fail", player="ann", round_ms=3000))
+        assert bob.wait(bob.join("bob", room=made["room"]))["ok"]
+        run_all_until([ann, bob], lambda: bob.synced and bob.room, 10, "bob's view")
+        victim = bob._sub_node
+        assert ann.wait(ann.act("ready", ready=True))["ok"]
+        lc.kill(victim)
+        for _ in range(5):
+            ann.wait(ann.act("ping"))
+        assert bob.wait(bob.act("ready", ready=True))["ok"]
+        run_all_until([ann, bob], lambda: bob._sub_node != victim and bob.synced, 10,
+                      "bob resubscribed elsewhere")
+        expected_ready = {"ann": True, "bob": True}
+
+        def bob_sees_both_ready() -> bool:
+            players = bob.room["table"]["players"] if bob.room else {}
+            return {n: p["ready"] for n, p in players.items()} == expected_ready
+        run_all_until([ann, bob], bob_sees_both_ready, 10, "bob's view after the kill")
+        live = [n for n in lc.cluster.ids() if n != victim]
+        for node in live:
+            def read_on(node: str = node) -> dict:
+                return bob.wait(bob.link.call("read", {"machine": "rooms", "linearizable": False,
+                                                       "query": {"op": "room", "room": made["room"]}},
+                                              node=node))
+            run_all_until([bob], lambda node=node: read_on(node)["room"]["table"]
+                          == bob.room["table"], 10, f"{node} agreeing with bob's view")
