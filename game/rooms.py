@@ -42,6 +42,7 @@ Rules the room layer adds:
 | `disconnect` | `room` | `room`, `name`, `until_ms` (the seat is freed then) |
 | `reclaim` | `room`, `name`, `token` | the join fields with a new `token`, and `score` (null outside a game) |
 | `ready`, `start`, `hit`, `rematch`, `ping`, `tick` | `room` and today's fields | `room` and today's result fields |
+| `close` | `room`; from the room's host or an ``@`` client id (the server's admin) | `room` |
 | `timers` | `rooms` (ids) | `rooms`: the listed ids that are open (the leader proposes it; never rejected) |
 | `set_secret` | `secret` (str) | `secret_set` (false if one was already set); leader (`@` client ids) only |
 
@@ -60,7 +61,7 @@ game events (``player_joined``, ``phase``, ``target_hit``, ``game_over``, ...)
 keep their shape, with ``room`` added. The room layer adds::
 
     room_created {room, listed, row}     room_row {room, listed, row}
-    room_closed {room, listed, reason: "empty"}
+    room_closed {room, listed, reason: "empty" | "closed"}
     seat_away {room, name, until_ms, reason: "disconnect" | "idle"}
     seat_back {room, name}               seat_reclaimed {room, name}
     leaderboard {rows}                   (the rows a game over changed)
@@ -424,6 +425,21 @@ def _room_timers(state: dict[str, Any], room: dict[str, Any], index: int, now_ms
     return _after(state, room, before, events)
 
 
+def close(state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int) -> Handled:
+    """Close a room now, its seats with it (the host's or an admin's call)."""
+    room = _room_by_id(state, command.get("room"))
+    table = room["table"]
+    if not client_id.startswith("@"):
+        seated = state["clients"].get(client_id)
+        if seated is None or seated[0] != room["id"] or table["game_state"]["host"] != seated[1]:
+            raise Rejected("not_host", f"only room {room['id']}'s host (or an admin) may close it")
+    for player in table["players"].values():
+        del state["clients"][player["client_id"]]
+    _close_room(state, room)
+    return {"room": room["id"]}, [{"type": "room_closed", "room": room["id"],
+                                   "listed": not room["private"], "reason": "closed"}]
+
+
 def set_secret(
     state: dict[str, Any], command: dict, client_id: str, index: int, now_ms: int
 ) -> Handled:
@@ -539,6 +555,7 @@ COMMANDS: dict[str, Handler] = {
     "leave": leave,
     "disconnect": disconnect,
     "reclaim": reclaim,
+    "close": close,
     "timers": timers,
     "set_secret": set_secret,
     **{kind: delegated for kind in sorted(DELEGATED)},

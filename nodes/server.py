@@ -698,10 +698,35 @@ class NodeServer:
             self._membership(ident, req, action, args)
         elif action == "ping":  # changes nothing: lets a tool check its admin key
             ok({"admin": True, "node": self.id})
+        elif action == "propose":
+            self._admin_propose(ident, req, args)
         else:
             self._reply_error(ident, req.req_id, "bad_request",
                               f"unknown admin action {action!r} (partition, heal, transfer, "
-                              "add_node, remove_node, ping)")
+                              "add_node, remove_node, ping, propose)")
+
+    def _admin_propose(self, ident: bytes, req: Request, args: dict) -> None:
+        """A command under the reserved client id ``@admin/<node>/<term>`` (machines may
+        allow ``@`` ids more than clients, e.g. closing any room); answered when applied."""
+        machine, cmd = args.get("machine"), args.get("cmd")
+        if machine not in self.sm.machines or not isinstance(cmd, dict):
+            self._reply_error(ident, req.req_id, "bad_request",
+                              f"propose needs machine (one of {sorted(self.sm.machines)}) and cmd (map)")
+            return
+        client = f"@admin/{self.id}/{self.raft.term}"
+        seq = self._timer_seq.get(client, 0) + 1
+        try:
+            index = self.raft.propose(encode_command(client, seq, int(time.time() * 1000),
+                                                     machine, cmd))
+        except NotLeader:
+            self._not_leader(ident, req.req_id)
+            return
+        except (RaftError, ValueError) as e:
+            self._reply_error(ident, req.req_id, "rejected", str(e))
+            return
+        self._timer_seq[client] = seq
+        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term,
+                                                     time.monotonic())
 
     def _membership(self, ident: bytes, req: Request, action: str, args: dict) -> None:
         nid = str(args.get("id", ""))

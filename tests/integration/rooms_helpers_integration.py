@@ -101,3 +101,43 @@ def secret_from_disk(data_dir: Path) -> str:
             if m:
                 return m.group(1).decode()
     raise AssertionError(f"no set_secret entry in {data_dir}")
+
+
+class ScriptedPlayer:
+    """A bot over ``RoomsClient``: readies up, the host starts once both are ready,
+    and everyone hits the first open target, one hit in flight at a time."""
+
+    def __init__(self, rc: RoomsClient, host: bool) -> None:
+        self.rc = rc
+        self.host = host
+        self.busy: Call | None = None
+        self.hits_acked = 0
+        self.hits_sent = 0
+
+    def step(self) -> None:
+        rc, view = self.rc, self.rc.room
+        if self.busy is not None:
+            if not self.busy.done:
+                return
+            cmd = self.busy.body.get("cmd", {})
+            result = self.busy.result if isinstance(self.busy.result, dict) else {}
+            if cmd.get("type") == "hit" and self.busy.ok and result.get("ok"):
+                self.hits_acked += 1
+            self.busy = None
+        if view is None or rc.seat is None:
+            return
+        table = view["table"]
+        me = table["players"].get(rc.seat["name"])
+        phase = table["game_state"]["phase"]
+        if me is None:
+            return
+        if phase == "lobby" and not me["ready"]:
+            self.busy = rc.act("ready", ready=True)
+        elif phase == "lobby" and self.host and sum(p["ready"] for p in table["players"].values()) == 2:
+            self.busy = rc.act("start")
+        elif phase == "round":
+            open_targets = [t for t in table["current_round"]["targets"] if t["taken_by"] is None]
+            if open_targets:
+                self.hits_sent += 1
+                self.busy = rc.act("hit", round=table["current_round"]["number"],
+                                   target=open_targets[0]["id"])

@@ -3,11 +3,13 @@ nothing secret on the wire, and the Clone pattern per room across a leader kill.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from rooms_helpers_integration import (
     RawSub,
+    ScriptedPlayer,
     rooms_clients,
     run_all_until,
     secret_from_disk,
@@ -219,3 +221,63 @@ def test_a_room_view_stays_gapless_when_its_node_is_killed_mid_game(
                                               node=node))
             run_all_until([bob], lambda node=node: read_on(node)["room"]["table"]
                           == bob.room["table"], 10, f"{node} agreeing with bob's view")
+
+
+def test_twenty_rooms_of_bots_finish_with_identical_scores_everywhere_after_a_leader_kill(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    """Issue 12's end-to-end check: 20 rooms of two bots each, kill -9 of the leader
+    mid-game; every room finishes, and its scores are the same on every node (the
+    killed one restarted) and in both bots' views; no acknowledged hit is lost."""
+    lc = make_cluster(3)
+    rooms_count = 20
+    with rooms_clients(lc, 2 * rooms_count) as clients:
+        hosts, guests = clients[:rooms_count], clients[rooms_count:]
+        room_ids = []
+        for i, (host, guest) in enumerate(zip(hosts, guests, strict=True)):
+            made = until_started(host, lambda host=host, i=i: host.create(
+                f"match {i}", player=f"h{i}", max_players=2, rounds=1, round_ms=2500))
+            assert made["ok"], made
+            assert guest.wait(guest.join(f"g{i}", room=made["room"]))["ok"]
+            room_ids.append(made["room"])
+        players = [ScriptedPlayer(h, True) for h in hosts] + [ScriptedPlayer(g, False) for g in guests]
+
+        def step() -> None:
+            for p in players:
+                p.step()
+
+        def phases() -> set[str]:
+            return {h.room["row"]["phase"] if h.room else "none" for h in hosts}
+
+        run_all_until(clients, lambda: phases() <= {"countdown", "round"}, 15,
+                      "every room's game started", step)
+        leader = hosts[0].link.nodes[hosts[0]._sub_node].info.leader_id
+        assert leader in lc.cluster.ids()
+        lc.kill(leader)
+        killed_at = time.monotonic()
+        run_all_until(clients, lambda: phases() == {"game_over"}, 20,
+                      f"every room over after killing {leader}", step)
+        finished_s = time.monotonic() - killed_at
+        lc.start(leader)
+
+        def view_scores(rc: RoomsClient) -> dict:
+            return rc.room["table"]["scores"] if rc.room else {}
+
+        run_all_until(clients, lambda: all(
+            view_scores(h) == view_scores(g) for h, g in zip(hosts, guests, strict=True)), 10,
+            "both bots of each room agreeing", step)
+        reader = hosts[0]
+        for node in lc.cluster.ids():
+            for room, host in zip(room_ids, hosts, strict=True):
+                def on_node(node: str = node, room: str = room) -> dict:
+                    call = reader.link.call("read", {"machine": "rooms", "linearizable": False,
+                                                     "query": {"op": "room", "room": room}}, node=node)
+                    got = reader.wait(call)
+                    return got["room"]["table"]["scores"] if got.get("ok") else {}
+                run_all_until([reader], lambda h=host, f=on_node: f() == view_scores(h), 10,
+                              f"{node} holding {room}'s final scores")
+        for p in players:
+            name = p.rc.seat["name"]
+            assert p.hits_acked <= view_scores(p.rc)[name], (name, p.hits_acked)
+        total = sum(sum(view_scores(h).values()) for h in hosts)
+        assert total > 0 and finished_s < 20
