@@ -408,8 +408,10 @@ class RoomsClient:
                     self._set_seat(None)
                 return
             self._emit(event)
-        if self.seat is not None and self.seat["name"] not in view["table"]["players"]:
-            self._set_seat(None)  # freed (grace over) or left
+        if self.seat is not None and self.seat["room"] == view["row"]["room"]:
+            mine = view["table"]["players"].get(self.seat["name"])
+            if mine is None or mine["client_id"] != self.client_id:
+                self._set_seat(None)  # freed (grace over), left, or reclaimed by another session
 
     def _emit(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:

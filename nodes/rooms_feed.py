@@ -8,6 +8,7 @@ A feed decides four things, all on the node, never in the deterministic machine:
   without ``token`` and ``code`` (only the submitter's own reply carries them),
   the events, and no command at all (clients keep rooms from ``sync`` events,
   so no ``set_secret``, ``reclaim`` token or ``join`` code is ever published);
+  the same for each rooms item of a transport batch (the server applies it);
 - the per-room streams: each event goes on the topics ``game.rooms.topics``
   names, sent as the wire topic ``room/<id>/`` (the trailing slash keeps a
   subscriber of ``room/r1/`` out of ``room/r10/``) or ``rooms`` (the room list).
@@ -81,10 +82,15 @@ class RoomsFeed:
         """The machine was restored from a snapshot: what came before is unknown."""
         self.prev.clear()
 
-    def firehose(self, result: Any, events: list[dict], command: Any,
-                 leader: str | None) -> tuple[Any, list[dict], None]:
-        """(result, events, command) for the ``u`` topic."""
-        return public_result(result), [_with_leader(e, leader) for e in events], None
+    @staticmethod
+    def public_result(result: Any) -> Any:
+        """A result as the firehose shows it (the submitter's reply keeps it whole)."""
+        return public_result(result)
+
+    @staticmethod
+    def public_event(event: dict, leader: str | None) -> dict:
+        """An event as published: its listing row, if any, names the leader."""
+        return _with_leader(event, leader)
 
     def streams(self, index: int, events: list[dict],
                 leader: str | None) -> list[tuple[bytes, dict, list[dict]]]:

@@ -48,7 +48,14 @@ from .raft.errors import (
 )
 from .raft.messages import ChangeKind, ClusterConfig, ConfigChange, EntryKind, Snapshot
 from .raft.ready import Ready, Role
-from .statemachine import BATCH_MACHINE, Replicated, StateMachine, encode_command
+from .statemachine import (
+    BATCH_MACHINE,
+    BadCommand,
+    Replicated,
+    StateMachine,
+    decode_command,
+    encode_command,
+)
 from .storage import DiskStorage
 from .transport import PeerTransport, Publisher
 
@@ -361,13 +368,12 @@ class NodeServer:
             return
         applied = self.sm.apply_entry(index, term, data)
         self._answer_submit(index, term, applied.result)  # the writer first, then watchers
-        feed = self.feeds.get(applied.machine)
-        if feed is None:
+        if self.feeds:
+            self._publish_fed(index, term, applied, data)
+        else:
             self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
                                  applied.result, applied.events, command=applied.command,
                                  clock_ms=applied.clock_ms))
-        else:
-            self._publish_fed(feed, index, term, applied)
         if applied.client_id.startswith("@"):
             self._timer_inflight.pop(applied.client_id.split("/")[0][1:], None)
 
@@ -811,32 +817,80 @@ class NodeServer:
                 upd.index, upd.term, "", upd.client_id, upd.seq, {"unencodable": True}, []))
         self.publisher.send(codec.UPDATE_TOPIC, payload)
 
-    def _publish_fed(self, feed: Any, index: int, term: int, applied: Any) -> None:
-        """A machine with a feed: the firehose gets what the feed shows of the entry,
-        and each stream the entry touched gets its part (only if someone watches)."""
+    def _publish_fed(self, index: int, term: int, applied: Any, data: bytes) -> None:
+        """Publish an entry when some machines have feeds: the firehose gets what the
+        feeds show of it (a transport batch item by item), and each stream the
+        entry touched gets its part (only while someone watches it)."""
         leader = self.raft.leader_id
+        machine, result, events, command = (applied.machine, applied.result, applied.events,
+                                            applied.command)
+        if applied.duplicate:  # the first result again, with no machine named: find it
+            try:
+                envelope = decode_command(data)
+            except BadCommand:
+                envelope = {}
+            origin, cmd = envelope.get("m"), envelope.get("cmd")
+            if origin in self.feeds:
+                result = self.feeds[origin].public_result(result)
+            elif origin == BATCH_MACHINE and isinstance(cmd, dict) and isinstance(
+                    cmd.get("batch"), list):
+                result, _ = self._batch_shown(cmd["batch"], result)
+            self._publish(Update(index, term, machine, applied.client_id, applied.seq, result,
+                                 events, command=command, clock_ms=applied.clock_ms))
+            return
+        fed = [name for name in self.feeds if name == machine or (
+            machine == BATCH_MACHINE and any(e.get("machine") == name for e in events))]
+        if machine == BATCH_MACHINE and isinstance(command, dict) and isinstance(
+                command.get("batch"), list):
+            items = command["batch"]
+            fed += [m for m in {i.get("m") for i in items if isinstance(i, dict)}
+                    if m in self.feeds and m not in fed]
+            if fed:
+                result, command = self._batch_shown(items, result)
         if self.publisher.watched(codec.UPDATE_TOPIC):
-            result, events, command = feed.firehose(applied.result, applied.events,
-                                                    applied.command, leader)
-            self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
-                                 result, events, command=command, clock_ms=applied.clock_ms))
+            if machine in self.feeds:
+                feed = self.feeds[machine]
+                result, command = feed.public_result(result), None
+            shown = [self.feeds[e["machine"]].public_event(e, leader)
+                     if e.get("machine") in self.feeds else e for e in events]
+            self._publish(Update(index, term, machine, applied.client_id, applied.seq, result,
+                                 shown, command=command, clock_ms=applied.clock_ms))
         else:
             self.counters.updates_unwatched += 1
-        for topic, result, events in feed.streams(index, applied.events, leader):
-            if not self.publisher.watched(topic):
-                self.counters.stream_updates_unwatched += 1
-                continue
-            self.counters.stream_updates_published += 1
-            upd = Update(index, term, applied.machine, applied.client_id, applied.seq, result,
-                         events, clock_ms=applied.clock_ms)
-            try:
-                payload = codec.encode_update(self.cluster.cluster_id, upd)
-            except codec.EncodeError as e:
-                log.error("cannot encode the %r update at index %d: %s", topic, index, e)
-                result = {**result, "unencodable": True}
-                payload = codec.encode_update(self.cluster.cluster_id, Update(
-                    index, term, applied.machine, applied.client_id, applied.seq, result, []))
-            self.publisher.send(topic, payload)
+        for name in fed:
+            own = [e for e in events if e.get("machine", name) == name]
+            for topic, head, part in self.feeds[name].streams(index, own, leader):
+                if not self.publisher.watched(topic):
+                    self.counters.stream_updates_unwatched += 1
+                    continue
+                self.counters.stream_updates_published += 1
+                self._publish_stream(topic, Update(index, term, name, applied.client_id,
+                                                   applied.seq, head, part,
+                                                   clock_ms=applied.clock_ms))
+
+    def _batch_shown(self, items: list, result: Any) -> tuple[Any, dict]:
+        """A batch's result and command as published: fed machines' items lose their
+        command, and their results what their feed keeps back."""
+        results = result.get("results") if isinstance(result, dict) else None
+        shown_items, shown_results = [], []
+        for i, item in enumerate(items):
+            feed = self.feeds.get(item.get("m")) if isinstance(item, dict) else None
+            shown_items.append(item if feed is None else {"m": item["m"], "cmd": None})
+            if isinstance(results, list) and i < len(results):
+                shown_results.append(results[i] if feed is None else feed.public_result(results[i]))
+        if isinstance(results, list):
+            result = {**result, "results": shown_results}
+        return result, {"batch": shown_items}
+
+    def _publish_stream(self, topic: bytes, upd: Update) -> None:
+        try:
+            payload = codec.encode_update(self.cluster.cluster_id, upd)
+        except codec.EncodeError as e:
+            log.error("cannot encode the %r update at index %d: %s", topic, upd.index, e)
+            head = {**upd.result, "unencodable": True} if isinstance(upd.result, dict) else None
+            payload = codec.encode_update(self.cluster.cluster_id, Update(
+                upd.index, upd.term, upd.machine, upd.client_id, upd.seq, head, []))
+        self.publisher.send(topic, payload)
 
     def _publish_info(self) -> None:
         info = ClusterInfo(self.id, self.raft.term, self.raft.role.value, self.raft.leader_id,

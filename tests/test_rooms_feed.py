@@ -24,9 +24,10 @@ def test_results_lose_token_and_code_and_commands_are_not_published() -> None:
     joined = {"ok": True, "room": "r1", "name": "ann", "token": "t" * 32, "code": "ABCDEF"}
     assert public_result(joined) == {"ok": True, "room": "r1", "name": "ann"}
     assert public_result({"ok": False, "error": "x"}) == {"ok": False, "error": "x"}
-    feed = RoomsFeed()
-    result, events, command = feed.firehose(joined, [], {"type": "reclaim", "token": "t"}, "n1")
-    assert "token" not in result and command is None
+    assert "token" not in RoomsFeed.public_result(joined)
+    row_event = {"type": "room_row", "room": "r1", "row": {"room": "r1", "leader": None}}
+    assert RoomsFeed.public_event(row_event, "n1")["row"]["leader"] == "n1"
+    assert row_event["row"]["leader"] is None  # a copy: the machine's event is untouched
 
 
 def test_streams_chain_prev_per_topic_and_keep_r1_apart_from_r10() -> None:

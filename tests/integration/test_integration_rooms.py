@@ -17,6 +17,7 @@ from rooms_helpers_integration import (
 )
 
 from client.rooms import RoomsClient
+from nodes.codec import decode_update
 from nodes.local import LocalCluster
 from nodes.rooms_feed import LIST_WIRE_TOPIC, room_topic
 
@@ -155,7 +156,7 @@ def test_no_token_code_or_secret_reaches_any_subscriber_or_client_read(
     everything = RawSub(lc, [b""])
     secrets: set[str] = set()
     try:
-        with rooms_clients(lc, 4) as (ann, bob, cat, dan):
+        with rooms_clients(lc, 5) as (ann, bob, cat, dan, eve):
             run_all_until([ann], lambda: (everything.drain(), everything.heard_info)[-1], 5,
                           "the raw subscription")
             made = until_started(ann, lambda: ann.create("secret", private=True, player="ann"))
@@ -165,6 +166,18 @@ def test_no_token_code_or_secret_reaches_any_subscriber_or_client_read(
             back = dan.wait(dan.reclaim(room=made["room"], name="bob", token=joined["token"]))
             assert joined["ok"] and quick["ok"] and back["ok"], (joined, quick, back)
             secrets |= {joined["token"], quick["token"], back["token"]}
+            # a retried command is applied once and published again with its first result
+            first = eve.wait(eve.quick_play("eve"))
+            again = eve.wait(eve.link.call("submit", {"machine": "rooms", "seq": 1,
+                                                      "cmd": {"type": "quick_play", "name": "eve"}}))
+            assert again == first and first["ok"], (first, again)
+            # commands sent together travel as one transport batch: one entry, many results
+            out = eve.leave()
+            into = eve.join("eve", code=made["code"])
+            ping = eve.link.submit("rooms", {"type": "ping", "room": made["room"]})
+            results = [eve.wait(c) for c in (out, into, ping)]
+            assert all(r["ok"] for r in results) and "seq" not in into.body, results
+            secrets |= {first["token"], results[1]["token"]}
             snap = ann.wait(ann.link.call("snapshot", {"machines": ["rooms"]}))
             state = ann.wait(ann.link.call("read", {"machine": "rooms", "query": {"op": "state"}}))
             room = ann.wait(ann.link.call("read", {"machine": "rooms",
@@ -177,7 +190,13 @@ def test_no_token_code_or_secret_reaches_any_subscriber_or_client_read(
                 everything.drain()
                 return any(e["type"] == "seat_reclaimed" for u in everything.updates()
                            if u.machine == "rooms" for e in u.events)
-            run_all_until([ann, bob, cat, dan], all_applied, 10, "the reclaim published")
+            run_all_until([ann, bob, cat, dan, eve], all_applied, 10, "the reclaim published")
+            room_wire = room_topic(made["room"])
+            joins = [e["name"] for t, p in everything.frames if t == room_wire
+                     for e in decode_update(p, lc.cluster.cluster_id).events
+                     if e["type"] == "player_joined"]
+            # every node publishes; the batch's join is on the room's stream too
+            assert set(joins) == {"ann", "bob", "eve"}, joins
     finally:
         everything.close()
     lc.stop_all()
