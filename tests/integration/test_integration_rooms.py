@@ -300,3 +300,47 @@ def test_twenty_rooms_of_bots_finish_with_identical_scores_everywhere_after_a_le
             assert p.hits_acked <= view_scores(p.rc)[name], (name, p.hits_acked)
         total = sum(sum(view_scores(h).values()) for h in hosts)
         assert total > 0 and finished_s < 20
+
+
+def test_a_room_view_catches_updates_lost_in_a_publish_socket_rebuild(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    """A hostile subscriber makes the node rebuild its publish socket (issue 11's
+    bound): what the node publishes before the client's SUB is back is lost; the
+    next update's prev shows it, and the client reads its room again."""
+    lc = make_cluster(3)
+    with rooms_clients(lc, 2) as (ann, bob):
+        made = until_started(ann, lambda: ann.create("rebuilt", player="ann"))
+        assert bob.wait(bob.join("bob", room=made["room"]))["ok"]
+        run_all_until([ann, bob], lambda: bob.synced and bob.room, 10, "bob's view")
+        node = bob._sub_node
+
+        def resets() -> int:
+            status = ann.wait(ann.link.call("status", {}, node=node))
+            return status["counters"]["publish_resets"]
+
+        ready = False
+        deadline = time.monotonic() + 15
+        while bob._room.resyncs == 0:
+            assert time.monotonic() < deadline, "no rebuild ever cost bob an update"
+            before = resets()
+            hostile = RawSub(lc, [b"%03d" % i + b"x" * 497 for i in range(40)], nodes=[node])
+            try:
+                run_all_until([ann], lambda before=before: resets() > before, 5, "a rebuild")
+            finally:
+                hostile.close()
+            ready = not ready  # published at once, while bob's SUB reconnects
+            assert ann.wait(ann.act("ready", ready=ready))["ok"]
+            acked = time.monotonic()
+            # bob hears cluster info again: its SUB is back with every subscription
+            run_all_until([ann, bob], lambda acked=acked: bob._sub_heard > acked, 5,
+                          "bob's SUB reconnected")
+            ready = not ready
+            assert ann.wait(ann.act("ready", ready=ready))["ok"]
+            run_all_until([ann, bob], lambda ready=ready: bob._room.resyncs > 0 or bob.room[
+                "table"]["players"]["ann"]["ready"] == ready, 5, "bob seeing ann's last change")
+        run_all_until([ann, bob], lambda: bob.synced and bob.room["table"]["players"]["ann"][
+            "ready"] == ready, 10, "bob's view after its re-read")
+        read = bob.wait(bob.link.call("read", {"machine": "rooms",
+                                               "query": {"op": "room", "room": made["room"]}}))
+        assert read["room"]["table"] == bob.room["table"]
