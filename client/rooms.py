@@ -103,6 +103,7 @@ class RoomsClient:
         self._sub_live = False
         self._sub_heard = 0.0
         self._ping: Call | None = None
+        self._prefer: str | None = None
         self._leader_ms_offset = 0
         self._subscribe()
 
@@ -248,8 +249,23 @@ class RoomsClient:
 
     # --- subscription (Clone pattern) ------------------------------------------------------
 
+    def follow(self, node: str | None) -> None:
+        """Follow ``node``'s streams while it is up (None: any live node, a follower
+        first); the views are read again from there."""
+        if node is not None and node not in self.link.nodes:
+            raise ValueError(f"no node {node!r} in the cluster file ({', '.join(self.link.nodes)})")
+        self._prefer = node
+        self._subscribe(node)
+
+    @property
+    def following(self) -> str:
+        """The node whose streams this client follows now."""
+        return self._sub_node
+
     def _pick_node(self) -> str:
         nodes = [n for n in self.link.nodes if n not in self.link.down]
+        if self._prefer in nodes:
+            return self._prefer
         leader = next((n.info.leader_id for n in self.link.nodes.values()
                        if n.info is not None and n.info.leader_id in nodes), None)
         # any live node does; prefer a follower's (the leader has enough to do)

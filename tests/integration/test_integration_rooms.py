@@ -218,13 +218,13 @@ def test_a_room_view_stays_gapless_when_its_node_is_killed_mid_game(
         made = until_started(ann, lambda: ann.create("fail", player="ann", round_ms=3000))
         assert bob.wait(bob.join("bob", room=made["room"]))["ok"]
         run_all_until([ann, bob], lambda: bob.synced and bob.room, 10, "bob's view")
-        victim = bob._sub_node
+        victim = bob.following
         assert ann.wait(ann.act("ready", ready=True))["ok"]
         lc.kill(victim)
         for _ in range(5):
             ann.wait(ann.act("ping"))
         assert bob.wait(bob.act("ready", ready=True))["ok"]
-        run_all_until([ann, bob], lambda: bob._sub_node != victim and bob.synced, 10,
+        run_all_until([ann, bob], lambda: bob.following != victim and bob.synced, 10,
                       "bob resubscribed elsewhere")
         expected_ready = {"ann": True, "bob": True}
 
@@ -268,10 +268,14 @@ def test_twenty_rooms_of_bots_finish_with_identical_scores_everywhere_after_a_le
         def phases() -> set[str]:
             return {h.room["row"]["phase"] if h.room else "none" for h in hosts}
 
+        leader = hosts[0].link.nodes[hosts[0].following].info.leader_id
+        assert leader in lc.cluster.ids()
+        for rc in clients[::2]:  # half the bots follow the node about to die
+            rc.follow(leader)
+        run_all_until(clients, lambda: all(rc.synced for rc in clients), 10,
+                      "every bot following again")
         run_all_until(clients, lambda: phases() <= {"countdown", "round"}, 15,
                       "every room's game started", step)
-        leader = hosts[0].link.nodes[hosts[0]._sub_node].info.leader_id
-        assert leader in lc.cluster.ids()
         lc.kill(leader)
         killed_at = time.monotonic()
         run_all_until(clients, lambda: phases() == {"game_over"}, 20,
@@ -300,6 +304,7 @@ def test_twenty_rooms_of_bots_finish_with_identical_scores_everywhere_after_a_le
             assert p.hits_acked <= view_scores(p.rc)[name], (name, p.hits_acked)
         total = sum(sum(view_scores(h).values()) for h in hosts)
         assert total > 0 and finished_s < 20
+        assert all(rc.following != leader for rc in clients[::2])
 
 
 def test_a_room_view_catches_updates_lost_in_a_publish_socket_rebuild(
@@ -313,7 +318,7 @@ def test_a_room_view_catches_updates_lost_in_a_publish_socket_rebuild(
         made = until_started(ann, lambda: ann.create("rebuilt", player="ann"))
         assert bob.wait(bob.join("bob", room=made["room"]))["ok"]
         run_all_until([ann, bob], lambda: bob.synced and bob.room, 10, "bob's view")
-        node = bob._sub_node
+        node = bob.following
 
         def resets() -> int:
             status = ann.wait(ann.link.call("status", {}, node=node))
