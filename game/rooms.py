@@ -596,8 +596,8 @@ COMMANDS: dict[str, Handler] = {
     "leave": leave,
     "disconnect": disconnect,
     "reclaim": reclaim,
-    "timers": timers,
     "close": close,
+    "timers": timers,
     "set_secret": set_secret,
     **{kind: delegated for kind in sorted(DELEGATED)},
 }

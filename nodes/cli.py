@@ -152,12 +152,14 @@ def node(node_id: str, cluster_path: str | None, data_dir: Path | None, no_fsync
 @click.option("--bots", type=click.IntRange(0, 32), default=0, show_default=True,
               help="Headless bots to start.")
 @click.option("--keep", is_flag=True, help="Reuse the data of a previous run in --dir.")
+@click.option("--rooms", "room_count", type=click.IntRange(0, 2000), default=0, show_default=True,
+              help="Public rooms to open at once (Room 1 .. Room N), for quick play to fill.")
 @click.option("--election-ms", nargs=2, type=float, default=(150.0, 300.0), show_default=True)
 @click.option("--no-status", is_flag=True, help="Do not draw the live status table.")
 @click.option("--secure", is_flag=True,
               help="CURVE keys and an admin key in DIR/keys, and a rate limit of 200 "
                    "requests/s per client id and per connection (see 'arena keys').")
-def up(count: int, directory: Path, players: int, bots: int, keep: bool,
+def up(count: int, directory: Path, players: int, bots: int, keep: bool, room_count: int,
        election_ms: tuple[float, float], no_status: bool, secure: bool) -> None:
     """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all."""
     from .launcher import launch
@@ -170,7 +172,7 @@ def up(count: int, directory: Path, players: int, bots: int, keep: bool,
         keep = True  # launch the cluster file prepare_secure wrote
 
     launch(directory, count, players=players, bots=bots, keep=keep,
-           election_ms=election_ms, live_status=not no_status)
+           election_ms=election_ms, live_status=not no_status, rooms=room_count)
 
 
 @main.command()
@@ -447,20 +449,144 @@ _kv_command("unlock", ["name", "holder"], "Release lock NAME held by HOLDER.")
 @cluster_option
 @json_option
 @read_timeout_option
-def game(cluster_path: str | None, as_json: bool, timeout: float) -> None:
-    """Print the current game state (a linearizable read)."""
+@click.option("--room", default=None, metavar="ROOM",
+              help="Print room ROOM's table (an id such as r3, from 'arena rooms') instead of "
+                   "the single table.")
+def game(cluster_path: str | None, as_json: bool, timeout: float, room: str | None) -> None:
+    """Print the current game state (a linearizable read): the single table, or a room's."""
     from game.render_text import describe
 
     with _client(cluster_path, deadline=timeout) as c:
         try:
-            r = c.read("game", {"op": "state"})
+            if room is None:
+                r = c.read("game", {"op": "state"})
+            else:
+                r = c.read("rooms", {"op": "room", "room": room})
         except Exception as e:
             raise _read_failed(e, timeout) from e
+    if room is not None:
+        if not r.get("ok"):
+            raise click.ClickException(r.get("message") or str(r))
+        r = {"state": r["room"]["table"]}
     state = r.get("state") if isinstance(r, dict) else None
     if as_json:
         _emit(state, True)
     else:
         click.echo(describe(state or {}))
+
+
+ROOM_ACTIONS = ("list", "create", "close", "show")
+
+
+@main.command()
+@click.argument("action", type=click.Choice(ROOM_ACTIONS), default="list")
+@click.argument("target", required=False, metavar="[NAME|ROOM]")
+@cluster_option
+@json_option
+@read_timeout_option
+@admin_key_option
+@click.option("--private", is_flag=True, help="create: a private room (joined with its code).")
+@click.option("--no-bots", is_flag=True, help="create: bots may not join.")
+@click.option("--max-players", type=click.IntRange(1, 16), default=None,
+              help="create: seats (1-16; default 8).")
+@click.option("--rounds", type=click.IntRange(1, 20), default=None,
+              help="create: rounds per game (1-20; default 3).")
+@click.option("--round-ms", type=click.IntRange(1000, 600_000), default=None,
+              help="create: round length in ms (1000-600000; default 20000).")
+def rooms(action: str, target: str | None, cluster_path: str | None, as_json: bool,
+          timeout: float, admin_key: str | None, private: bool, no_bots: bool,
+          max_players: int | None, rounds: int | None, round_ms: int | None) -> None:
+    """The rooms: list (the default), create NAME, close ROOM (admin), show ROOM.
+
+    list: public rooms with phase, players, created and leading node (private rooms
+    are not listed). create NAME: a room with the options given; prints its id (and
+    its join code when --private). close ROOM: closes it now and frees its seats;
+    an admin action (needs the admin key when the cluster has one). show ROOM: the
+    room's row, members, away seats and scores."""
+    if action in ("create", "close", "show") and not target:
+        what = "NAME" if action == "create" else "ROOM"
+        raise click.UsageError(f"'arena rooms {action}' needs {what}")
+    with _client(cluster_path, admin_key=admin_key, deadline=timeout) as c:
+        if action == "list":
+            try:
+                r = c.read("rooms", {"op": "rooms"})
+            except Exception as e:
+                raise _read_failed(e, timeout) from e
+            _print_rooms(r["rooms"], as_json)
+        elif action == "show":
+            try:
+                r = c.read("rooms", {"op": "room", "room": target})
+            except Exception as e:
+                raise _read_failed(e, timeout) from e
+            if not r.get("ok"):
+                raise click.ClickException(r.get("message") or str(r))
+            _print_room(r["room"], as_json)
+        elif action == "create":
+            cmd: dict[str, Any] = {"type": "create", "name": target, "private": private,
+                                   "bots": not no_bots}
+            for key, value in (("max_players", max_players), ("rounds", rounds),
+                               ("round_ms", round_ms)):
+                if value is not None:
+                    cmd[key] = value
+            r = _rooms_command(c, cmd, timeout)
+            _emit(r if as_json else f"created room {r['room']}"
+                  + (f" (private, join code {r['code']})" if r.get("code") else ""), as_json)
+        else:
+            _require_admin(c.cluster, admin_key)
+            try:
+                r = c.admin("propose", {"machine": "rooms", "cmd": {"type": "close", "room": target}})
+            except Exception as e:
+                raise _fail(e) from e
+            if not r.get("ok"):
+                raise click.ClickException(r.get("message") or str(r))
+            _emit(r if as_json else f"closed room {r['room']}", as_json)
+
+
+def _rooms_command(c: Any, cmd: dict, timeout: float) -> dict:
+    """Submit a rooms command, waiting out a cluster that is still committing its secret."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            r = c.submit("rooms", cmd)
+        except Exception as e:
+            raise _fail(e) from e
+        if r.get("error") == "rooms_starting" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            continue
+        if not r.get("ok"):
+            raise click.ClickException(f"{r.get('error')}: {r.get('message')}")
+        return r
+
+
+def _print_rooms(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        _emit(rows, True)
+        return
+    if not rows:
+        click.echo("no open public rooms (create one with 'arena rooms create NAME')")
+        return
+    click.echo(f"{'ROOM':<7} {'NAME':<32} {'PHASE':<12} {'PLAYERS':>7}  {'BOTS':<4} "
+               f"{'CREATED':<8} LEADER")
+    for r in rows:
+        created = time.strftime("%H:%M:%S", time.localtime(r["created_ms"] / 1000))
+        click.echo(f"{r['room']:<7} {r['name']:<32} {r['phase']:<12} "
+                   f"{r['players']:>3}/{r['max_players']:<3}  {'yes' if r['bots'] else 'no':<4} "
+                   f"{created:<8} {r['leader'] or '-'}")
+
+
+def _print_room(room: dict, as_json: bool) -> None:
+    from game.render_text import describe
+
+    if as_json:
+        _emit(room, True)
+        return
+    row = room["row"]
+    click.echo(f"{row['room']} {row['name']!r}: {row['players']}/{row['max_players']} players, "
+               f"{'private' if row['private'] else 'public'}, bots "
+               f"{'allowed' if row['bots'] else 'not allowed'}, led by {row['leader'] or '-'}")
+    click.echo(describe(room["table"]))
+    if room["away"]:
+        click.echo("away: " + ", ".join(sorted(room["away"])))
 
 
 @main.command()

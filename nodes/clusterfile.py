@@ -16,6 +16,10 @@ TOML, read with the standard library's ``tomllib``::
     rate_burst = 200        # (0 = unlimited; the default, or 200 with [security] curve);
                             # `arena node --rate-limit` overrides; burst = bucket size
 
+    [rooms]                 # optional; every node must read the same values
+    grace_ms = 30000        # a dropped seat is kept this long for its token
+    close_ms = 60000        # an empty room is closed this long after it emptied
+
     [[nodes]]
     id = "n1"
     raft = "tcp://127.0.0.1:7101"     # ROUTER for peer traffic
@@ -145,6 +149,8 @@ class ClusterFile:
     security: Security = field(default_factory=Security)
     rate_limit: float = 0.0  # requests/s per client id and per connection; 0 = unlimited
     rate_burst: int = 200
+    room_grace_ms: int = 30_000  # [rooms] grace_ms: a dropped seat waits this long
+    room_close_ms: int = 60_000  # [rooms] close_ms: an empty room closes this long after
 
     def secured(self, security: Security) -> ClusterFile:
         """This file with ``security``; one with CURVE and no rate limit gets the
@@ -192,6 +198,9 @@ class ClusterFile:
             lines += [f"rate_limit = {self.rate_limit:g}", f"rate_burst = {self.rate_burst}"]
         if self.admin_key and not self.security.admin_key_file:
             lines.append(f'admin_key = "{self.admin_key}"')
+        if (self.room_grace_ms, self.room_close_ms) != (30_000, 60_000):
+            lines += ["", "[rooms]", f"grace_ms = {self.room_grace_ms}",
+                      f"close_ms = {self.room_close_ms}"]
         if self.security != Security():
             lines += ["", *self.security.to_toml()]
         for n in self.nodes:
@@ -271,6 +280,13 @@ def parse(text: str, path: Path | None = None) -> ClusterFile:
     admin_key = opts.get("admin_key")
     if admin_key is not None and not isinstance(admin_key, str):
         raise ClusterFileError(f"{where}: options.admin_key must be a str")
+    rooms = doc.get("rooms", {})
+    room_ms = {}
+    for key, default in (("grace_ms", 30_000), ("close_ms", 60_000)):
+        value = rooms.get(key, default) if isinstance(rooms, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ClusterFileError(f"{where}: rooms.{key} must be an int >= 1 (milliseconds)")
+        room_ms[key] = value
     cf = ClusterFile(
         cluster_id=str(cluster_id),
         nodes=tuple(nodes),
@@ -282,6 +298,8 @@ def parse(text: str, path: Path | None = None) -> ClusterFile:
         security=security,
         rate_limit=float(rate),
         rate_burst=burst,
+        room_grace_ms=room_ms["grace_ms"],
+        room_close_ms=room_ms["close_ms"],
     )
     if security.admin_key_file and admin_key is None:
         try:

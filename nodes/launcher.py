@@ -53,9 +53,28 @@ def render_status(rows: list[dict]) -> None:
     fitted_render(rows)
 
 
+def open_rooms(lc: LocalCluster, count: int, timeout: float = 30.0) -> int:
+    """Create ``count`` public rooms named Room 1 .. Room N (as quick play names its own)."""
+    from client.api import Client
+
+    made = 0
+    deadline = time.monotonic() + timeout
+    with Client(lc.cluster, deadline=timeout) as c:
+        while made < count:
+            r = c.submit("rooms", {"type": "create", "name": f"Room {made + 1}"})
+            if r.get("ok"):
+                made += 1
+            elif r.get("error") != "rooms_starting" or time.monotonic() > deadline:
+                raise SystemExit(f"could not open room {made + 1}: {r.get('error')}: "
+                                 f"{r.get('message')}")
+            else:
+                time.sleep(0.05)
+    return made
+
+
 def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: bool = False,
            election_ms: tuple[float, float] = (150.0, 300.0), live_status: bool = True,
-           block: bool = True) -> LocalCluster:
+           block: bool = True, rooms: int = 0) -> LocalCluster:
     """Start the cluster; with ``block`` show status until Ctrl-C, then stop all."""
     console = Console()
     directory = directory.resolve()
@@ -75,6 +94,8 @@ def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: b
     else:
         lc = LocalCluster.create(directory, nodes, timing=timing)
     lc.start_all()
+    if rooms:
+        console.print(f"opened {open_rooms(lc, rooms)} rooms")
     extras: list[subprocess.Popen] = []
     env = {**os.environ, "ARENA_CLUSTER": str(lc.cluster_path)}
     # with people playing, bots play at a human pace (an eager bot clears a round

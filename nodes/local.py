@@ -43,6 +43,7 @@ def make_cluster_file(
     directory: Path, nodes: int, timing: Timing | None = None, snapshot_interval: int = 1000,
     compression: bool = True, admin_key: str | None = None, host: str = "127.0.0.1",
     secure: bool = False, rate_limit: float = 0.0, rate_burst: int = 200,
+    room_grace_ms: int = 30_000, room_close_ms: int = 60_000,
 ) -> ClusterFile:
     """``secure``: CURVE keys, a client key and an admin key in ``<directory>/keys``
     (``nodes.security.generate_keys``), recorded in the file's ``[security]`` table."""
@@ -56,7 +57,7 @@ def make_cluster_file(
         cluster_id=f"arena-{secrets.token_hex(3)}", nodes=tuple(addrs),
         timing=timing or Timing(), snapshot_interval=snapshot_interval,
         compression=compression, admin_key=admin_key, rate_limit=rate_limit,
-        rate_burst=rate_burst,
+        rate_burst=rate_burst, room_grace_ms=room_grace_ms, room_close_ms=room_close_ms,
     )
     directory.mkdir(parents=True, exist_ok=True)
     if secure:

@@ -16,6 +16,7 @@ from game.rooms_machine import RoomsMachine
 
 from .clusterfile import ClusterFile
 from .kv import KeyValue
+from .rooms_feed import RoomsFeed
 from .server import DiskFull, NodeOptions, NodeServer, is_disk_full
 
 EXIT_DISK_FULL = 3
@@ -54,11 +55,13 @@ def run_node(cluster: ClusterFile, node_id: str, data_dir: Path | None = None,
         fsync=fsync, rate_limit_per_s=rate_limit, join=join,
     )
     seed = seed_from(cluster.cluster_id)
-    rooms = RoomsMachine(seed=seed, entropy=secrets.token_hex)  # the leader draws the secret
+    rooms = RoomsMachine(  # the leader draws the secret
+        seed=seed, entropy=secrets.token_hex,
+        grace_ms=cluster.room_grace_ms, close_ms=cluster.room_close_ms)
     machines = [KeyValue(), GameMachine(seed=seed), rooms]
     try:
         try:
-            server = NodeServer(opts, machines)
+            server = NodeServer(opts, machines, feeds={"rooms": RoomsFeed()})
         except OSError as e:  # opening the storage writes too
             if is_disk_full(e):
                 raise DiskFull(node_id, opts.data_dir, e) from e

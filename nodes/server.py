@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
+from typing import Any
 
 import zmq
 
@@ -48,7 +49,14 @@ from .raft.errors import (
 )
 from .raft.messages import ChangeKind, ClusterConfig, ConfigChange, EntryKind, Snapshot
 from .raft.ready import Ready, Role
-from .statemachine import BATCH_MACHINE, Replicated, StateMachine, encode_command
+from .statemachine import (
+    BATCH_MACHINE,
+    BadCommand,
+    Replicated,
+    StateMachine,
+    decode_command,
+    encode_command,
+)
 from .storage import DiskStorage
 from .transport import PeerTransport, Publisher
 
@@ -131,6 +139,8 @@ class Counters:
     fsyncs: int = 0
     updates_published: int = 0
     updates_unwatched: int = 0  # applied while nobody subscribed: not even encoded
+    stream_updates_published: int = 0  # per-topic streams of a fed machine (e.g. room/<id>/)
+    stream_updates_unwatched: int = 0
     client_deferred_turns: int = 0  # loop turns that left client requests waiting
     client_errors: Counter[str] = field(default_factory=Counter)
     client_dropped: Counter[str] = field(default_factory=Counter)
@@ -142,7 +152,11 @@ class NodeServer:
         opts: NodeOptions,
         machines: Iterable[StateMachine],
         on_event: Callable[[str, dict], None] | None = None,
+        feeds: dict[str, Any] | None = None,
     ) -> None:
+        """``feeds``: per machine name, what is published of it and what clients may
+        read of it (e.g. ``nodes.rooms_feed.RoomsFeed``); a machine without a feed
+        is published and read as it is."""
         self.opts = opts
         self.id = opts.node_id
         self.cluster = opts.cluster
@@ -168,6 +182,7 @@ class NodeServer:
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
         self.raft = RaftNode(self.id, self.storage, Random(seed), self.raft_config)
         self.sm = Replicated(machines)
+        self.feeds: dict[str, Any] = {n: f for n, f in (feeds or {}).items() if n in self.sm.machines}
         snap = self.storage.snapshot()
         if snap is not None:
             self.sm.restore(snap.data)
@@ -198,9 +213,16 @@ class NodeServer:
         self.clients.bind(self.me.client)
         # XPUB: the subscriptions come back to us, so updates nobody follows (the
         # usual case on a follower) are not even encoded; they are bounded too
-        self.publisher = Publisher(self.ctx, self.me.pub, (codec.UPDATE_TOPIC, codec.CLUSTER_TOPIC),
-                                   self.keys, security.CLIENT_DOMAIN,
-                                   on_rebuild=self._on_publish_rebuilt)
+        fixed = [codec.UPDATE_TOPIC, codec.CLUSTER_TOPIC]
+        prefixes: list[bytes] = []
+        max_bytes = 0
+        for feed in self.feeds.values():
+            fixed += feed.fixed_topics
+            prefixes += feed.topic_prefixes
+            max_bytes = max(max_bytes, feed.topic_max_bytes)
+        self.publisher = Publisher(self.ctx, self.me.pub, tuple(fixed), self.keys,
+                                   security.CLIENT_DOMAIN, on_rebuild=self._on_publish_rebuilt,
+                                   topic_prefixes=tuple(prefixes), topic_max_bytes=max_bytes)
         self.poller = zmq.Poller()
         self._register_poll()
 
@@ -345,6 +367,8 @@ class NodeServer:
             # 3. apply
             if rd.snapshot is not None:
                 self.sm.restore(rd.snapshot.data)
+                for feed in self.feeds.values():
+                    feed.reset()
                 self.last_applied = rd.snapshot.meta.index
                 self._publish(Update(self.last_applied, rd.snapshot.meta.term, "", "", 0,
                                      {"snapshot": True}, []))
@@ -375,9 +399,12 @@ class NodeServer:
             return
         applied = self.sm.apply_entry(index, term, data)
         self._answer_submit(index, term, applied.result)  # the writer first, then watchers
-        self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
-                             applied.result, applied.events, command=applied.command,
-                             clock_ms=applied.clock_ms))
+        if self.feeds:
+            self._publish_fed(index, term, applied, data)
+        else:
+            self._publish(Update(index, term, applied.machine, applied.client_id, applied.seq,
+                                 applied.result, applied.events, command=applied.command,
+                                 clock_ms=applied.clock_ms))
         if applied.client_id.startswith("@"):
             self._timer_inflight.pop(applied.client_id.split("/")[0][1:], None)
 
@@ -462,9 +489,17 @@ class NodeServer:
 
     def _query(self, machine: str, query: dict) -> object:
         try:
-            return self.sm.query(machine, query)
+            result = self.sm.query(machine, query)
         except (KeyError, ValueError) as e:
             return {"ok": False, "error": "bad_query", "message": str(e)}
+        feed = self.feeds.get(machine)
+        return result if feed is None else feed.query(result, self.raft.leader_id)
+
+    def _client_snapshot(self, name: str) -> object:
+        """A machine's state as a client may read it (its feed's view, if it has one)."""
+        feed = self.feeds.get(name)
+        machine = self.sm.machines[name]
+        return machine.snapshot() if feed is None else feed.snapshot(machine)
 
     # --- leader timers (e.g. the game clock) ---------------------------------------------
 
@@ -581,7 +616,7 @@ class NodeServer:
             self._read(ident, req)
         elif kind == "snapshot":
             names = body.get("machines") or list(self.sm.machines)
-            state = {n: self.sm.machines[n].snapshot() for n in names if n in self.sm.machines}
+            state = {n: self._client_snapshot(n) for n in names if n in self.sm.machines}
             self._reply(ident, Response(req.req_id, True,
                                         {"index": self.last_applied, "machines": state},
                                         None, self.last_applied))
@@ -706,10 +741,35 @@ class NodeServer:
             self._membership(ident, req, action, args)
         elif action == "ping":  # changes nothing: lets a tool check its admin key
             ok({"admin": True, "node": self.id})
+        elif action == "propose":
+            self._admin_propose(ident, req, args)
         else:
             self._reply_error(ident, req.req_id, "bad_request",
                               f"unknown admin action {action!r} (partition, heal, transfer, "
-                              "add_node, remove_node, ping)")
+                              "add_node, remove_node, ping, propose)")
+
+    def _admin_propose(self, ident: bytes, req: Request, args: dict) -> None:
+        """A command under the reserved client id ``@admin/<node>/<term>`` (machines may
+        allow ``@`` ids more than clients, e.g. closing any room); answered when applied."""
+        machine, cmd = args.get("machine"), args.get("cmd")
+        if machine not in self.sm.machines or not isinstance(cmd, dict):
+            self._reply_error(ident, req.req_id, "bad_request",
+                              f"propose needs machine (one of {sorted(self.sm.machines)}) and cmd (map)")
+            return
+        client = f"@admin/{self.id}/{self.raft.term}"
+        seq = self._timer_seq.get(client, 0) + 1
+        try:
+            index = self.raft.propose(encode_command(client, seq, int(time.time() * 1000),
+                                                     machine, cmd))
+        except NotLeader:
+            self._not_leader(ident, req.req_id)
+            return
+        except (RaftError, ValueError) as e:
+            self._reply_error(ident, req.req_id, "rejected", str(e))
+            return
+        self._timer_seq[client] = seq
+        self.pending_submits[index] = _PendingSubmit(ident, req.req_id, self.raft.term,
+                                                     time.monotonic())
 
     def _membership(self, ident: bytes, req: Request, action: str, args: dict) -> None:
         nid = str(args.get("id", ""))
@@ -794,6 +854,81 @@ class NodeServer:
                 upd.index, upd.term, "", upd.client_id, upd.seq, {"unencodable": True}, []))
         self.publisher.send(codec.UPDATE_TOPIC, payload)
 
+    def _publish_fed(self, index: int, term: int, applied: Any, data: bytes) -> None:
+        """Publish an entry when some machines have feeds: the firehose gets what the
+        feeds show of it (a transport batch item by item), and each stream the
+        entry touched gets its part (only while someone watches it)."""
+        leader = self.raft.leader_id
+        machine, result, events, command = (applied.machine, applied.result, applied.events,
+                                            applied.command)
+        if applied.duplicate:  # the first result again, with no machine named: find it
+            try:
+                envelope = decode_command(data)
+            except BadCommand:
+                envelope = {}
+            origin, cmd = envelope.get("m"), envelope.get("cmd")
+            if origin in self.feeds:
+                result = self.feeds[origin].public_result(result)
+            elif origin == BATCH_MACHINE and isinstance(cmd, dict) and isinstance(
+                    cmd.get("batch"), list):
+                result, _ = self._batch_shown(cmd["batch"], result)
+            self._publish(Update(index, term, machine, applied.client_id, applied.seq, result,
+                                 events, command=command, clock_ms=applied.clock_ms))
+            return
+        fed = [name for name in self.feeds if name == machine or (
+            machine == BATCH_MACHINE and any(e.get("machine") == name for e in events))]
+        if machine == BATCH_MACHINE and isinstance(command, dict) and isinstance(
+                command.get("batch"), list):
+            items = command["batch"]
+            fed += [m for m in {i.get("m") for i in items if isinstance(i, dict)}
+                    if m in self.feeds and m not in fed]
+            if fed:
+                result, command = self._batch_shown(items, result)
+        if self.publisher.watched(codec.UPDATE_TOPIC):
+            if machine in self.feeds:
+                feed = self.feeds[machine]
+                result, command = feed.public_result(result), None
+            shown = [self.feeds[e["machine"]].public_event(e, leader)
+                     if e.get("machine") in self.feeds else e for e in events]
+            self._publish(Update(index, term, machine, applied.client_id, applied.seq, result,
+                                 shown, command=command, clock_ms=applied.clock_ms))
+        else:
+            self.counters.updates_unwatched += 1
+        for name in fed:
+            own = [e for e in events if e.get("machine", name) == name]
+            for topic, head, part in self.feeds[name].streams(index, own, leader):
+                if not self.publisher.watched(topic):
+                    self.counters.stream_updates_unwatched += 1
+                    continue
+                self.counters.stream_updates_published += 1
+                self._publish_stream(topic, Update(index, term, name, applied.client_id,
+                                                   applied.seq, head, part,
+                                                   clock_ms=applied.clock_ms))
+
+    def _batch_shown(self, items: list, result: Any) -> tuple[Any, dict]:
+        """A batch's result and command as published: fed machines' items lose their
+        command, and their results what their feed keeps back."""
+        results = result.get("results") if isinstance(result, dict) else None
+        shown_items, shown_results = [], []
+        for i, item in enumerate(items):
+            feed = self.feeds.get(item.get("m")) if isinstance(item, dict) else None
+            shown_items.append(item if feed is None else {"m": item["m"], "cmd": None})
+            if isinstance(results, list) and i < len(results):
+                shown_results.append(results[i] if feed is None else feed.public_result(results[i]))
+        if isinstance(results, list):
+            result = {**result, "results": shown_results}
+        return result, {"batch": shown_items}
+
+    def _publish_stream(self, topic: bytes, upd: Update) -> None:
+        try:
+            payload = codec.encode_update(self.cluster.cluster_id, upd)
+        except codec.EncodeError as e:
+            log.error("cannot encode the %r update at index %d: %s", topic, upd.index, e)
+            head = {**upd.result, "unencodable": True} if isinstance(upd.result, dict) else None
+            payload = codec.encode_update(self.cluster.cluster_id, Update(
+                upd.index, upd.term, upd.machine, upd.client_id, upd.seq, head, []))
+        self.publisher.send(topic, payload)
+
     def _publish_info(self) -> None:
         info = ClusterInfo(self.id, self.raft.term, self.raft.role.value, self.raft.leader_id,
                            self.raft.commit, self.last_applied, self._peer_view())
@@ -831,6 +966,8 @@ class NodeServer:
                 "fsyncs": self.counters.fsyncs,
                 "updates_published": self.counters.updates_published,
                 "updates_unwatched": self.counters.updates_unwatched,
+                "stream_updates_published": self.counters.stream_updates_published,
+                "stream_updates_unwatched": self.counters.stream_updates_unwatched,
                 "peer_sent": self.transport.sent,
                 "peer_received": self.transport.received,
                 "peer_dropped": dict(self.transport.dropped),

@@ -235,10 +235,15 @@ class Publisher:
     def __init__(self, ctx: zmq.Context, bind: str, topics: tuple[bytes, ...],
                  curve: KeyPair | None = None, domain: str = "",
                  budget_bytes: int = SUBSCRIPTION_BUDGET_BYTES,
-                 on_rebuild: Callable[[], None] | None = None) -> None:
+                 on_rebuild: Callable[[], None] | None = None,
+                 topic_prefixes: tuple[bytes, ...] = (), topic_max_bytes: int = 0) -> None:
         self.ctx = ctx
         self.bind_addr = bind
         self.topics = topics
+        # families of topics made up as we go (e.g. b"room/" + id): a subscription
+        # starting with one of these prefixes, at most topic_max_bytes long, is applied
+        self.topic_prefixes = topic_prefixes
+        self.topic_max_bytes = topic_max_bytes
         self.curve = curve
         self.domain = domain
         self.budget_bytes = budget_bytes
@@ -271,7 +276,17 @@ class Publisher:
                 time.sleep(0.01)
 
     def watched(self, topic: bytes) -> bool:
-        return any(topic.startswith(p) and n > 0 for p, n in self.refs.items())
+        """Whether a subscription matches ``topic``: O(len(topic)) lookups, however
+        many subscriptions there are."""
+        refs = self.refs
+        return any(refs.get(topic[:n], 0) > 0 for n in range(len(topic) + 1))
+
+    def accepts(self, subscription: bytes) -> bool:
+        """Whether ``subscription`` can match something we publish."""
+        if any(t.startswith(subscription) for t in self.topics):
+            return True
+        return len(subscription) <= self.topic_max_bytes and any(
+            subscription.startswith(p) for p in self.topic_prefixes)
 
     def handle(self) -> bool:
         """Take the subscriptions that arrived (at most ``SUBSCRIPTIONS_PER_TURN``);
@@ -289,7 +304,7 @@ class Publisher:
                 if self.held_bytes > self.budget_bytes:
                     self._rebuild()
                     return True
-                if any(t.startswith(topic) for t in self.topics):
+                if self.accepts(topic):
                     s.setsockopt(zmq.SUBSCRIBE, topic)  # applies to the sender's connection
                     self.refs[topic] += 1
                 else:

@@ -171,3 +171,26 @@ def test_the_worked_examples_tell_one_true_story(protocol_md: str) -> None:
     assert (update.client_id, update.seq, update.machine) == (
         submit.client_id, body["seq"], body["machine"])
     assert datetime.fromtimestamp(update.clock_ms / 1000, tz=UTC).year >= 2025  # epoch ms
+
+
+def test_the_rooms_section_names_every_rooms_command_query_topic_and_error(
+        protocol_md: str) -> None:
+    from game import rooms
+    from game.errors import ERROR_CODES
+    from nodes.rooms_feed import LIST_WIRE_TOPIC, room_topic
+
+    section = protocol_md.split("#### The `rooms` machine", 1)[1].split("### read:", 1)[0]
+    for kind in rooms.COMMANDS:
+        assert f'"{kind}"' in section or f"`{kind}`" in section, kind
+    for op in ("rooms", "room", "seat_of", "leaderboard", "state"):
+        assert f'{{op: "{op}"' in section, op
+    game_codes = {"bad_command", "unknown_command", "invalid_name", "name_taken",
+                  "already_joined", "game_full", "not_joined", "wrong_phase", "not_host",
+                  "not_enough_players", "not_enough_ready", "spectator", "round_over",
+                  "stale_round", "future_round", "no_such_target", "target_taken"}
+    for code in ERROR_CODES - game_codes:
+        assert f"`{code}`" in section, code
+    for op in ("rules", "seat", "away", "back", "rebind", "free"):
+        assert f"`{op}`" in protocol_md.split("**Following one room**", 1)[1], op
+    assert f'`b"{LIST_WIRE_TOPIC.decode()}"`' in protocol_md
+    assert f'`b"{room_topic("r7").decode()}"`' in protocol_md
