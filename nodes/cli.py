@@ -592,11 +592,18 @@ def _print_room(room: dict, as_json: bool) -> None:
 @main.command()
 @click.option("--name", required=True, help="Your player name.")
 @cluster_option
-@click.option("--offline", is_flag=True, help="Play against simulated opponents, no cluster.")
+@click.option("--room", default=None, envvar="ARENA_ROOM", metavar="ROOM",
+              help="Join this room (its id, see 'arena rooms list') instead of opening on the "
+                   "room browser.")
+@click.option("--offline", is_flag=True,
+              help="Play one local table against simulated opponents, no cluster (no rooms).")
 @click.option("--fps", type=int, default=60, show_default=True)
 @click.option("--size", default="1200x800", show_default=True, help="Window size, WxH.")
-def play(name: str, cluster_path: str | None, offline: bool, fps: int, size: str) -> None:
-    """Open a player window."""
+def play(name: str, cluster_path: str | None, room: str | None, offline: bool, fps: int,
+         size: str) -> None:
+    """Open a player window on the room browser (or in ROOM). Your seat's token is kept
+    beside the cluster file (seats/), so reopening the window within the grace period
+    (30 s by default) gets your seat and points back."""
     import os
 
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # the game makes no sound
@@ -612,9 +619,11 @@ def play(name: str, cluster_path: str | None, offline: bool, fps: int, size: str
 
         session = FakeSession.with_opponents(name)
     else:
-        from client.session import NetworkSession
+        from client.roomsession import RoomSession
 
-        session = NetworkSession(_cluster(cluster_path))
+        cf = _cluster(cluster_path)
+        path = str(clusterfile.find(cluster_path))
+        session = RoomSession.connect(cf, name, cluster_path=path, room=room)
     sys.exit(run(session, name, fps=fps, size=(w, h)))
 
 

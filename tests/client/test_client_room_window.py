@@ -1,0 +1,158 @@
+"""A headless window on real nodes, through the rooms (issue 12, the window's check):
+browse, quick play, play (a hit scores), close, reopen within the grace period and
+get the same seat, name and points back; reopen after it and join as new."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pygame
+import pytest
+
+from client.api import wait_until
+from client.app import App
+from client.rooms import RoomsClient
+from client.roomsession import RoomSession, seat_file
+from game import view as game_view
+from nodes.clusterfile import Timing
+from nodes.local import LocalCluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def rooms_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """Three node processes on free ports; ``grace_ms`` from the test's marker; every
+    process is killed by its pid when the test ends, pass or fail."""
+    marker = request.node.get_closest_marker("grace_ms")
+    grace = marker.args[0] if marker else 30_000
+    lc = LocalCluster.create(tmp_path / "cluster", 3, timing=Timing(election_ms=(150.0, 300.0)),
+                             room_grace_ms=grace)
+    try:
+        lc.start_all()
+        yield lc
+    finally:
+        lc.kill_all()
+
+
+def _open(lc: LocalCluster, name: str) -> tuple[App, RoomSession]:
+    session = RoomSession.connect(lc.cluster, name, cluster_path=str(lc.cluster_path))
+    return App(session, name, (1200, 800)), session
+
+
+def _frames_until(app: App, cond: Callable[[], object], timeout: float, what: str,
+                  others: tuple[RoomsClient, ...] = ()) -> None:
+    """Run the window's loop (and poll the other players) until ``cond`` holds."""
+
+    def step() -> object:
+        app.update()
+        app.draw()
+        for other in others:
+            other.poll()
+        return cond()
+
+    wait_until(step, timeout, what, every=0.01)
+
+
+def _key(app: App, key: int, char: str = "") -> None:
+    app.handle(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode=char, scancode=0))
+
+
+def _me(app: App) -> dict | None:
+    state = app.session.state
+    name = game_view.player_of(state, app.session.client_id) if state else None
+    return state["players"][name] if name else None
+
+
+def _close(app: App, session: RoomSession) -> None:
+    """The player closes the window (Q): the seat is kept for the grace period."""
+    _key(app, pygame.K_q)
+    assert not app.running
+    app.leave()
+    session.close()
+
+
+def _quick_play(app: App, others: tuple[RoomsClient, ...] = ()) -> str:
+    _frames_until(app, lambda: app.bvm is not None and app.session.synced, 30.0,
+                  "the room list", others)
+    assert app.mode == "browser"
+    _key(app, pygame.K_p)
+    assert app.browser.waiting is not None and "quick play as ann" in app.browser.waiting.text
+    _frames_until(app, lambda: app.mode == "room" and app.vm.status == "playing", 30.0,
+                  "quick play to seat the window", others)
+    return app.session.seat["room"]
+
+
+def test_browse_quick_play_hit_close_and_reopen_within_the_grace_period(
+    rooms_cluster: LocalCluster, display: pygame.Surface
+) -> None:
+    lc = rooms_cluster
+    app, session = _open(lc, "ann")
+    bob = RoomsClient(lc.cluster)  # a second player, so a game can start
+    try:
+        room = _quick_play(app, (bob,))
+        bob.wait(bob.join("bob", room=room))
+        bob.wait(bob.act("ready", ready=True))
+        _frames_until(app, lambda: len(app.vm.members) == 2, 10.0, "bob in ann's lobby", (bob,))
+        assert app.vm.room_name and app.vm.me_row().host
+        _key(app, pygame.K_r)
+        _frames_until(app, lambda: app.vm.me_row().ready, 10.0, "ann ready", (bob,))
+        _key(app, pygame.K_s)
+        _frames_until(app, lambda: app.vm.can_shoot and app.vm.targets, 15.0,
+                      "the first round", (bob,))
+        target = app.vm.targets[0]
+        app.click(app.vm.layout.to_screen(target.x, target.y))
+        _frames_until(app, lambda: app.session.state["scores"].get("ann") == 1, 10.0,
+                      "ann's hit to score", (bob,))
+        seat_before = _me(app)
+        assert seat_before is not None
+        token = seat_file(str(lc.cluster_path), lc.cluster.cluster_id, "ann")
+        _close(app, session)
+        assert token.exists(), "the seat's token is kept for the next window"
+        bob.run_until(lambda: "ann" in (bob.room or {}).get("away", {}), 10.0,
+                      "ann's seat marked away")
+
+        app, session = _open(lc, "ann")  # reopened within the grace period
+        assert app.browser.waiting is not None and "seat" in app.browser.waiting.text
+        _frames_until(app, lambda: app.mode == "room" and app.vm.status == "playing", 20.0,
+                      "the seat back", (bob,))
+        assert session.seat["room"] == room
+        again = _me(app)
+        assert again is not None
+        assert again["joined_index"] == seat_before["joined_index"]  # the same seat
+        assert app.session.state["scores"].get("ann") == 1  # and its points
+        assert app.vm.me_row().host
+    finally:
+        session.close()
+        bob.close()
+
+
+@pytest.mark.grace_ms(1500)
+def test_after_the_grace_period_the_reopened_window_joins_as_new(
+    rooms_cluster: LocalCluster, display: pygame.Surface
+) -> None:
+    lc = rooms_cluster
+    app, session = _open(lc, "ann")
+    bob = RoomsClient(lc.cluster)
+    try:
+        room = _quick_play(app, (bob,))
+        bob.wait(bob.join("bob", room=room))
+        _frames_until(app, lambda: len(app.vm.members) == 2, 10.0, "bob in ann's lobby", (bob,))
+        first = _me(app)
+        assert first is not None
+        _close(app, session)
+        bob.run_until(lambda: bob.room and "ann" not in bob.room["table"]["players"], 15.0,
+                      "ann's seat freed after the grace period")
+
+        app, session = _open(lc, "ann")
+        _frames_until(app, lambda: app.mode == "room" and app.vm.status == "playing", 20.0,
+                      "ann to join as new", (bob,))
+        assert any("joining as new" in n.text for n in app.ui.notices)
+        assert session.seat["room"] == room
+        again = _me(app)
+        assert again is not None and again["joined_index"] > first["joined_index"]
+        assert not app.vm.me_row().host  # bob kept the room meanwhile
+    finally:
+        session.close()
+        bob.close()
