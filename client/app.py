@@ -326,6 +326,12 @@ class App:
         elif pending.rejected or pending.error is not None or now > waiting.deadline:
             self.browser.waiting = None
             why = _why(pending, f"no answer in {WAIT_S:.0f} s ({waiting.text})")
+            if self._wait_kind == "reclaim" and not pending.rejected:
+                # no answer (the cluster is away): the seat may well be there, keep the token
+                self.ui.notify("error", f"getting your seat back: {why}; trying again", now)
+                self._wait("reclaim", rooms.reclaim(), self._wait_room, waiting.text.rsplit(
+                    ": waiting", 1)[0])
+                return
             if self._wait_kind == "reclaim":
                 rooms.forget_saved_seat()
                 self.ui.notify("error", f"your seat is gone ({why}): joining as new", now)

@@ -161,7 +161,9 @@ def node(node_id: str, cluster_path: str | None, data_dir: Path | None, no_fsync
                    "requests/s per client id and per connection (see 'arena keys').")
 def up(count: int, directory: Path, players: int, bots: int, keep: bool, room_count: int,
        election_ms: tuple[float, float], no_status: bool, secure: bool) -> None:
-    """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all."""
+    """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all.
+
+    With players or bots, one room is opened for all of them (Player1 seated as its host)."""
     from .launcher import launch
 
     if secure:

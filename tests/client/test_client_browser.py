@@ -145,8 +145,17 @@ class ScriptedRooms:
 
     def close(self) -> None: ...
 
-    def saved_seat(self) -> None:
-        return None
+    saved: dict | None = None
+    forgot = False
+
+    def saved_seat(self) -> dict | None:
+        return self.saved
+
+    def reclaim(self) -> Pending:
+        return self._send("reclaim")
+
+    def forget_saved_seat(self) -> None:
+        self.forgot = True
 
     def room_name(self, room: str | None) -> str:
         return {r["room"]: r["name"] for r in self.rows}.get(room or "", str(room))
@@ -199,3 +208,23 @@ def test_without_a_majority_the_browser_sends_nothing_and_says_why(
     assert rooms.sent == [] and app.browser.waiting is None
     assert any("no majority: 1 of 3 nodes reachable" in n.text for n in app.ui.notices)
     assert app.bvm.quorum.lost
+
+
+def test_a_saved_seat_is_reclaimed_kept_while_the_cluster_does_not_answer_and_dropped_when_refused(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    rooms = ScriptedRooms()
+    rooms.saved = {"room": "r2", "name": "ann", "token": "t"}
+    app = App(rooms, "ann", SIZE, now=clock)  # type: ignore[arg-type]
+    assert rooms.sent == [("reclaim",)]
+    app.update()
+    assert app.bvm.status_text.startswith("getting back your seat in Quiet as ann")
+    clock.advance(WAIT_S + 0.1)
+    app.update()  # no answer: the seat may still be there, so ask again and keep the token
+    assert rooms.sent == [("reclaim",), ("reclaim",)] and not rooms.forgot
+    assert "getting back your seat in Quiet" in app.browser.waiting.text
+    app.browser.waiting.call.done = True
+    app.browser.waiting.call.result = {"ok": False, "error": "bad_token", "message": "no seat"}
+    app.update()  # refused: the grace period is over, join that room as new
+    assert rooms.forgot and rooms.sent[-1] == ("join", "ann", "r2", None)
+    assert any("joining as new" in n.text for n in app.ui.notices)
