@@ -48,8 +48,12 @@ from .viewmodel import (
 
 LEAVE_WAIT_S = 0.5  # on quit, how long to wait for the "leave" (or "disconnect") answer
 KEY_NAMES = {
-    pygame.K_UP: "up", pygame.K_DOWN: "down", pygame.K_RETURN: "return",
-    pygame.K_KP_ENTER: "return", pygame.K_ESCAPE: "escape", pygame.K_TAB: "tab",
+    pygame.K_UP: "up",
+    pygame.K_DOWN: "down",
+    pygame.K_RETURN: "return",
+    pygame.K_KP_ENTER: "return",
+    pygame.K_ESCAPE: "escape",
+    pygame.K_TAB: "tab",
     pygame.K_BACKSPACE: "backspace",
 }
 
@@ -244,16 +248,24 @@ class App:
         rooms, name = self.rooms, self.ui.name
         saved = rooms.saved_seat()
         if saved is not None and str(saved.get("name", "")).casefold() == name.casefold():
-            self._wait("reclaim", rooms.reclaim(), saved.get("room"),
-                       f"getting back your seat in {rooms.room_name(saved.get('room'))} "
-                       f"as {saved['name']}")
+            self._wait(
+                "reclaim",
+                rooms.reclaim(),
+                saved.get("room"),
+                f"getting back your seat in {rooms.room_name(saved.get('room'))} "
+                f"as {saved['name']}",
+            )
         elif rooms.room_wanted is not None:
             self._join_wanted()
 
     def _join_wanted(self) -> None:
         room = self.rooms.room_wanted
-        self._wait("join", self.rooms.join(self.ui.name, room=room), room,
-                   f"joining {self.rooms.room_name(room)} as {self.ui.name}")
+        self._wait(
+            "join",
+            self.rooms.join(self.ui.name, room=room),
+            room,
+            f"joining {self.rooms.room_name(room)} as {self.ui.name}",
+        )
 
     def _browser_action(self, action: BrowserAction) -> None:
         rooms, name = self.rooms, self.ui.name
@@ -269,17 +281,29 @@ class App:
             self.ui.notify("error", why, self._now(), 2.0)
             return
         if action.kind == "join":
-            self._wait("join", rooms.join(name, room=action.room), action.room,
-                       f"joining {rooms.room_name(action.room)} as {name}")
+            self._wait(
+                "join",
+                rooms.join(name, room=action.room),
+                action.room,
+                f"joining {rooms.room_name(action.room)} as {name}",
+            )
         elif action.kind == "code":
-            self._wait("join", rooms.join(name, code=action.code), None,
-                       f"joining the room of code {action.code} as {name}")
+            self._wait(
+                "join",
+                rooms.join(name, code=action.code),
+                None,
+                f"joining the room of code {action.code} as {name}",
+            )
         elif action.kind == "quick_play":
             self._wait("quick_play", rooms.quick_play(name), None, f"quick play as {name}")
         elif action.kind == "create":
             kind = "private room" if action.private else "room"
-            self._wait("create", rooms.create(action.name or "", name, private=action.private),
-                       None, f"creating {kind} {action.name} as {name}")
+            self._wait(
+                "create",
+                rooms.create(action.name or "", name, private=action.private),
+                None,
+                f"creating {kind} {action.name} as {name}",
+            )
 
     def _wait(self, kind: str, pending: Pending, room: str | None, text: str) -> None:
         now = self._now()
@@ -294,8 +318,7 @@ class App:
             self.ui.notify("error", why, self._now(), 2.0)
             return
         room = self.rooms.seat["room"] if self.rooms.seat else None
-        self._wait("leave", self.rooms.leave(), room,
-                   f"leaving {self.rooms.room_name(room)}")
+        self._wait("leave", self.rooms.leave(), room, f"leaving {self.rooms.room_name(room)}")
 
     def _check_wait(self, now: float) -> None:
         """Settle what the browser waits for: seated and shown, refused, or out of time."""
@@ -312,16 +335,17 @@ class App:
                 if rooms.seat is not None and not pending.accepted:
                     self._enter_room()  # still seated: back to the table
             return
-        seated = self.session.state is not None and game_view.player_of(
-            self.session.state, self.session.client_id) is not None
+        seated = (
+            self.session.state is not None
+            and game_view.player_of(self.session.state, self.session.client_id) is not None
+        )
         if pending.accepted and seated:
             self.browser.waiting = None
             self._room_code = (pending.result or {}).get("code")  # private rooms only
             if self._room_code:
                 self.ui.notify("info", f"private room: its code is {self._room_code}", now, 10.0)
             if self._wait_kind == "reclaim":
-                self.ui.notify("info", f"welcome back, {self.ui.name}: your seat was kept",
-                               now)
+                self.ui.notify("info", f"welcome back, {self.ui.name}: your seat was kept", now)
             self._enter_room()
         elif pending.rejected or pending.error is not None or now > waiting.deadline:
             self.browser.waiting = None
@@ -329,16 +353,23 @@ class App:
             if self._wait_kind == "reclaim" and not pending.rejected:
                 # no answer (the cluster is away): the seat may well be there, keep the token
                 self.ui.notify("error", f"getting your seat back: {why}; trying again", now)
-                self._wait("reclaim", rooms.reclaim(), self._wait_room, waiting.text.rsplit(
-                    ": waiting", 1)[0])
+                self._wait(
+                    "reclaim",
+                    rooms.reclaim(),
+                    self._wait_room,
+                    waiting.text.rsplit(": waiting", 1)[0],
+                )
                 return
             if self._wait_kind == "reclaim":
                 rooms.forget_saved_seat()
                 self.ui.notify("error", f"your seat is gone ({why}): joining as new", now)
                 if self._wait_room is not None:
-                    self._wait("join", rooms.join(self.ui.name, room=self._wait_room),
-                               self._wait_room,
-                               f"joining {rooms.room_name(self._wait_room)} as {self.ui.name}")
+                    self._wait(
+                        "join",
+                        rooms.join(self.ui.name, room=self._wait_room),
+                        self._wait_room,
+                        f"joining {rooms.room_name(self._wait_room)} as {self.ui.name}",
+                    )
                 elif rooms.room_wanted is not None:
                     self._join_wanted()
                 return
@@ -355,20 +386,34 @@ class App:
         """In a room whose seat went away without the player asking: back to the browser."""
         if self.mode == "room" and self.rooms is not None and self.rooms.seat is None:
             self.mode = "browser"
-            self.ui.notify("error", "you are no longer seated in that room (you left, the "
-                           "grace period ended, or the room closed): pick a room", now)
+            self.ui.notify(
+                "error",
+                "you are no longer seated in that room (you left, the "
+                "grace period ended, or the room closed): pick a room",
+                now,
+            )
 
     def _build_browser(self, now: float) -> BrowserView:
         rooms = self.rooms
         assert rooms is not None
         cluster = rooms.cluster
         return build_browser(
-            rooms.rows, self.browser, me=self.ui.name, size=self.ui.size, cluster=cluster,
-            quorum=Quorum.of(cluster, now - self.ui.leaderless_since
-                             if self.ui.leaderless_since is not None else 0.0),
-            offline=bool(getattr(rooms, "offline", False)), rtt_ms=rooms.rtt_ms,
-            state_index=rooms.state_index, notices=tuple(notice_views(self.ui, now)),
-            synced=rooms.synced, now=now)
+            rooms.rows,
+            self.browser,
+            me=self.ui.name,
+            size=self.ui.size,
+            cluster=cluster,
+            quorum=Quorum.of(
+                cluster,
+                now - self.ui.leaderless_since if self.ui.leaderless_since is not None else 0.0,
+            ),
+            offline=bool(getattr(rooms, "offline", False)),
+            rtt_ms=rooms.rtt_ms,
+            state_index=getattr(rooms, "list_index", 0),
+            notices=tuple(notice_views(self.ui, now)),
+            synced=rooms.synced,
+            now=now,
+        )
 
     # --- update and draw --------------------------------------------------------------
 
@@ -389,12 +434,20 @@ class App:
         if self.mode == "table" and self.ui.wants_join(session.state, session.client_id, now):
             self.ui.joining(session.submit({"type": "join", "name": self.ui.name}), now)
         self._keep_present(session)
-        room = self.rooms.room_name(self.rooms.seat["room"]) if (
-            self.rooms is not None and self.rooms.seat) else ""
+        room = (
+            self.rooms.room_name(self.rooms.seat["room"])
+            if (self.rooms is not None and self.rooms.seat)
+            else ""
+        )
         if room and self._room_code:
             room += f" (private, code {self._room_code})"
-        self.vm = build_view(session, self.ui, now, room_name=room,
-                             help_text=ROOM_HELP_TEXT if self.mode == "room" else None)
+        self.vm = build_view(
+            session,
+            self.ui,
+            now,
+            room_name=room,
+            help_text=ROOM_HELP_TEXT if self.mode == "room" else None,
+        )
 
     def _keep_present(self, session: GameSession) -> None:
         """A quiet player pings now and then, so the table does not drop it as idle."""

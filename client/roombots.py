@@ -18,8 +18,9 @@ from .roomsession import RoomSession
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m client.roombots",
-                                     description="Bots playing in one room of a cluster.")
+    parser = argparse.ArgumentParser(
+        prog="python -m client.roombots", description="Bots playing in one room of a cluster."
+    )
     parser.add_argument("--room", required=True, help="the room id to join")
     parser.add_argument("--name", default="bot", help="bot name prefix (default: bot)")
     parser.add_argument("--count", type=int, default=1)

@@ -58,8 +58,13 @@ def _pending_of(call: Call, pending: Pending) -> None:
 class RoomSession:
     offline = False  # a real cluster
 
-    def __init__(self, rooms: RoomsClient, room: str | None = None, auto_join: str | None = None,
-                 now: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        rooms: RoomsClient,
+        room: str | None = None,
+        auto_join: str | None = None,
+        now: Any = time.monotonic,
+    ) -> None:
         self.rooms = rooms
         self.client_id = rooms.client_id
         self.room_wanted = room  # the room to join (``arena play --room``, the launcher's room)
@@ -72,9 +77,15 @@ class RoomSession:
         self._started = now()
 
     @classmethod
-    def connect(cls, cluster: ClusterFile, name: str, cluster_path: str | None = None,
-                room: str | None = None, bot: bool = False,
-                token_file: str | os.PathLike[str] | None = None) -> RoomSession:
+    def connect(
+        cls,
+        cluster: ClusterFile,
+        name: str,
+        cluster_path: str | None = None,
+        room: str | None = None,
+        bot: bool = False,
+        token_file: str | os.PathLike[str] | None = None,
+    ) -> RoomSession:
         """A session for ``name``: its seat token in ``seat_file`` (bots keep none)."""
         if token_file is None and not bot:
             token_file = seat_file(cluster_path, cluster.cluster_id, name)
@@ -116,8 +127,14 @@ class RoomSession:
             info = n.info
             if info is None or now - n.info_at > INFO_STALE_S:
                 seen = info is not None or now - self._started > 1.0
-                rows.append(NodeInfo(n.id, "down" if seen else "unknown",
-                                     info.term if info else 0, n.id == link.current))
+                rows.append(
+                    NodeInfo(
+                        n.id,
+                        "down" if seen else "unknown",
+                        info.term if info else 0,
+                        n.id == link.current,
+                    )
+                )
             else:
                 rows.append(NodeInfo(n.id, info.role, info.term, n.id == link.current))
         return rows
@@ -159,12 +176,20 @@ class RoomSession:
     def synced(self) -> bool:
         return self.rooms.synced
 
+    @property
+    def list_index(self) -> int:
+        return max(0, self.rooms._list.index)  # the index the room list reflects
+
     def saved_seat(self) -> dict[str, Any] | None:
         return self.rooms.saved_seat()
 
     def room_name(self, room_id: str | None) -> str:
         row = self.rooms.rooms.get(room_id or "")
-        if row is None and self.rooms.room is not None and self.rooms.room["row"]["room"] == room_id:
+        if (
+            row is None
+            and self.rooms.room is not None
+            and self.rooms.room["row"]["room"] == room_id
+        ):
             row = self.rooms.room["row"]
         return row["name"] if row else str(room_id)
 
@@ -200,8 +225,9 @@ class RoomSession:
         """For bots: sit in ``room_wanted`` (or quick play) whenever not seated."""
         if self.rooms.seat is not None or not self.rooms.synced:
             return
-        if self._auto is not None and not (self._auto.done and
-                                           self._now() - self._auto_at >= AUTO_JOIN_RETRY_S):
+        if self._auto is not None and not (
+            self._auto.done and self._now() - self._auto_at >= AUTO_JOIN_RETRY_S
+        ):
             return
         assert self.auto_join is not None
         self._auto_at = self._now()

@@ -21,15 +21,33 @@ from client.browser import (
 )
 from client.viewmodel import NodeInfo, Notice, Pending, Quorum
 
-NODES = [NodeInfo("n1", "leader", 2, True), NodeInfo("n2", "follower", 2, False),
-         NodeInfo("n3", "follower", 2, False)]
+NODES = [
+    NodeInfo("n1", "leader", 2, True),
+    NodeInfo("n2", "follower", 2, False),
+    NodeInfo("n3", "follower", 2, False),
+]
 
 
-def _row(room: str, name: str, phase: str, players: int, created: int, max_players: int = 8,
-         leader: str | None = "n1") -> dict[str, Any]:
-    return {"room": room, "name": name, "phase": phase, "players": players,
-            "max_players": max_players, "bots": True, "private": False, "created_ms": created,
-            "leader": leader}
+def _row(
+    room: str,
+    name: str,
+    phase: str,
+    players: int,
+    created: int,
+    max_players: int = 8,
+    leader: str | None = "n1",
+) -> dict[str, Any]:
+    return {
+        "room": room,
+        "name": name,
+        "phase": phase,
+        "players": players,
+        "max_players": max_players,
+        "bots": True,
+        "private": False,
+        "created_ms": created,
+        "leader": leader,
+    }
 
 
 ROWS = [
@@ -42,8 +60,9 @@ ROWS = [
 
 
 def _view(ui: BrowserUi, rows: list[dict] = ROWS, **kw: Any):  # noqa: ANN202
-    return build_browser(rows, ui, me="ann", size=SIZE, cluster=NODES,
-                         quorum=Quorum.of(NODES), **kw)
+    return build_browser(
+        rows, ui, me="ann", size=SIZE, cluster=NODES, quorum=Quorum.of(NODES), **kw
+    )
 
 
 def test_rows_show_counts_and_phases_joinable_lobbies_first_fullest_first() -> None:
@@ -126,6 +145,7 @@ class ScriptedRooms:
         self.synced = True
 
     def poll(self) -> None: ...
+
     state = None
     state_index = 0
     rtt_ms = None
@@ -200,8 +220,13 @@ def test_a_command_never_answered_ends_at_its_deadline_with_a_notice(
 def test_without_a_majority_the_browser_sends_nothing_and_says_why(
     display: pygame.Surface, clock: ScriptedClock
 ) -> None:
-    rooms = ScriptedRooms([NodeInfo("n1", "follower", 2, True), NodeInfo("n2", "down", 2, False),
-                           NodeInfo("n3", "down", 2, False)])
+    rooms = ScriptedRooms(
+        [
+            NodeInfo("n1", "follower", 2, True),
+            NodeInfo("n2", "down", 2, False),
+            NodeInfo("n3", "down", 2, False),
+        ]
+    )
     app = App(rooms, "ann", SIZE, now=clock)  # type: ignore[arg-type]
     app.update()
     _key(app, pygame.K_p)

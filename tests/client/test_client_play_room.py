@@ -42,8 +42,11 @@ def test_arena_up_seats_both_windows_and_both_bots_in_one_room_hosted_by_player1
         assert table["game_state"]["host"] == "Player1"
         assert set(room["bots"]) == {"bot1", "bot2"}
         # Player1's window took the launcher's seat over (a reclaim writes a new token)
-        wait_until(lambda: json.loads(seat.read_text())["token"] != launcher_token, 30.0,
-                   "Player1's window to reclaim the seat the launcher made")
+        wait_until(
+            lambda: json.loads(seat.read_text())["token"] != launcher_token,
+            30.0,
+            "Player1's window to reclaim the seat the launcher made",
+        )
     finally:
         extras = directory / "extras.json"
         for pid in json.loads(extras.read_text()) if extras.exists() else []:

@@ -27,8 +27,9 @@ def rooms_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lo
     process is killed by its pid when the test ends, pass or fail."""
     marker = request.node.get_closest_marker("grace_ms")
     grace = marker.args[0] if marker else 30_000
-    lc = LocalCluster.create(tmp_path / "cluster", 3, timing=Timing(election_ms=(150.0, 300.0)),
-                             room_grace_ms=grace)
+    lc = LocalCluster.create(
+        tmp_path / "cluster", 3, timing=Timing(election_ms=(150.0, 300.0)), room_grace_ms=grace
+    )
     try:
         lc.start_all()
         yield lc
@@ -41,8 +42,13 @@ def _open(lc: LocalCluster, name: str) -> tuple[App, RoomSession]:
     return App(session, name, (1200, 800)), session
 
 
-def _frames_until(app: App, cond: Callable[[], object], timeout: float, what: str,
-                  others: tuple[RoomsClient, ...] = ()) -> None:
+def _frames_until(
+    app: App,
+    cond: Callable[[], object],
+    timeout: float,
+    what: str,
+    others: tuple[RoomsClient, ...] = (),
+) -> None:
     """Run the window's loop (and poll the other players) until ``cond`` holds."""
 
     def step() -> object:
@@ -74,13 +80,19 @@ def _close(app: App, session: RoomSession) -> None:
 
 
 def _quick_play(app: App, others: tuple[RoomsClient, ...] = ()) -> str:
-    _frames_until(app, lambda: app.bvm is not None and app.session.synced, 30.0,
-                  "the room list", others)
+    _frames_until(
+        app, lambda: app.bvm is not None and app.session.synced, 30.0, "the room list", others
+    )
     assert app.mode == "browser"
     _key(app, pygame.K_p)
     assert app.browser.waiting is not None and "quick play as ann" in app.browser.waiting.text
-    _frames_until(app, lambda: app.mode == "room" and app.vm.status == "playing", 30.0,
-                  "quick play to seat the window", others)
+    _frames_until(
+        app,
+        lambda: app.mode == "room" and app.vm.status == "playing",
+        30.0,
+        "quick play to seat the window",
+        others,
+    )
     return app.session.seat["room"]
 
 
@@ -99,24 +111,36 @@ def test_browse_quick_play_hit_close_and_reopen_within_the_grace_period(
         _key(app, pygame.K_r)
         _frames_until(app, lambda: app.vm.me_row().ready, 10.0, "ann ready", (bob,))
         _key(app, pygame.K_s)
-        _frames_until(app, lambda: app.vm.can_shoot and app.vm.targets, 15.0,
-                      "the first round", (bob,))
+        _frames_until(
+            app, lambda: app.vm.can_shoot and app.vm.targets, 15.0, "the first round", (bob,)
+        )
         target = app.vm.targets[0]
         app.click(app.vm.layout.to_screen(target.x, target.y))
-        _frames_until(app, lambda: app.session.state["scores"].get("ann") == 1, 10.0,
-                      "ann's hit to score", (bob,))
+        _frames_until(
+            app,
+            lambda: app.session.state["scores"].get("ann") == 1,
+            10.0,
+            "ann's hit to score",
+            (bob,),
+        )
         seat_before = _me(app)
         assert seat_before is not None
         token = seat_file(str(lc.cluster_path), lc.cluster.cluster_id, "ann")
         _close(app, session)
         assert token.exists(), "the seat's token is kept for the next window"
-        bob.run_until(lambda: "ann" in (bob.room or {}).get("away", {}), 10.0,
-                      "ann's seat marked away")
+        bob.run_until(
+            lambda: "ann" in (bob.room or {}).get("away", {}), 10.0, "ann's seat marked away"
+        )
 
         app, session = _open(lc, "ann")  # reopened within the grace period
         assert app.browser.waiting is not None and "seat" in app.browser.waiting.text
-        _frames_until(app, lambda: app.mode == "room" and app.vm.status == "playing", 20.0,
-                      "the seat back", (bob,))
+        _frames_until(
+            app,
+            lambda: app.mode == "room" and app.vm.status == "playing",
+            20.0,
+            "the seat back",
+            (bob,),
+        )
         assert session.seat["room"] == room
         again = _me(app)
         assert again is not None
@@ -142,12 +166,20 @@ def test_after_the_grace_period_the_reopened_window_joins_as_new(
         first = _me(app)
         assert first is not None
         _close(app, session)
-        bob.run_until(lambda: bob.room and "ann" not in bob.room["table"]["players"], 15.0,
-                      "ann's seat freed after the grace period")
+        bob.run_until(
+            lambda: bob.room and "ann" not in bob.room["table"]["players"],
+            15.0,
+            "ann's seat freed after the grace period",
+        )
 
         app, session = _open(lc, "ann")
-        _frames_until(app, lambda: app.mode == "room" and app.vm.status == "playing", 20.0,
-                      "ann to join as new", (bob,))
+        _frames_until(
+            app,
+            lambda: app.mode == "room" and app.vm.status == "playing",
+            20.0,
+            "ann to join as new",
+            (bob,),
+        )
         assert any("joining as new" in n.text for n in app.ui.notices)
         assert session.seat["room"] == room
         again = _me(app)
@@ -156,3 +188,35 @@ def test_after_the_grace_period_the_reopened_window_joins_as_new(
     finally:
         session.close()
         bob.close()
+
+
+def test_a_room_window_says_no_majority_sends_nothing_and_plays_on_in_its_seat_after(
+    rooms_cluster: LocalCluster, display: pygame.Surface
+) -> None:
+    lc = rooms_cluster
+    app, session = _open(lc, "ann")
+    try:
+        _quick_play(app)
+        seat = _me(app)
+        assert seat is not None
+        survivor, *victims = lc.cluster.ids()
+        for nid in victims:
+            lc.kill(nid)
+        _frames_until(app, lambda: app.vm.quorum.lost, 5.0, "the no-majority notice")
+        assert app.vm.quorum.text == "no majority: 1 of 3 nodes reachable, waiting"
+        sent_before = session.rooms.link.seq
+        _key(app, pygame.K_r)
+        _key(app, pygame.K_l)  # leaving is a command too: not sent, the window stays
+        app.update()
+        said = [n.text for n in app.vm.notices if n.kind == "error"]
+        assert any(t.startswith("ready: not sent, no majority: 1 of 3") for t in said), said
+        assert any(t.startswith("leave: not sent, no majority") for t in said), said
+        assert session.rooms.link.seq == sent_before and app.mode == "room"
+        for nid in victims:
+            lc.restart(nid)
+        _frames_until(app, lambda: not app.vm.quorum.text, 20.0, "the majority back")
+        _key(app, pygame.K_r)
+        _frames_until(app, lambda: app.vm.me_row().ready, 20.0, "ready committed, same seat")
+        assert _me(app)["joined_index"] == seat["joined_index"] and app.mode == "room"
+    finally:
+        session.close()
