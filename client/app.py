@@ -158,6 +158,7 @@ class App:
         self._wait_kind = ""  # what ``browser.waiting`` is: reclaim, join, create, leave...
         self._wait_room: str | None = None
         self._room_code: str | None = None  # the code of the private room this window created
+        self._room_waiting_since: float | None = None  # in a room whose table lacks us
         self.vm: ViewModel = build_view(session, self.ui, self._now())
         self.bvm: BrowserView | None = None
         if self.rooms is not None:
@@ -335,10 +336,7 @@ class App:
                 if rooms.seat is not None and not pending.accepted:
                     self._enter_room()  # still seated: back to the table
             return
-        seated = (
-            self.session.state is not None
-            and game_view.player_of(self.session.state, self.session.client_id) is not None
-        )
+        seated = self._shown(self.session)
         if pending.accepted and seated:
             self.browser.waiting = None
             self._room_code = (pending.result or {}).get("code")  # private rooms only
@@ -383,8 +381,15 @@ class App:
         self.mode = "room"
 
     def _check_seat(self, now: float) -> None:
-        """In a room whose seat went away without the player asking: back to the browser."""
-        if self.mode == "room" and self.rooms is not None and self.rooms.seat is None:
+        """The seat decides the screen: a room whose seat went away without the player
+        asking sends the window back to the browser; a seat held while browsing with
+        nothing awaited (a join answered after its deadline) brings it to that room. In
+        a room whose table does not show this window for ``WAIT_S``, say so (and
+        again every ``WAIT_S``): the session keeps reading it."""
+        rooms = self.rooms
+        if rooms is None:
+            return
+        if self.mode == "room" and rooms.seat is None:
             self.mode = "browser"
             self.ui.notify(
                 "error",
@@ -392,6 +397,26 @@ class App:
                 "grace period ended, or the room closed): pick a room",
                 now,
             )
+        elif self.mode == "browser" and rooms.seat is not None and self.browser.waiting is None:
+            self._enter_room()
+        if self.mode != "room" or self._shown(self.session):
+            self._room_waiting_since = None
+        elif self._room_waiting_since is None:
+            self._room_waiting_since = now
+        elif now - self._room_waiting_since >= WAIT_S:
+            self._room_waiting_since = now
+            room = rooms.room_name(rooms.seat["room"]) if rooms.seat else "the room"
+            self.ui.notify(
+                "error",
+                f"{room}: its state has not arrived in {WAIT_S:.0f} s; still reading it "
+                "(L leaves the room)",
+                now,
+            )
+
+    @staticmethod
+    def _shown(session: GameSession) -> bool:
+        state = session.state
+        return state is not None and game_view.player_of(state, session.client_id) is not None
 
     def _build_browser(self, now: float) -> BrowserView:
         rooms = self.rooms

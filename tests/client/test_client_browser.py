@@ -253,3 +253,28 @@ def test_a_saved_seat_is_reclaimed_kept_while_the_cluster_does_not_answer_and_dr
     app.update()  # refused: the grace period is over, join that room as new
     assert rooms.forgot and rooms.sent[-1] == ("join", "ann", "r2", None)
     assert any("joining as new" in n.text for n in app.ui.notices)
+
+
+def test_a_seat_that_comes_late_opens_its_room_and_a_room_that_does_not_arrive_is_named(
+    display: pygame.Surface, clock: ScriptedClock
+) -> None:
+    rooms = ScriptedRooms()
+    app = App(rooms, "ann", SIZE, now=clock)  # type: ignore[arg-type]
+    _key(app, pygame.K_p)
+    clock.advance(WAIT_S + 0.1)
+    app.update()  # quick play unanswered: given up, back to browsing
+    assert app.mode == "browser" and app.browser.waiting is None
+    rooms.seat = {"room": "r3", "name": "ann", "token": "t"}  # its answer came after all
+    app.update()
+    assert app.mode == "room"
+    clock.advance(WAIT_S - 1)
+    app.update()
+    assert not any("has not arrived" in n.text for n in app.ui.notices)
+    clock.advance(1.5)
+    app.update()
+    app.draw()
+    assert any(n.text.startswith("Busy: its state has not arrived in 12 s") for n in app.ui.notices)
+    rooms.seat = None  # the seat went away (grace over, room closed)
+    app.update()
+    assert app.mode == "browser"
+    assert any("no longer seated" in n.text for n in app.ui.notices)

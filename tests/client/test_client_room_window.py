@@ -220,3 +220,47 @@ def test_a_room_window_says_no_majority_sends_nothing_and_plays_on_in_its_seat_a
         assert _me(app)["joined_index"] == seat["joined_index"] and app.mode == "room"
     finally:
         session.close()
+
+
+def test_a_private_room_is_joined_by_its_code_and_a_crashed_window_gets_its_seat_back(
+    rooms_cluster: LocalCluster, display: pygame.Surface
+) -> None:
+    lc = rooms_cluster
+    app, session = _open(lc, "ann")
+    bob = RoomsClient(lc.cluster)
+    try:
+        _frames_until(app, lambda: session.synced, 30.0, "the room list", (bob,))
+        _key(app, pygame.K_c)
+        for ch in "Secret":
+            _key(app, pygame.K_a, ch)
+        _key(app, pygame.K_TAB)  # private
+        _key(app, pygame.K_RETURN)
+        _frames_until(
+            app,
+            lambda: app.mode == "room" and app.vm.status == "playing",
+            20.0,
+            "the private room created",
+            (bob,),
+        )
+        room = session.seat["room"]
+        code = app._room_code
+        assert code and app.vm.room_name == f"Secret (private, code {code})"
+        assert room not in session.rooms.rooms  # not listed
+        assert bob.wait(bob.join("bob", code=code))["room"] == room
+        _frames_until(app, lambda: len(app.vm.members) == 2, 10.0, "bob in by the code", (bob,))
+        seat = _me(app)
+        session.close()  # a crash: no disconnect, nothing said
+
+        app, session = _open(lc, "ann")
+        _frames_until(
+            app,
+            lambda: app.mode == "room" and app.vm.status == "playing",
+            20.0,
+            "the seat back after a crash",
+            (bob,),
+        )
+        assert session.seat["room"] == room and _me(app)["joined_index"] == seat["joined_index"]
+        assert app.vm.me_row().host
+    finally:
+        session.close()
+        bob.close()
