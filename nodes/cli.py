@@ -595,8 +595,8 @@ def _print_room(room: dict, as_json: bool) -> None:
 @click.option("--name", required=True, help="Your player name.")
 @cluster_option
 @click.option("--room", default=None, envvar="ARENA_ROOM", metavar="ROOM",
-              help="Join this room (its id, see 'arena rooms list') instead of opening on the "
-                   "room browser.")
+              help="Join this room (its id, see 'arena rooms list'; default: $ARENA_ROOM) "
+                   "instead of opening on the room browser.")
 @click.option("--offline", is_flag=True,
               help="Play one local table against simulated opponents, no cluster (no rooms).")
 @click.option("--fps", type=int, default=60, show_default=True)
