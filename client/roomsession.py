@@ -24,7 +24,7 @@ from nodes.clusterfile import ClusterFile
 
 from .link import Call
 from .rooms import RoomsClient, default_token_file
-from .session import INFO_STALE_S
+from .session import INFO_STALE_S, LeaderWatch
 from .viewmodel import NodeInfo, Notice, Pending
 
 AUTO_JOIN_RETRY_S = 1.0  # a bot's join that failed is tried again after this long
@@ -75,6 +75,7 @@ class RoomSession:
         self._auto: Pending | None = None
         self._auto_at = 0.0
         self._started = now()
+        self._leader_watch = LeaderWatch(rooms.link)  # failover notices, as for a table
 
     @classmethod
     def connect(
@@ -96,6 +97,7 @@ class RoomSession:
 
     def poll(self) -> None:
         self.rooms.poll()
+        self._leader_watch.check(self._notices)
         still = []
         for call, pending in self._calls:
             if call.done:
@@ -158,6 +160,10 @@ class RoomSession:
         floor = int(table.get("now_ms", 0)) if table else 0
         offset = self.rooms._leader_ms_offset  # learnt from the room stream's entry clocks
         return max(floor, int(time.time() * 1000) + offset)
+
+    @property
+    def failover_ms(self) -> list[float]:
+        return self._leader_watch.failover_ms
 
     def close(self) -> None:
         self.rooms.close()

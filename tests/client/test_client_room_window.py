@@ -264,3 +264,33 @@ def test_a_private_room_is_joined_by_its_code_and_a_crashed_window_gets_its_seat
     finally:
         session.close()
         bob.close()
+
+
+def test_a_room_window_names_a_failover_and_keeps_its_seat_through_it(
+    rooms_cluster: LocalCluster, display: pygame.Surface
+) -> None:
+    lc = rooms_cluster
+    app, session = _open(lc, "ann")
+    try:
+        _quick_play(app)
+        seat = _me(app)
+
+        def leader() -> str | None:
+            return next((n.id for n in app.vm.cluster if n.role == "leader"), None)
+
+        _frames_until(app, leader, 10.0, "a leader in the cluster panel")
+        old = leader()
+        lc.kill(old)
+        _frames_until(
+            app,
+            lambda: any(n.kind == "failover" for n in app.vm.notices),
+            15.0,
+            "the failover notice",
+        )
+        said = next(n.text for n in app.vm.notices if n.kind == "failover")
+        assert said.startswith(f"leader {old} lost, ") and said.endswith(" ms"), said
+        _key(app, pygame.K_r)
+        _frames_until(app, lambda: app.vm.me_row().ready, 15.0, "ready under the new leader")
+        assert _me(app)["joined_index"] == seat["joined_index"] and app.mode == "room"
+    finally:
+        session.close()
