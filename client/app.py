@@ -472,6 +472,7 @@ class App:
             now,
             room_name=room,
             help_text=ROOM_HELP_TEXT if self.mode == "room" else None,
+            leaderboard=getattr(self.rooms, "leaderboard", None),
         )
 
     def _keep_present(self, session: GameSession) -> None:

@@ -76,6 +76,10 @@ class RoomSession:
         self._auto_at = 0.0
         self._started = now()
         self._leader_watch = LeaderWatch(rooms.link)  # failover notices, as for a table
+        self._board: list[dict[str, Any]] | None = None  # the leaderboard across rooms
+        self._board_index = -1
+        self._board_call: Call | None = None
+        rooms.on_event = self._on_event
 
     @classmethod
     def connect(
@@ -107,6 +111,28 @@ class RoomSession:
         self._calls = still
         if self.auto_join is not None:
             self._keep_joined()
+        if self._board is None and (self._board_call is None or self._board_call.done):
+            self._read_board()
+
+    @property
+    def leaderboard(self) -> list[dict[str, Any]] | None:
+        """The leaderboard across rooms, best first (None until read): read once, and
+        again whenever the room list stream says a game over changed it."""
+        return self._board
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "leaderboard":
+            self._read_board()
+
+    def _read_board(self) -> None:
+        self._board_call = self.rooms.link.call(
+            "read", {"machine": "rooms", "query": {"op": "leaderboard"}}, on_done=self._on_board
+        )
+
+    def _on_board(self, call: Call) -> None:
+        result = call.result if isinstance(call.result, dict) else {}
+        if call.ok and result.get("ok") and call.index >= self._board_index:
+            self._board, self._board_index = result["rows"], call.index
 
     @property
     def state(self) -> dict | None:

@@ -525,8 +525,12 @@ def build_view(
     now: float,
     room_name: str = "",
     help_text: str | None = None,
+    leaderboard: list[dict[str, Any]] | None = None,
 ) -> ViewModel:
-    """The frame's ViewModel from the session's committed state and the window's own state."""
+    """The frame's ViewModel from the session's committed state and the window's own state.
+
+    ``leaderboard``: rows to show instead of the table's own (a room shows the one
+    across rooms); ``room_name`` and ``help_text`` for a room's table."""
     state = session.state
     cluster = tuple(session.cluster)
     config = (
@@ -595,7 +599,8 @@ def build_view(
         spectators=tuple(row.name for row in members if row.spectator),
         winners=winners,
         leaderboard=tuple(
-            (row["name"], row["wins"], row["points"]) for row in game_view.leaderboard(state)
+            (row["name"], row["wins"], row["points"])
+            for row in (leaderboard if leaderboard is not None else game_view.leaderboard(state))
         ),
         lobby_hint=_lobby_hint(state, me),
         **common,

@@ -294,3 +294,57 @@ def test_a_room_window_names_a_failover_and_keeps_its_seat_through_it(
         assert _me(app)["joined_index"] == seat["joined_index"] and app.mode == "room"
     finally:
         session.close()
+
+
+def test_the_leaderboard_a_room_shows_is_the_one_across_rooms(
+    rooms_cluster: LocalCluster, display: pygame.Surface
+) -> None:
+    lc = rooms_cluster
+    app, session = _open(lc, "ann")
+    bob = RoomsClient(lc.cluster)
+    try:
+        made = bob.wait(bob.create("Short", player="bob", rounds=1, round_ms=1000))
+        assert made["ok"], made
+        _frames_until(app, lambda: len(session.rows) == 1, 30.0, "bob's room listed", (bob,))
+        _key(app, pygame.K_RETURN)  # the selected (only) row
+        _frames_until(
+            app,
+            lambda: app.mode == "room" and app.vm.status == "playing",
+            20.0,
+            "ann in bob's room",
+            (bob,),
+        )
+        assert app.vm.leaderboard == ()
+        bob.wait(bob.act("ready", ready=True))
+        _key(app, pygame.K_r)
+        _frames_until(app, lambda: app.vm.me_row().ready, 10.0, "ann ready", (bob,))
+        assert bob.wait(bob.act("start"))["ok"]
+        _frames_until(
+            app,
+            lambda: app.vm.phase == "game_over" and len(app.vm.leaderboard) == 2,
+            20.0,
+            "the game over on the leaderboard",
+            (bob,),
+        )
+        _key(app, pygame.K_l)
+        _frames_until(
+            app,
+            lambda: app.mode == "browser" and app.browser.waiting is None,
+            10.0,
+            "back in the browser",
+            (bob,),
+        )
+        assert session.seat is None
+        _key(app, pygame.K_p)  # bob's room is over, not a lobby: quick play opens a new one
+        _frames_until(
+            app,
+            lambda: app.mode == "room" and app.vm.status == "playing",
+            20.0,
+            "ann in a new room",
+            (bob,),
+        )
+        assert session.seat["room"] != made["room"]
+        assert {row[0] for row in app.vm.leaderboard} == {"ann", "bob"}
+    finally:
+        session.close()
+        bob.close()
