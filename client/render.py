@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pygame
 
+from .browser import BrowserView, RoomRowView
 from .viewmodel import (
     PAD,
     MarkerView,
@@ -171,6 +172,8 @@ def _header(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
         sub = f"game {vm.game_number}"
     if vm.phase == "intermission":
         sub += f"  -  next: round {vm.round_number + 1}/{vm.rounds_total}"
+    if vm.room_name:
+        sub = f"{vm.room_name}  -  {sub}"
     _text(surface, fonts.small, sub, MUTED, topleft=(PAD + 4, y + 38))
     if vm.time_left_ms is not None:
         urgent = vm.phase == "round" and vm.time_left_ms < 5000
@@ -622,3 +625,103 @@ def _banner(surface: pygame.Surface, vm: ViewModel, fonts: Fonts) -> None:
             max_width=w - 24,
         )
         y += h + 2
+
+
+# --- the room browser ---------------------------------------------------------------------
+
+SELECTED = (52, 62, 92)
+PHASE_COLOURS = {"lobby": READY, "starting": HOST, "playing": PENDING, "game over": MUTED}
+
+
+def draw_browser(surface: pygame.Surface, vm: BrowserView, fonts: Fonts) -> None:
+    """The room browser: header, the room list, the buttons, the cluster panel, notices,
+    an open dialog on top, and the help line. Reads ``vm`` only."""
+    surface.fill(BACKGROUND)
+    layout = vm.layout
+    x, y, w, h = layout.header
+    pygame.draw.rect(surface, PANEL, layout.header)
+    pygame.draw.line(surface, PANEL_EDGE, (x, y + h - 1), (x + w, y + h - 1))
+    _text(surface, fonts.title, "Rooms", TEXT, topleft=(PAD + 4, y + 10))
+    _text(surface, fonts.small, "pick a room to play in, or quick play", MUTED,
+          topleft=(PAD + 4, y + 38))
+    label = vm.me + ("  (offline)" if vm.offline else "")
+    _text(surface, fonts.title, label, TEXT, topright=(x + w - PAD - 4, y + 10))
+    status = vm.quorum.text or vm.status_text
+    if status:
+        colour = LOST if vm.quorum.lost else NOTICE_FAILOVER if vm.quorum.text else PENDING
+        _text(surface, fonts.small, status, colour, topright=(x + w - PAD - 4, y + 38),
+              max_width=w - 300)
+    _room_list(surface, vm, fonts)
+    _panel(surface, layout.side)
+    sx, sy, sw, _ = layout.side
+    _text(surface, fonts.body, "Play", TEXT, topleft=(sx + 14, sy + 14))
+    for button in vm.buttons:
+        busy = bool(vm.status_text) or vm.dialog is not None
+        pygame.draw.rect(surface, PANEL_EDGE if busy else SELECTED, button.rect, border_radius=8)
+        pygame.draw.rect(surface, TEXT if not busy else MUTED, button.rect, width=1,
+                         border_radius=8)
+        _text(surface, fonts.body, button.label, MUTED if busy else TEXT,
+              center=_center(button.rect))
+    _cluster(surface, vm, fonts)  # type: ignore[arg-type]
+    if vm.dialog is not None:
+        _dialog(surface, vm, fonts)
+    _banner(surface, vm, fonts)  # type: ignore[arg-type]
+    _text(surface, fonts.small, vm.help_text, MUTED, center=_center(layout.help))
+
+
+def _room_list(surface: pygame.Surface, vm: BrowserView, fonts: Fonts) -> None:
+    _panel(surface, vm.layout.rooms)
+    x, y, w, h = vm.layout.rooms
+    left, right = x + 20, x + w - 20
+    _text(surface, fonts.body, "Open rooms", TEXT, topleft=(left, y + 10))
+    columns = {"name": left + 4, "phase": left + int((w - 40) * 0.48),
+               "players": left + int((w - 40) * 0.68)}
+    for label, cx in (("room", columns["name"]), ("phase", columns["phase"]),
+                      ("players", columns["players"])):
+        _text(surface, fonts.small, label, MUTED, topleft=(cx, y + 36))
+    _text(surface, fonts.small, "led by", MUTED, topright=(right - 4, y + 36))
+    if not vm.rows:
+        _text(surface, fonts.body, vm.empty_text, MUTED, center=(x + w // 2, y + h // 2))
+    for row in vm.rows:
+        _room_row(surface, fonts, row, columns, right)
+
+
+def _room_row(surface: pygame.Surface, fonts: Fonts, row: RoomRowView,
+              columns: dict[str, int], right: int) -> None:
+    rx, ry, rw, rh = row.rect
+    if row.selected:
+        pygame.draw.rect(surface, SELECTED, row.rect, border_radius=6)
+        pygame.draw.rect(surface, TEXT, row.rect, width=1, border_radius=6)
+    cy = ry + rh // 2
+    _text(surface, fonts.body, row.name, TEXT, topleft=(columns["name"], cy - 9),
+          max_width=columns["phase"] - columns["name"] - 10)
+    _text(surface, fonts.body, row.phase, PHASE_COLOURS.get(row.phase, MUTED),
+          topleft=(columns["phase"], cy - 9))
+    count = f"{row.players}/{row.max_players}" + ("  full" if row.full else "")
+    _text(surface, fonts.body, count, LOST if row.full else TEXT,
+          topleft=(columns["players"], cy - 9))
+    _text(surface, fonts.small, row.leader or "-", MUTED, topright=(right - 4, cy - 6))
+
+
+def _dialog(surface: pygame.Surface, vm: BrowserView, fonts: Fonts) -> None:
+    _overlay(surface, (0, 0, *surface.get_size()), 150)
+    sw, sh = surface.get_size()
+    width, height = min(520, sw - 40), 190
+    box = (sw // 2 - width // 2, sh // 2 - height // 2, width, height)
+    _panel(surface, box)
+    x, y = box[0] + 24, box[1] + 16
+    title = "Create a room" if vm.dialog == "create" else "Join a private room"
+    _text(surface, fonts.title, title, TEXT, topleft=(x, y))
+    field = (x, y + 48, width - 48, 40)
+    pygame.draw.rect(surface, BACKGROUND, field, border_radius=6)
+    pygame.draw.rect(surface, TEXT, field, width=1, border_radius=6)
+    prompt = vm.dialog_text + "_"
+    _text(surface, fonts.title, prompt, TEXT, topleft=(x + 10, y + 55), max_width=width - 68)
+    if vm.dialog == "create":
+        mark = "[x]" if vm.private else "[ ]"
+        _text(surface, fonts.body, f"{mark} private (joined by code only; Tab toggles)",
+              HOST if vm.private else MUTED, topleft=(x, y + 104))
+    else:
+        _text(surface, fonts.body, "the host sees the code in their room", MUTED,
+              topleft=(x, y + 104))
+    _text(surface, fonts.small, "Enter: go    Esc: cancel", MUTED, topleft=(x, y + 140))

@@ -74,13 +74,9 @@ class NetworkSession:
         self._snapshot_call: Call | None = None
         self._state_at = time.monotonic()
         self.leader_clock = LeaderClock()
-        self._leader: str | None = None
-        self._leader_term = 0
-        self._leader_lost_at: float | None = None
-        self._leader_last_seen = time.monotonic()
+        self._leader_watch = LeaderWatch(self.link)
         self._behind_since: float | None = None
         self.resyncs = 0  # snapshots asked for because updates went missing
-        self.failover_ms: list[float] = []
         self.link.follow_updates(self.link.current)
         self._request_snapshot()
 
@@ -194,30 +190,50 @@ class NetworkSession:
         self._request_snapshot()
 
     def _watch_leader(self) -> None:
-        """Notice failovers from the nodes' cluster info: the leader's info stops,
-        another node reports leading a newer term; the gap is the failover time."""
+        self._leader_watch.check(self._notices)
+
+    @property
+    def failover_ms(self) -> list[float]:
+        return self._leader_watch.failover_ms
+
+
+class LeaderWatch:
+    """Notices failovers from the nodes' cluster info: the leader's info stops,
+    another node reports leading a newer term; the gap is the failover time, told as
+    a notice ("leader n1 lost, n3 elected, 240 ms") and kept in ``failover_ms``. The
+    link is moved to the new leader. Any session over a ``ClusterLink`` uses it."""
+
+    def __init__(self, link: ClusterLink) -> None:
+        self.link = link
+        self.leader: str | None = None
+        self.term = 0
+        self.lost_at: float | None = None
+        self.last_seen = time.monotonic()
+        self.failover_ms: list[float] = []
+
+    def check(self, notices: list[Notice]) -> None:
         now = time.monotonic()
         leaders = [n for n in self.link.nodes.values()
                    if n.info and n.info.role == "leader" and now - n.info_at < INFO_STALE_S]
-        if self._leader is not None:
-            cur = self.link.nodes.get(self._leader)
+        if self.leader is not None:
+            cur = self.link.nodes.get(self.leader)
             if cur and cur.info and now - cur.info_at < INFO_STALE_S and cur.info.role == "leader":
-                self._leader_last_seen = cur.info_at
-            elif self._leader_lost_at is None:
-                self._leader_lost_at = self._leader_last_seen
+                self.last_seen = cur.info_at
+            elif self.lost_at is None:
+                self.lost_at = self.last_seen
         best = max(leaders, key=lambda n: n.info.term if n.info else 0, default=None)
         if best is None or best.info is None:
             return
-        if best.id != self._leader and best.info.term > self._leader_term:
-            if self._leader is not None:
-                lost = self._leader_lost_at or self._leader_last_seen
+        if best.id != self.leader and best.info.term > self.term:
+            if self.leader is not None:
+                lost = self.lost_at or self.last_seen
                 gap = max(0.0, (best.info_at - lost) * 1000)
                 self.failover_ms.append(gap)
-                self._notices.append(Notice(
-                    "failover", f"leader {self._leader} lost, {best.id} elected, {gap:.0f} ms",
+                notices.append(Notice(
+                    "failover", f"leader {self.leader} lost, {best.id} elected, {gap:.0f} ms",
                     time.time()))
-            self._leader, self._leader_term = best.id, best.info.term
-            self._leader_lost_at = None
-            self._leader_last_seen = best.info_at
+            self.leader, self.term = best.id, best.info.term
+            self.lost_at = None
+            self.last_seen = best.info_at
             if self.link.current != best.id:
                 self.link._switch(best.id)

@@ -291,6 +291,7 @@ class ViewModel:
     notices: tuple[NoticeView, ...]
     help_text: str
     now: float  # seconds; animations are a function of it, never of a clock read while drawing
+    room_name: str = ""  # the room this table is (rooms windows), "" for the single table
 
     @property
     def can_shoot(self) -> bool:
@@ -320,6 +321,9 @@ class ViewModel:
 
 
 HELP_TEXT = "click: hit target    R: ready    S: start (host)    M: rematch (host)    Q/Esc: quit"
+ROOM_HELP_TEXT = (
+    "click: hit    R: ready    S: start (host)    M: rematch (host)    L/Esc: leave room    Q: quit"
+)
 
 # --- what only this window knows ---------------------------------------------------------
 
@@ -515,8 +519,18 @@ def _expired(marker: HitMarker, taker: str | None, me: str | None, now: float) -
 # --- building the view -------------------------------------------------------------------
 
 
-def build_view(session: GameSession, ui: UiState, now: float) -> ViewModel:
-    """The frame's ViewModel from the session's committed state and the window's own state."""
+def build_view(
+    session: GameSession,
+    ui: UiState,
+    now: float,
+    room_name: str = "",
+    help_text: str | None = None,
+    leaderboard: list[dict[str, Any]] | None = None,
+) -> ViewModel:
+    """The frame's ViewModel from the session's committed state and the window's own state.
+
+    ``leaderboard``: rows to show instead of the table's own (a room shows the one
+    across rooms); ``room_name`` and ``help_text`` for a room's table."""
     state = session.state
     cluster = tuple(session.cluster)
     config = (
@@ -534,9 +548,10 @@ def build_view(session: GameSession, ui: UiState, now: float) -> ViewModel:
         "cluster": cluster,
         "rtt_ms": session.rtt_ms,
         "state_index": session.state_index,
-        "notices": tuple(_notice_views(ui, now)),
-        "help_text": HELP_TEXT,
+        "notices": tuple(notice_views(ui, now)),
+        "help_text": help_text or HELP_TEXT,
         "now": now,
+        "room_name": room_name,
         "rounds_total": config["rounds"],
     }
     if state is None:
@@ -584,7 +599,8 @@ def build_view(session: GameSession, ui: UiState, now: float) -> ViewModel:
         spectators=tuple(row.name for row in members if row.spectator),
         winners=winners,
         leaderboard=tuple(
-            (row["name"], row["wins"], row["points"]) for row in game_view.leaderboard(state)
+            (row["name"], row["wins"], row["points"])
+            for row in (leaderboard if leaderboard is not None else game_view.leaderboard(state))
         ),
         lobby_hint=_lobby_hint(state, me),
         **common,
@@ -647,7 +663,7 @@ def _marker_views(ui: UiState, now: float) -> list[MarkerView]:
     return views
 
 
-def _notice_views(ui: UiState, now: float) -> list[NoticeView]:
+def notice_views(ui: UiState, now: float) -> list[NoticeView]:
     views = []
     for n in ui.notices:
         if n.until <= now:

@@ -161,7 +161,9 @@ def node(node_id: str, cluster_path: str | None, data_dir: Path | None, no_fsync
                    "requests/s per client id and per connection (see 'arena keys').")
 def up(count: int, directory: Path, players: int, bots: int, keep: bool, room_count: int,
        election_ms: tuple[float, float], no_status: bool, secure: bool) -> None:
-    """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all."""
+    """Launch a local cluster of node processes (and players and bots); Ctrl-C stops all.
+
+    With players or bots, one room is opened for all of them (Player1 seated as its host)."""
     from .launcher import launch
 
     if secure:
@@ -592,11 +594,18 @@ def _print_room(room: dict, as_json: bool) -> None:
 @main.command()
 @click.option("--name", required=True, help="Your player name.")
 @cluster_option
-@click.option("--offline", is_flag=True, help="Play against simulated opponents, no cluster.")
+@click.option("--room", default=None, envvar="ARENA_ROOM", metavar="ROOM",
+              help="Join this room (its id, see 'arena rooms list'; default: $ARENA_ROOM) "
+                   "instead of opening on the room browser.")
+@click.option("--offline", is_flag=True,
+              help="Play one local table against simulated opponents, no cluster (no rooms).")
 @click.option("--fps", type=int, default=60, show_default=True)
 @click.option("--size", default="1200x800", show_default=True, help="Window size, WxH.")
-def play(name: str, cluster_path: str | None, offline: bool, fps: int, size: str) -> None:
-    """Open a player window."""
+def play(name: str, cluster_path: str | None, room: str | None, offline: bool, fps: int,
+         size: str) -> None:
+    """Open a player window on the room browser (or in ROOM). Your seat's token is kept
+    beside the cluster file (seats/), so reopening the window within the grace period
+    (30 s by default) gets your seat and points back."""
     import os
 
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # the game makes no sound
@@ -612,9 +621,11 @@ def play(name: str, cluster_path: str | None, offline: bool, fps: int, size: str
 
         session = FakeSession.with_opponents(name)
     else:
-        from client.session import NetworkSession
+        from client.roomsession import RoomSession
 
-        session = NetworkSession(_cluster(cluster_path))
+        cf = _cluster(cluster_path)
+        path = str(clusterfile.find(cluster_path))
+        session = RoomSession.connect(cf, name, cluster_path=path, room=room)
     sys.exit(run(session, name, fps=fps, size=(w, h)))
 
 

@@ -72,6 +72,33 @@ def open_rooms(lc: LocalCluster, count: int, timeout: float = 30.0) -> int:
     return made
 
 
+PLAY_ROOM = "Arena"  # the room ``arena up`` opens for its windows and bots
+
+
+def open_play_room(lc: LocalCluster, host: str | None, timeout: float = 30.0) -> str:
+    """The one public room ``arena up`` puts its windows and bots in; with ``host``, that
+    player is seated in it at once (so a person, not a bot, hosts the room) and the
+    seat's token is written where the host's window looks for it
+    (``client.roomsession.seat_file``): the window takes the seat back as it opens."""
+    from client.rooms import RoomsClient
+    from client.roomsession import seat_file
+
+    token = seat_file(lc.cluster_path, lc.cluster.cluster_id, host) if host else None
+    rc = RoomsClient(lc.cluster, token_file=token, auto_ping=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            r = rc.wait(rc.create(PLAY_ROOM, player=host), timeout)
+            if r.get("ok"):
+                return str(r["room"])
+            if r.get("error") != "rooms_starting" or time.monotonic() > deadline:
+                raise SystemExit(f"could not open the players' room: {r.get('error')}: "
+                                 f"{r.get('message')}")
+            time.sleep(0.05)  # the first leader is committing the rooms secret
+    finally:
+        rc.close()
+
+
 def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: bool = False,
            election_ms: tuple[float, float] = (150.0, 300.0), live_status: bool = True,
            block: bool = True, rooms: int = 0) -> LocalCluster:
@@ -98,13 +125,16 @@ def launch(directory: Path, nodes: int, players: int = 0, bots: int = 0, keep: b
         console.print(f"opened {open_rooms(lc, rooms)} rooms")
     extras: list[subprocess.Popen] = []
     env = {**os.environ, "ARENA_CLUSTER": str(lc.cluster_path)}
+    if players or bots:  # one room for all of them, hosted by Player1 when there is one
+        env["ARENA_ROOM"] = open_play_room(lc, "Player1" if players else None)
+        console.print(f"players' room {PLAY_ROOM} ({env['ARENA_ROOM']})")
     # with people playing, bots play at a human pace (an eager bot clears a round
     # before anyone can click); without, they are load
     strategies = ["slow", "random"] if players else ["eager", "slow", "random"]
     for i in range(bots):
         extras.append(subprocess.Popen(
-            [sys.executable, "-m", "nodes", "bots", "--count", "1", "--strategy",
-             strategies[i % len(strategies)], "--name", f"bot{i + 1}"],
+            [sys.executable, "-m", "client.roombots", "--room", env["ARENA_ROOM"],
+             "--strategy", strategies[i % len(strategies)], "--name", f"bot{i + 1}"],
             env=env, stdout=open(directory / f"bot{i + 1}.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True))
     for i in range(players):
