@@ -329,40 +329,44 @@ class NodeServer:
     # --- the Ready contract ------------------------------------------------------------
 
     def _drain_ready(self) -> None:
-        raft = self.raft
-        while raft.has_ready():
-            rd = raft.ready()
-            # 0. a leader's replication may leave before its own write (thesis 10.2.1)
-            for m in rd.early_messages:
-                self.transport.send(m)
-            # 1. persist: one group commit, before anything that speaks of it leaves
-            if rd.must_sync():
-                self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
-                self.counters.fsyncs += 1
-            # 2. send
-            for m in rd.messages:
-                self.transport.send(m)
-            # 3. apply
-            if rd.snapshot is not None:
-                self.sm.restore(rd.snapshot.data)
-                self.last_applied = rd.snapshot.meta.index
-                self._publish(Update(self.last_applied, rd.snapshot.meta.term, "", "", 0,
-                                     {"snapshot": True}, []))
-            for e in rd.committed_entries:
-                self._apply_entry(e.index, e.term, e.kind, e.data)
-            for rs in rd.read_states:
-                req = self._reads_by_ctx.pop(rs.context, None)  # type: ignore[arg-type]
-                if req is not None:
-                    self.pending_reads.append((rs.index, *req))
-            for ctx in rd.aborted_reads:
-                req = self._reads_by_ctx.pop(ctx, None)  # type: ignore[arg-type]
-                if req is not None:
-                    self._reply_error(req[0], req[1], "not_leader", "leadership was lost; retry")
-            if rd.soft_state is not None:
-                self._on_soft_state(rd)
-            raft.advance(rd)
-            self._serve_reads()
-            self._maybe_snapshot()
+        # the Ready contract is driven (and asserted) by nodes.host.driver; this node's
+        # part is what to persist, where to send, and how to apply
+        driver = self.__dict__.get("_ready_driver")
+        if driver is None or driver.raft is not self.raft:
+            from .host.driver import ReadyDriver
+
+            storage, counters, transport = self.storage, self.counters, self.transport
+
+            def persist(rd: Ready) -> None:
+                storage.save(rd.hard_state, rd.entries, rd.snapshot)  # one group commit
+                counters.fsyncs += 1
+
+            def apply(rd: Ready) -> None:
+                if rd.snapshot is not None:
+                    self.sm.restore(rd.snapshot.data)
+                    self.last_applied = rd.snapshot.meta.index
+                    self._publish(Update(self.last_applied, rd.snapshot.meta.term, "", "", 0,
+                                         {"snapshot": True}, []))
+                for e in rd.committed_entries:
+                    self._apply_entry(e.index, e.term, e.kind, e.data)
+                for rs in rd.read_states:
+                    req = self._reads_by_ctx.pop(rs.context, None)  # type: ignore[arg-type]
+                    if req is not None:
+                        self.pending_reads.append((rs.index, *req))
+                for ctx in rd.aborted_reads:
+                    req = self._reads_by_ctx.pop(ctx, None)  # type: ignore[arg-type]
+                    if req is not None:
+                        self._reply_error(req[0], req[1], "not_leader", "leadership was lost; retry")
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd)
+
+            def after(rd: Ready) -> None:
+                self._serve_reads()
+                self._maybe_snapshot()
+
+            driver = ReadyDriver(self.raft, persist, transport.send, apply, after)
+            self.__dict__["_ready_driver"] = driver
+        driver.drain()
 
     def _apply_entry(self, index: int, term: int, kind: EntryKind, data: bytes) -> None:
         self.last_applied = index
