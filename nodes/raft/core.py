@@ -326,13 +326,15 @@ class RaftNode:
         if self.role is Role.FOLLOWER:
             self.leader_id = None
 
-    def can_quiesce(self) -> bool:
+    def can_quiesce(self, down: frozenset[str] | set[str] = frozenset()) -> bool:
         """A leader whose group has nothing in flight: every entry committed, applied
         and durable, every member's log matches it up to the last entry (the quiesce
         heartbeat tells them the commit index), no read, transfer or membership step
         is pending. Its group
         may stop ticking (the node host's quiescence) until a proposal or a message
-        comes in; nothing it would do on a tick is needed."""
+        comes in; nothing it would do on a tick is needed. Members in ``down`` (their
+        node is known to be down) are not waited for: a quorum of the others is
+        enough, and a returning member wakes the group with its first message."""
         if self.role is not Role.LEADER or self.lead_transferee is not None:
             return False
         last = self.log.last_index
@@ -344,15 +346,15 @@ class RaftNode:
         if not self._committed_in_current_term() or (self.cfg.auto_promote and self.config.learners):
             return False
         for peer, pr in self.progress.items():
-            if peer != self.id and pr.match != last:
+            if peer != self.id and pr.match != last and peer not in down:
                 return False
         return True
 
-    def quiesce(self) -> None:
+    def quiesce(self, down: frozenset[str] | set[str] = frozenset()) -> None:
         """Send every member the heartbeat the node host marks as the group's last one
-        before it stops ticking (``can_quiesce`` must hold)."""
+        before it stops ticking (``can_quiesce(down)`` must hold)."""
         self._check_no_ready()
-        assert self.can_quiesce(), "quiesce() while the group is not idle"
+        assert self.can_quiesce(down), "quiesce() while the group is not idle"
         self.heartbeat_elapsed = 0
         for peer in self._peers():
             self._send_heartbeat(peer)

@@ -78,3 +78,16 @@ def test_forget_leader_keeps_term_and_vote() -> None:
     term, vote = f.term, f.vote
     f.forget_leader()
     assert (f.term, f.vote, f.leader_id, f.role) == (term, vote, None, Role.FOLLOWER)
+
+
+def test_a_member_known_down_is_not_waited_for() -> None:
+    c = ManualCluster(3)
+    c.elect("n1")
+    c.crash("n3")
+    c.propose("n1", b"x")
+    c.stabilize()
+    leader = c.node("n1")
+    assert leader.commit == 2
+    assert not leader.can_quiesce()
+    assert leader.can_quiesce(down={"n3"})
+    assert not leader.can_quiesce(down={"n2"})
