@@ -22,8 +22,13 @@ The contract is checked on every message, in production too (a raise, not an
 AppendEntries or InstallSnapshot whose term and vote were already durable; a
 granted vote leaves only once that vote is durable; a successful AppendEntries
 or InstallSnapshot acknowledgement only once the entries it acknowledges are.
-A breach raises ``ReadyContractError``: it is a bug in the driver's owner (a
-persist skipped or done after the send), never a peer's fault.
+A message of an older term than the durable one is let through: one Ready may
+hold a vote or an ack given in term t and the step into a later term (a newer
+leader, a new election) that replaced it, and what is durable then is exactly
+what the node would hold had it persisted and sent after each step (it will
+never again vote or acknowledge in term t). A breach raises
+``ReadyContractError``: it is a bug in the driver's owner (a persist skipped or
+done after the send), never a peer's fault.
 """
 
 from __future__ import annotations
@@ -158,7 +163,9 @@ class ReadyDriver:
         last = self._durable_last
         for m in rd.messages:
             t = type(m)
-            if t is AppendEntriesResponse:
+            if m.term < hs.term:
+                pass  # superseded within this Ready by a durable later term (docstring)
+            elif t is AppendEntriesResponse:
                 if m.success and m.match_index > last:  # type: ignore[union-attr]
                     raise ReadyContractError(
                         f"acknowledging index {m.match_index} (to {m.recipient}) with only "  # type: ignore[union-attr]

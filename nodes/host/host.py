@@ -32,8 +32,15 @@ Idle groups cost almost nothing:
   wakes at its next message). Quiesced groups are not ticked at all. Any
   proposal wakes a group; any message wakes it except the acknowledgement of
   that last heartbeat.
-- **Node failure.** A peer node that sent nothing for ``node_timeout_ticks``
-  ticks is down: every group of which this node is a follower and whose
+- **Followers of a live node** run no election timer: a follower replica is
+  ticked only while it knows no leader or its leader's node has not been heard
+  from for two beats. A leader replica that stops leading knows no leader, so
+  its own timer elects a successor; a loaded loop that delays its groups'
+  heartbeats no longer sets off elections on the other nodes. (A follower
+  asked for its vote by its own leader forgets that leader first: the lease
+  would otherwise refuse it forever, since the frozen timer never runs out.)
+- **Node failure.** A peer node whose connection dropped (``node_unreachable``,
+  from the shell) or that sent nothing for ``node_timeout_ticks`` ticks is down: every group of which this node is a follower and whose
   leader is on it wakes and forgets its leader (``RaftNode.forget_leader``),
   so it elects a new one an election timeout later.
 
@@ -56,6 +63,7 @@ from nodes.raft.messages import (
     ClusterConfig,
     EntryKind,
     Message,
+    RequestVote,
     Snapshot,
 )
 from nodes.raft.ready import Ready, Role
@@ -131,10 +139,16 @@ class Turn:
 
 @dataclass(frozen=True, slots=True)
 class HostOptions:
-    raft: RaftConfig = field(default_factory=RaftConfig)
+    # lazy commit notification: a follower learns a commit index with the next
+    # AppendEntries or at the leader's next tick, not by a message of its own (two
+    # fewer messages per follower per commit, times the number of groups)
+    raft: RaftConfig = field(default_factory=lambda: RaftConfig(lazy_commit_notify=True))
     quiesce_ticks: int = 10  # idle ticks before a leader quiesces its group (0: never)
     beat_ticks: int = 5  # a host-level heartbeat to each peer node this often
-    node_timeout_ticks: int = 15  # silence after which a peer node is down
+    # silence after which a peer node is down (a dropped connection, reported by the
+    # shell through node_unreachable, counts at once); long enough that a loop
+    # stalled for a moment by the machine's load is not taken for a dead node
+    node_timeout_ticks: int = 50
     snapshot_interval: int = 0  # entries applied between a group's snapshots (0: never)
 
 
@@ -168,19 +182,27 @@ class Host:
         self.now = 0  # ticks since start
         self.heard: dict[str, int] = {}  # peer node -> tick last heard from
         self.down: set[str] = set()  # peer nodes deemed down
+        self.nodes: set[str] = set()  # peer nodes known without a shared group
+        self.node_downs = 0  # times a peer node was deemed down
         self.dropped: Counter[str] = Counter()
         self._outbox: dict[str, list[GroupMessage]] = {}
         self._applied: list[Applied] = []
         self._leaders: dict[int, str | None] = {}
         self._beat_due = False
         self._sent_since_beat: set[str] = set()
+        self._awake: dict[int, Group] = {}  # groups that tick (not quiesced)
+        self._dirty: dict[int, Group] = {}  # groups with input since their last Ready
+        self._peers: set[str] | None = None
         self._current: Group | None = None  # the group whose Ready is being driven
 
     # --- groups ---------------------------------------------------------------------
 
-    def create_group(self, gid: int, members: Iterable[str], campaign: bool = False) -> Group:
+    def create_group(self, gid: int, members: Iterable[str], campaign: bool = False,
+                     asleep: bool = False) -> Group:
         """Host this node's replica of group ``gid`` with voters ``members`` (this
-        node among them). ``campaign``: start an election at once (placement)."""
+        node among them). ``campaign``: start an election at once (placement).
+        ``asleep``: created quiesced, it waits for a message (its placed leader's
+        campaign) instead of running its own election timer."""
         if gid in self.groups:
             raise ValueError(f"group {gid} already exists on node {self.id}")
         voters = frozenset(members)
@@ -196,23 +218,41 @@ class Host:
         g.driver = ReadyDriver(raft, storage_stage(storage), self._send, self._apply_for(g),
                                self._after_for(g))
         self.groups[gid] = g
+        if asleep:
+            g.quiesced = True
+        else:
+            self._awake[gid] = g
+        self._dirty[gid] = g
+        self._peers = None
         for peer in voters - {self.id}:
             self.heard.setdefault(peer, self.now)
         if campaign:
-            raft.campaign()
+            self.campaign(gid)
         return g
 
     def remove_group(self, gid: int) -> None:
         if self.groups.pop(gid, None) is not None:
+            self._awake.pop(gid, None)
+            self._dirty.pop(gid, None)
+            self._peers = None
             self.storage.drop_group(gid)
 
+    def add_node(self, nid: str) -> None:
+        """Know node ``nid`` before sharing a group with it: beat it, watch it."""
+        if nid != self.id:
+            self.nodes.add(nid)
+            self.heard.setdefault(nid, self.now)
+            self._peers = None
+
     def peers(self) -> set[str]:
-        """Every node this one shares a group with."""
-        out: set[str] = set()
-        for g in self.groups.values():
-            out |= g.raft.config.members()
-        out.discard(self.id)
-        return out
+        """Every node this one knows or shares a group with."""
+        if self._peers is None:
+            out: set[str] = set(self.nodes)
+            for g in self.groups.values():
+                out |= g.raft.config.members()
+            out.discard(self.id)
+            self._peers = out
+        return self._peers
 
     # --- inputs -----------------------------------------------------------------------
 
@@ -222,31 +262,54 @@ class Host:
         for a group this node does not host."""
         g = self.groups[gid]
         self._wake(g)
+        self._dirty[gid] = g
         return g.raft.propose(data)
+
+    def campaign(self, gid: int) -> None:
+        """Group ``gid``'s replica here starts an election now (placement of a first
+        leader; later, the directory's leader balancing)."""
+        g = self.groups[gid]
+        self._wake(g)
+        self._dirty[gid] = g
+        g.raft.campaign()
 
     def tick(self) -> None:
         self.now += 1
         opts = self.opts
-        for g in self.groups.values():
-            if g.quiesced:
-                continue
+        dirty = self._dirty
+        heard, down, now = self.heard, self.down, self.now
+        live = 2 * opts.beat_ticks + 1
+        for gid, g in list(self._awake.items()):  # quiesced groups are not even looked at
             raft = g.raft
+            if raft.role is Role.FOLLOWER:
+                lead = raft.leader_id
+                if lead is not None and lead not in down and now - heard.get(lead, -live) <= live:
+                    continue  # its leader's node is alive: no election timer to run
             # idle since the last turn (checked before the tick, whose heartbeats
             # are not activity)
             if opts.quiesce_ticks and raft.role is Role.LEADER and raft.can_quiesce(self.down):
                 g.idle_ticks += 1
                 if g.idle_ticks >= opts.quiesce_ticks:
                     raft.quiesce(self.down)
-                    g.quiesced = g.quiescing = True
+                    self._sleep(g)
+                    g.quiescing = True
+                    dirty[gid] = g
                     continue
             else:
                 g.idle_ticks = 0
-            raft.tick()
+            if raft.tick():  # else nothing to do: no has_ready() for it this turn
+                dirty[gid] = g
         if opts.beat_ticks and self.now % opts.beat_ticks == 0:
             self._beat_due = True
         for peer, last in self.heard.items():
             if peer not in self.down and self.now - last > opts.node_timeout_ticks:
                 self._node_down(peer)
+
+    def node_unreachable(self, peer: str) -> None:
+        """The shell knows ``peer`` is gone (its TCP connection dropped: a crashed
+        process, a closed port): act on it now, not after ``node_timeout_ticks``."""
+        if peer in self.heard and peer not in self.down:
+            self._node_down(peer)
 
     def receive(self, batch: Batch) -> None:
         if batch.recipient != self.id:
@@ -265,13 +328,16 @@ class Host:
                 self.dropped["sender_mismatch"] += 1
                 continue
             raft = g.raft
+            self._dirty[gm.group] = g
             if gm.quiesce:
                 raft.step(m)
                 # a follower that holds everything its leader committed stops ticking
-                g.quiesced = (raft.role is Role.FOLLOWER and raft.leader_id == m.sender
-                              and raft.term == m.term and isinstance(m, AppendEntries)
-                              and raft.commit == m.leader_commit == raft.log.last_index)
-                g.idle_ticks = 0
+                if (raft.role is Role.FOLLOWER and raft.leader_id == m.sender
+                        and raft.term == m.term and isinstance(m, AppendEntries)
+                        and raft.commit == m.leader_commit == raft.log.last_index):
+                    self._sleep(g)
+                else:
+                    self._wake(g)
                 continue
             if g.quiesced:
                 if (isinstance(m, AppendEntriesResponse) and m.success
@@ -282,6 +348,10 @@ class Host:
                     self._wake(g)
                     continue
                 self._wake(g)
+            if type(m) is RequestVote and raft.leader_id == m.sender and raft.role is Role.FOLLOWER:
+                # our leader campaigns: it no longer leads. Our election timer may be
+                # frozen (its node is alive), so the lease would refuse it forever
+                raft.forget_leader()
             raft.step(m)
 
     # --- the turn ---------------------------------------------------------------------
@@ -289,7 +359,8 @@ class Host:
     def turn(self) -> Turn:
         """Drive every group with work: stage, one sync, complete; then the batches."""
         staged: list[tuple[Group, Ready]] = []
-        for g in self.groups.values():
+        dirty, self._dirty = self._dirty, {}
+        for g in dirty.values():  # only a group that had input since its last Ready has one
             if g.raft.has_ready():
                 self._current = g
                 rd = g.driver.stage()
@@ -308,6 +379,8 @@ class Host:
         self._current = None
         for g, _ in staged:
             g.quiescing = False
+            if g.raft.has_ready():  # advancing left more (a commit to tell, entries to apply)
+                self._dirty[g.gid] = g
         out.applied, self._applied = self._applied, []
         out.leaders, self._leaders = self._leaders, {}
         outbox, self._outbox = self._outbox, {}
@@ -322,22 +395,34 @@ class Host:
         return out
 
     def has_work(self) -> bool:
-        return bool(self._outbox or self._beat_due
-                    or any(g.raft.has_ready() for g in self.groups.values()))
+        return bool(self._outbox or self._beat_due or self._dirty)
 
     # --- internals ----------------------------------------------------------------------
 
     def _wake(self, g: Group) -> None:
         g.quiesced = False
         g.idle_ticks = 0
+        self._awake[g.gid] = g
+
+    def _sleep(self, g: Group) -> None:
+        g.quiesced = True
+        g.idle_ticks = 0
+        self._awake.pop(g.gid, None)
 
     def _node_down(self, peer: str) -> None:
+        """``peer`` is silent: the groups it led here wake and forget it, and one
+        live voter per group, the same on every node (``successor``), campaigns at
+        once instead of after an election timeout."""
         self.down.add(peer)
+        self.node_downs += 1
         for g in self.groups.values():
             raft = g.raft
             if raft.role is Role.FOLLOWER and raft.leader_id == peer:
                 self._wake(g)
                 raft.forget_leader()
+                self._dirty[g.gid] = g
+                if successor(g.gid, raft.config.voters, self.down) == self.id:
+                    raft.campaign()
 
     def _send(self, m: Message) -> None:
         g = self._current
@@ -354,6 +439,8 @@ class Host:
                     result = g.machine.apply(e.index, e.data)
                 else:
                     result = None
+                    if e.kind is EntryKind.CONFIG:
+                        self._peers = None  # a membership change
                 self._applied.append(Applied(g.gid, e.index, e.term, result))
             if rd.soft_state is not None:
                 self._leaders[g.gid] = rd.soft_state.leader_id
@@ -380,8 +467,17 @@ class Host:
             "roles": dict(roles),
             "quiesced": sum(g.quiesced for g in self.groups.values()),
             "down": sorted(self.down),
+            "node_downs": self.node_downs,
             "dropped": dict(self.dropped),
         }
+
+
+def successor(gid: int, voters: frozenset[str], down: set[str]) -> str | None:
+    """The voter of group ``gid`` that campaigns first when its leader's node is down:
+    the live voters in id order, picked by group id, so the groups a dead node led
+    spread over the survivors and no two of a group's survivors race."""
+    live = sorted(voters - down)
+    return live[gid % len(live)] if live else None
 
 
 def storage_stage(storage: GroupStorage) -> Callable[[Ready], None]:

@@ -257,8 +257,12 @@ class RaftNode:
 
     # --- public inputs -------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self) -> bool:
+        """One unit of time. Returns True if the tick left work for a Ready (a
+        message, an entry, a change of role or term): a driver of many groups
+        need not ask ``has_ready()`` of the groups whose tick returned False."""
         self._check_no_ready()
+        role, term, sent, recovering = self.role, self.term, len(self._msgs), self.recovering
         if self.recovering:
             self._tick_recovering()
         if self.role is Role.LEADER:
@@ -268,6 +272,9 @@ class RaftNode:
             if self.election_elapsed >= self.randomized_election_timeout and self.promotable():
                 self.election_elapsed = 0
                 self._campaign(pre_vote=self.cfg.pre_vote)
+        return (len(self._msgs) != sent or self.role is not role or self.term != term
+                or self.recovering is not recovering or self._needs_broadcast
+                or self.log.stable_index < self.log.last_index)
 
     def propose(self, data: bytes) -> int:
         """Append a command to the leader's log; returns its index. Raises NotLeader

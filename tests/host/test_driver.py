@@ -157,3 +157,16 @@ def test_stage_twice_without_complete_raises() -> None:
     driver.stage()
     with pytest.raises(ReadyContractError, match="stage\\(\\) twice"):
         driver.stage()
+
+
+def test_a_vote_superseded_in_the_same_ready_by_a_later_durable_term_may_leave() -> None:
+    """Many messages in one Ready (a host batch): a vote for n1 in term 2, then n3's
+    campaign for term 3 moves the node on. What is durable (term 3, vote n3) is
+    what persisting after each step would have left: it will never vote in term 2
+    again, so the term-2 grant may leave with the term-3 one."""
+    raft = RaftNode("n2", MemoryStorage(ClusterConfig(frozenset(IDS))), Random(0))
+    raft.step(RequestVote(2, "n1", "n2", 0, 0))
+    raft.step(RequestVote(3, "n3", "n2", 0, 0))
+    sent: list[Message] = []
+    ReadyDriver(raft, lambda rd: None, lambda m: sent.append(m), lambda rd: None).drain()
+    assert [(m.term, m.recipient, m.granted) for m in sent] == [(2, "n1", True), (3, "n3", True)]
