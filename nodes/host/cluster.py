@@ -128,9 +128,7 @@ class HostCluster:
     def restart(self, nid: str) -> None:
         k = self.ids.index(nid)
         host = Host(nid, self.wals[nid], self.options, seed=self.seed * 100 + k + 50)
-        for gid, members in sorted(self.members.items()):
-            if nid in members:
-                host.create_group(gid, members)
+        host.reopen()
         self.hosts[nid] = host
         self.log.append(f"restart {nid}")
         self._turns(nid)

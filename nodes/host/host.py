@@ -40,12 +40,16 @@ Idle groups cost almost nothing:
   asked for its vote by its own leader forgets that leader first: the lease
   would otherwise refuse it forever, since the frozen timer never runs out.)
 - **Node failure.** A peer node whose connection dropped (``node_unreachable``,
-  from the shell) or that sent nothing for ``node_timeout_ticks`` ticks is down: every group of which this node is a follower and whose
-  leader is on it wakes and forgets its leader (``RaftNode.forget_leader``),
-  so it elects a new one an election timeout later.
+  from the shell) or that sent nothing for ``node_timeout_ticks`` ticks is
+  down: every group of which this node is a follower and whose leader is on it
+  wakes and forgets its leader (``RaftNode.forget_leader``), and one live voter
+  per group (``successor``: the same choice on every node, spread by group id)
+  campaigns at once; the others grant its pre-vote at once, having forgotten
+  the leader too. If that voter cannot win, the election timers do the rest.
 
 Groups are created and removed at runtime (the placement directory will do
-it): ``create_group(gid, members)``, ``remove_group(gid)``.
+it): ``create_group(gid, members)``, ``remove_group(gid)``; ``reopen()``
+after a restart hosts again every group the storage holds.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ class Machine(Protocol):
     def restore(self, data: bytes) -> None: ...
 
 
-class Counter_:
+class CountingMachine:
     """The default machine: counts the commands it applied."""
 
     def __init__(self) -> None:
@@ -170,7 +174,7 @@ class Host:
         node_id: str,
         storage: HostStorage,
         options: HostOptions | None = None,
-        machine_factory: Callable[[int], Machine] = lambda gid: Counter_(),
+        machine_factory: Callable[[int], Machine] = lambda gid: CountingMachine(),
         seed: int = 0,
     ) -> None:
         self.id = node_id
@@ -208,7 +212,22 @@ class Host:
         voters = frozenset(members)
         if self.id not in voters:
             raise ValueError(f"node {self.id} is not among group {gid}'s members {sorted(voters)}")
-        storage = self.storage.open_group(gid, ClusterConfig(voters))
+        g = self._open(gid, self.storage.open_group(gid, ClusterConfig(voters)), asleep)
+        if campaign:
+            self.campaign(gid)
+        return g
+
+    def reopen(self) -> list[int]:
+        """After a restart: host again every group the storage holds, with the
+        membership it recorded. Returns their ids."""
+        opened = []
+        for gid in self.storage.groups():
+            if gid not in self.groups:
+                self._open(gid, self.storage.open_group(gid, ClusterConfig()), asleep=False)
+                opened.append(gid)
+        return opened
+
+    def _open(self, gid: int, storage: GroupStorage, asleep: bool) -> Group:
         raft = RaftNode(self.id, storage, Random(self.rng.random()), self.opts.raft)
         machine = self.machine_factory(gid)
         snap = storage.snapshot()
@@ -224,10 +243,8 @@ class Host:
             self._awake[gid] = g
         self._dirty[gid] = g
         self._peers = None
-        for peer in voters - {self.id}:
+        for peer in raft.config.members() - {self.id}:
             self.heard.setdefault(peer, self.now)
-        if campaign:
-            self.campaign(gid)
         return g
 
     def remove_group(self, gid: int) -> None:
@@ -235,7 +252,7 @@ class Host:
             self._awake.pop(gid, None)
             self._dirty.pop(gid, None)
             self._peers = None
-            self.storage.drop_group(gid)
+            self.storage.remove_group(gid)
 
     def add_node(self, nid: str) -> None:
         """Know node ``nid`` before sharing a group with it: beat it, watch it."""

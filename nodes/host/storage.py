@@ -9,8 +9,9 @@ groups' votes and acknowledgements leave (``nodes.host.driver``).
 
 ``HostStorage`` is what the host needs: ``open_group(gid, initial_config)``
 returning a ``GroupStorage`` (the ``Storage`` protocol plus ``stage``),
-``sync()``, and ``drop_group(gid)``. The shared write-ahead log
-(``nodes.storage.shared.SharedWal``) has this shape; ``MemoryWal`` here is the
+``sync()``, ``remove_group(gid)`` and ``groups()`` (what a restarted host
+reopens). The shared write-ahead log (``nodes.storage.shared.SharedWal``, branch
+wip/wal) has this shape; ``MemoryWal`` here is the
 in-memory one for tests, transcripts and the simulator: "durable" is what
 ``sync`` applied, and ``crash()`` throws away whatever was staged but not synced.
 """
@@ -42,8 +43,11 @@ class HostStorage(Protocol):
     def sync(self) -> None:
         """Make everything every group staged durable, in one sync."""
 
-    def drop_group(self, gid: int) -> None:
-        """Forget group ``gid`` (its replica left this node)."""
+    def remove_group(self, gid: int) -> None:
+        """Forget group ``gid`` durably (its replica left this node)."""
+
+    def groups(self) -> list[int]:
+        """The groups this node holds."""
 
 
 class MemoryGroupStorage(MemoryStorage):
@@ -71,25 +75,28 @@ class MemoryWal:
     """Every group's storage in memory, synced together; counts the syncs."""
 
     def __init__(self) -> None:
-        self.groups: dict[int, MemoryGroupStorage] = {}
+        self.by_id: dict[int, MemoryGroupStorage] = {}
         self.syncs = 0
 
     def open_group(self, gid: int, initial_config: ClusterConfig) -> MemoryGroupStorage:
-        g = self.groups.get(gid)
+        g = self.by_id.get(gid)
         if g is None:
-            g = self.groups[gid] = MemoryGroupStorage(initial_config)
+            g = self.by_id[gid] = MemoryGroupStorage(initial_config)
         return g
 
     def sync(self) -> None:
-        for g in self.groups.values():
+        for g in self.by_id.values():
             if g.staged:
                 g.flush()
         self.syncs += 1
 
-    def drop_group(self, gid: int) -> None:
-        self.groups.pop(gid, None)
+    def remove_group(self, gid: int) -> None:
+        del self.by_id[gid]
+
+    def groups(self) -> list[int]:
+        return list(self.by_id)
 
     def crash(self) -> None:
         """A power cut: whatever was staged and not synced is gone."""
-        for g in self.groups.values():
+        for g in self.by_id.values():
             g.staged.clear()

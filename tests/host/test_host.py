@@ -30,7 +30,7 @@ def test_proposals_to_many_groups_share_one_sync_and_one_batch_per_peer() -> Non
         host.propose(gid, b"w")
     turn = host.turn()
     assert turn.synced and wal.syncs == before + 1
-    assert all(len(wal.groups[gid].load().entries) == 2 for gid in range(1, 51))  # no-op + w
+    assert all(len(wal.by_id[gid].load().entries) == 2 for gid in range(1, 51))  # no-op + w
     assert [(b.recipient, len(b.messages)) for b in turn.batches] == [("n2", 50), ("n3", 50)]
     # the followers, too, persist the 50 groups' entries with one sync each
     for b in turn.batches:
@@ -154,7 +154,7 @@ def test_groups_are_created_and_removed_at_runtime() -> None:
     assert c.leader(3) == "n3"
     for nid in IDS:
         c.hosts[nid].remove_group(3)
-        assert 3 not in c.wals[nid].groups
+        assert 3 not in c.wals[nid].by_id
     with pytest.raises(ValueError, match="not among group 4's members"):
         c.hosts["n1"].create_group(4, ["n2", "n3"])
     with pytest.raises(ValueError, match="group 1 already exists on node n1"):
@@ -206,3 +206,23 @@ def test_a_leader_that_stepped_down_is_reelected_by_followers_whose_timer_is_fro
         if c.leader(1) is not None:
             break
     assert c.leader(1) is not None, c.log[-20:]
+
+
+def test_a_group_snapshots_and_a_node_that_missed_entries_catches_up_from_it() -> None:
+    c = HostCluster(IDS, HostOptions(quiesce_ticks=3, snapshot_interval=4), seed=7)
+    c.create(1, IDS, lead="n1")
+    c.stabilize()
+    c.kill("n3")
+    for k in range(10):
+        c.propose(1, b"x%d" % k)
+        c.stabilize()
+    leader = c.hosts["n1"].groups[1]
+    assert leader.raft.log.offset_index >= 8  # compacted: n3's next entries are gone
+    c.restart("n3")
+    for _ in range(40):
+        c.tick()
+        c.stabilize()
+    follower = c.hosts["n3"].groups[1]
+    assert "InstallSnapshot" in "\n".join(c.log)
+    assert follower.raft.applied == leader.raft.applied == 11
+    assert follower.machine.count == leader.machine.count == 10  # type: ignore[attr-defined]
