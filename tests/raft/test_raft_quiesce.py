@@ -91,3 +91,23 @@ def test_a_member_known_down_is_not_waited_for() -> None:
     assert not leader.can_quiesce()
     assert leader.can_quiesce(down={"n3"})
     assert not leader.can_quiesce(down={"n2"})
+
+
+def test_tick_says_whether_it_left_work_for_a_ready() -> None:
+    """A driver of many groups asks ``has_ready()`` only of groups whose tick said so;
+    the answer must be True whenever the tick left a Ready behind."""
+    c = ManualCluster(3)
+    c.elect("n1")
+    c.stabilize()
+    follower, leader = c.node("n2"), c.node("n1")
+    quiet = [follower.tick() for _ in range(3)]
+    assert quiet == [False] * 3 and not follower.has_ready()
+    follower.election_elapsed = follower.randomized_election_timeout - 1
+    assert follower.tick() is True and follower.has_ready()  # it campaigns
+    c.process("n2")
+    results = []
+    for _ in range(leader.cfg.heartbeat_ticks):
+        results.append((leader.tick(), leader.has_ready()))
+        c.process("n1")
+    assert all(said == had for said, had in results), results
+    assert (True, True) in results  # the heartbeat tick
