@@ -96,14 +96,31 @@ class ReadyDriver:
     # --- one group, one loop ------------------------------------------------------------
 
     def drain(self) -> int:
-        """Handle Readies until the core has nothing left; returns how many."""
+        """Handle Readies until the core has nothing left; returns how many. The
+        same steps and checks as ``stage``, ``durable``, ``complete``, inlined: this
+        is the node server's write path."""
+        if self._pending is not None:
+            raise ReadyContractError("drain() with a staged Ready not completed")
         n = 0
         raft = self.raft
+        send, persist, on_ready = self.send, self.persist, self.on_ready
         while raft.has_ready():
-            rd = self.stage()
-            assert rd is not None
-            self.durable(rd)
-            self.complete(rd)
+            rd = raft.ready()
+            if on_ready is not None:
+                on_ready(rd)
+            if rd.early_messages:
+                self._check_early(rd)
+                for m in rd.early_messages:
+                    send(m)
+            if rd.must_sync():
+                persist(rd)
+                if rd.hard_state is not None:
+                    self._durable_hs = rd.hard_state
+                self._durable_last = raft.log.last_index
+            self._send_checked(rd)
+            self.apply(rd)
+            raft.advance(rd)
+            self.after(rd)
             n += 1
         return n
 
@@ -124,21 +141,25 @@ class ReadyDriver:
         self._pending = rd
         self._marked = False
         if rd.early_messages:
-            hs = rd.hard_state
-            durable = self._durable_hs
-            if hs is not None and (hs.term, hs.vote) != (durable.term, durable.vote):
-                raise ReadyContractError(
-                    f"early messages in a Ready whose term/vote ({hs.term}, {hs.vote}) are "
-                    f"not durable yet ({durable.term}, {durable.vote})"
-                )
+            self._check_early(rd)
             send = self.send
             for m in rd.early_messages:
-                if not isinstance(m, AppendEntries | InstallSnapshot):
-                    raise ReadyContractError(f"{type(m).__name__} may not leave before the persist step")
                 send(m)
         if rd.must_sync():
             self.persist(rd)
         return rd
+
+    def _check_early(self, rd: Ready) -> None:
+        hs = rd.hard_state
+        durable = self._durable_hs
+        if hs is not None and (hs.term, hs.vote) != (durable.term, durable.vote):
+            raise ReadyContractError(
+                f"early messages in a Ready whose term/vote ({hs.term}, {hs.vote}) are "
+                f"not durable yet ({durable.term}, {durable.vote})"
+            )
+        for m in rd.early_messages:
+            if type(m) is not AppendEntries and type(m) is not InstallSnapshot:
+                raise ReadyContractError(f"{type(m).__name__} may not leave before the persist step")
 
     def durable(self, rd: Ready) -> None:
         """``rd``'s persist step is synced: what it carried survives a crash."""
@@ -158,6 +179,12 @@ class ReadyDriver:
                 "message that speaks of it leaves"
             )
         self._pending = None
+        self._send_checked(rd)
+        self.apply(rd)
+        self.raft.advance(rd)
+        self.after(rd)
+
+    def _send_checked(self, rd: Ready) -> None:
         send = self.send
         hs = self._durable_hs
         last = self._durable_last
@@ -183,6 +210,3 @@ class ReadyDriver:
                         f"acknowledging a snapshot at {m.snapshot_index} with only {last} durable"  # type: ignore[union-attr]
                     )
             send(m)
-        self.apply(rd)
-        self.raft.advance(rd)
-        self.after(rd)

@@ -146,9 +146,21 @@ def test_a_vote_granted_before_it_is_durable_raises() -> None:
     raft.step(RequestVote(1, "n1", "n2", 0, 0))
     sent: list[Message] = []
     driver = Skipping(raft, lambda rd: None, lambda m: sent.append(m), lambda rd: None)
+    rd = driver.stage()
+    assert rd is not None
+    driver.durable(rd)
     with pytest.raises(ReadyContractError, match="granting a vote to n1 in term 1"):
-        driver.drain()
+        driver.complete(rd)
     assert sent == []
+
+
+def test_drain_marks_durable_only_what_persist_was_given() -> None:
+    """drain()'s inlined path: a Ready with nothing to persist records nothing as
+    durable, so an ack it carried would be caught."""
+    raft, order = _follower_with_entries()
+    driver = ReadyDriver(raft, lambda rd: order.append("persist"), lambda m: None, lambda rd: None)
+    assert driver.drain() == 1 and order == ["persist"]
+    assert driver._durable_last == 2 and driver._durable_hs == raft.persisted_hard_state
 
 
 def test_stage_twice_without_complete_raises() -> None:
