@@ -65,6 +65,7 @@ from nodes.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     ClusterConfig,
+    ConfigChange,
     EntryKind,
     Message,
     RequestVote,
@@ -282,6 +283,14 @@ class Host:
         self._dirty[gid] = g
         return g.raft.propose(data)
 
+    def propose_config_change(self, gid: int, change: ConfigChange) -> int:
+        """A membership change of group ``gid`` (one server at a time, thesis 4.1);
+        raises as ``RaftNode.propose_config_change`` does."""
+        g = self.groups[gid]
+        self._wake(g)
+        self._dirty[gid] = g
+        return g.raft.propose_config_change(change)
+
     def campaign(self, gid: int) -> None:
         """Group ``gid``'s replica here starts an election now (placement of a first
         leader; later, the directory's leader balancing)."""
@@ -456,8 +465,10 @@ class Host:
                     result = g.machine.apply(e.index, e.data)
                 else:
                     result = None
-                    if e.kind is EntryKind.CONFIG:
-                        self._peers = None  # a membership change
+                    if e.kind is EntryKind.CONFIG:  # a membership change: watch new nodes
+                        self._peers = None
+                        for peer in g.raft.config.members() - {self.id}:
+                            self.heard.setdefault(peer, self.now)
                 self._applied.append(Applied(g.gid, e.index, e.term, result))
             if rd.soft_state is not None:
                 self._leaders[g.gid] = rd.soft_state.leader_id

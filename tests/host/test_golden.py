@@ -12,7 +12,9 @@ Commands::
     cluster n1,n2,n3 [quiesce_ticks=N] [beat_ticks=N] [node_timeout_ticks=N] [beats=quiet]
     create g1 n1,n2,n3 [lead=n1]      a group; ``lead`` campaigns at once
     tick [N]                          N times: tick every host, then stabilize
-    tick-until g1 leader [limit=N]    tick until group 1 has a leader (prints how many)
+    tick-until g1 leader|quiesced [limit=N]
+                                      tick until group 1 has a leader / is quiescent on
+                                      every replica (prints how many ticks it took)
     propose g1 data                   at the group's leader, then stabilize
     deliver | stabilize
     kill n2 | restart n2
@@ -71,15 +73,24 @@ class Runner:
                 c.tick()
                 c.stabilize()
         elif op == "tick-until":
-            gid, limit = _gid(args[0]), int(_kv(args[2:]).get("limit", 200))
+            gid, what, limit = _gid(args[0]), args[1], int(_kv(args[2:]).get("limit", 200))
+            if what not in ("leader", "quiesced"):
+                raise ValueError(f"tick-until g<n> leader|quiesced, got {what!r}")
+
+            def reached() -> bool:
+                if what == "leader":
+                    return c.leader(gid) is not None
+                return c.quiesced(gid) == sorted(n for n, h in c.hosts.items() if gid in h.groups)
+
             for n in range(1, limit + 1):
                 c.tick()
                 c.stabilize()
-                if c.leader(gid) is not None:
-                    c.log.append(f"g{gid} has leader {c.leader(gid)} after {n} ticks")
+                if reached():
+                    detail = f" {c.leader(gid)}" if what == "leader" else ""
+                    c.log.append(f"g{gid} {what}{detail} after {n} ticks")
                     break
             else:
-                c.log.append(f"g{gid} has no leader after {limit} ticks")
+                c.log.append(f"g{gid} not {what} after {limit} ticks")
         elif op == "propose":
             c.propose(_gid(args[0]), args[1].encode())
             c.stabilize()

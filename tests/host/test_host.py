@@ -226,3 +226,16 @@ def test_a_group_snapshots_and_a_node_that_missed_entries_catches_up_from_it() -
     assert "InstallSnapshot" in "\n".join(c.log)
     assert follower.raft.applied == leader.raft.applied == 11
     assert follower.machine.count == leader.machine.count == 10  # type: ignore[attr-defined]
+
+
+def test_a_membership_change_makes_the_new_node_a_peer_of_the_host() -> None:
+    from nodes.raft.messages import ChangeKind, ConfigChange
+
+    c = HostCluster(IDS, HostOptions(quiesce_ticks=0), seed=7)
+    c.create(1, ["n1", "n2"], lead="n1")
+    c.stabilize()
+    host = c.hosts["n1"]
+    assert host.peers() == {"n2"}
+    host.propose_config_change(1, ConfigChange(ChangeKind.ADD_LEARNER, "n3"))
+    c.stabilize()
+    assert host.peers() == {"n2", "n3"} and "n3" in host.heard
