@@ -64,15 +64,31 @@ class Nodes:
     def __init__(self, groups: int, place: str, seed: int) -> None:
         ports = free_ports(2 * len(IDS))
         self.peer_addrs = [f"tcp://127.0.0.1:{p}" for p in ports[: len(IDS)]]
-        self.control_addrs = [f"tcp://127.0.0.1:{p}" for p in ports[len(IDS):]]
+        self.control_addrs = [f"tcp://127.0.0.1:{p}" for p in ports[len(IDS) :]]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ctx = zmq.Context.instance()
         self.socks: dict[str, zmq.Socket] = {}
         for k, nid in enumerate(IDS):
             self.procs[nid] = subprocess.Popen(
-                [sys.executable, "-m", "nodes.host.shell", "--id", nid, "--ids", ",".join(IDS),
-                 "--peers", ",".join(self.peer_addrs), "--control", self.control_addrs[k],
-                 "--groups", str(groups), "--place", place, "--seed", str(seed * 10 + k)],
+                [
+                    sys.executable,
+                    "-m",
+                    "nodes.host.shell",
+                    "--id",
+                    nid,
+                    "--ids",
+                    ",".join(IDS),
+                    "--peers",
+                    ",".join(self.peer_addrs),
+                    "--control",
+                    self.control_addrs[k],
+                    "--groups",
+                    str(groups),
+                    "--place",
+                    place,
+                    "--seed",
+                    str(seed * 10 + k),
+                ],
                 stdin=subprocess.DEVNULL,
             )
             s = self.ctx.socket(zmq.DEALER)
@@ -85,20 +101,30 @@ class Nodes:
         s.send(msgpack.packb(req))
         if not s.poll(timeout * 1000):
             code = self.procs[nid].poll()
-            raise BenchError(f"node {nid} did not answer {req['op']!r} in {timeout:g} s"
-                             + (f" (it exited with status {code})" if code is not None else ""))
+            raise BenchError(
+                f"node {nid} did not answer {req['op']!r} in {timeout:g} s"
+                + (f" (it exited with status {code})" if code is not None else "")
+            )
         return msgpack.unpackb(s.recv(), strict_map_key=False)
 
-    def wait(self, what: str, check: Any, timeout: float, nids: list[str] | None = None) -> dict[str, Any]:
+    def wait(
+        self, what: str, check: Any, timeout: float, nids: list[str] | None = None
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             st = {nid: self.ask(nid, {"op": "status"}) for nid in (nids or IDS)}
             if check(st):
                 return st
             if time.monotonic() > deadline:
-                raise BenchError(f"{what}: not reached in {timeout:g} s; last status: "
-                                 + json.dumps({n: {k: v for k, v in s.items() if k in ("roles", "quiesced", "down")}
-                                               for n, s in st.items()}))
+                raise BenchError(
+                    f"{what}: not reached in {timeout:g} s; last status: "
+                    + json.dumps(
+                        {
+                            n: {k: v for k, v in s.items() if k in ("roles", "quiesced", "down")}
+                            for n, s in st.items()
+                        }
+                    )
+                )
             time.sleep(0.1)  # polling an outside process's status, not synchronising
 
     def kill(self, nid: str) -> float:
@@ -124,13 +150,19 @@ class Nodes:
 def _start(groups: int, place: str, seed: int, timeout: float) -> tuple[Nodes, dict[str, Any]]:
     nodes = Nodes(groups, place, seed)
     try:
-        nodes.wait("every node hears the others",
-                   lambda st: all(len(s["heard_from"]) == len(IDS) - 1 for s in st.values()), timeout)
+        nodes.wait(
+            "every node hears the others",
+            lambda st: all(len(s["heard_from"]) == len(IDS) - 1 for s in st.values()),
+            timeout,
+        )
         for op in ("create", "campaign"):  # every node has every group before any campaign
             for nid in IDS:
                 nodes.ask(nid, {"op": op})
-        st = nodes.wait(f"{groups} groups elected and quiescent",
-                        lambda st: all(s["quiesced"] == groups for s in st.values()), timeout)
+        st = nodes.wait(
+            f"{groups} groups elected and quiescent",
+            lambda st: all(s["quiesced"] == groups for s in st.values()),
+            timeout,
+        )
         return nodes, st
     except BaseException:
         nodes.close()
@@ -159,14 +191,22 @@ def _pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * len(v)))] if v else 0.0
 
 
-def run_groups(groups: int, idle_seconds: float, load_seconds: float, seed: int = 1,
-               settle_timeout: float = 120.0, log: Any = print) -> GroupsReport:
+def run_groups(
+    groups: int,
+    idle_seconds: float,
+    load_seconds: float,
+    seed: int = 1,
+    settle_timeout: float = 120.0,
+    log: Any = print,
+) -> GroupsReport:
     rep = GroupsReport(groups)
     nodes, st = _start(groups, "spread", seed, settle_timeout)
     try:
         rep.leaders_spread = _leaders(st)
-        log(f"{groups} groups elected and quiescent; leaders {rep.leaders_spread}; peer nodes "
-            f"deemed down so far: {[s['node_downs'] for s in st.values()]}")
+        log(
+            f"{groups} groups elected and quiescent; leaders {rep.leaders_spread}; peer nodes "
+            f"deemed down so far: {[s['node_downs'] for s in st.values()]}"
+        )
         before = {nid: nodes.ask(nid, {"op": "status"}) for nid in IDS}
         time.sleep(idle_seconds)  # the measurement window itself
         after = {nid: nodes.ask(nid, {"op": "status"}) for nid in IDS}
@@ -178,10 +218,17 @@ def run_groups(groups: int, idle_seconds: float, load_seconds: float, seed: int 
 
         rep.spread_commits_per_s = round(_load(nodes, load_seconds), 1)
         log(f"write throughput, leaders spread: {rep.spread_commits_per_s} commits/s")
-        nodes.wait("groups quiescent again", lambda st: all(s["quiesced"] == groups for s in st.values()),
-                   settle_timeout)
+        nodes.wait(
+            "groups quiescent again",
+            lambda st: all(s["quiesced"] == groups for s in st.values()),
+            settle_timeout,
+        )
 
-        led = [gid for gid, lead in nodes.ask("n1", {"op": "status"})["leaders"].items() if lead == "n1"]
+        led = [
+            gid
+            for gid, lead in nodes.ask("n1", {"op": "status"})["leaders"].items()
+            if lead == "n1"
+        ]
         log(f"after the load, n1 leads {len(led)} groups")
         t_kill = nodes.kill("n1")
         survivors = IDS[1:]
@@ -203,9 +250,11 @@ def run_groups(groups: int, idle_seconds: float, load_seconds: float, seed: int 
         rep.failover_p50_ms = round(_pct(lat, 0.50), 1)
         rep.failover_p99_ms = round(_pct(lat, 0.99), 1)
         rep.failover_max_ms = round(max(lat, default=0.0), 1)
-        log(f"failover of {len(led)} groups after kill -9 of n1: p50 {rep.failover_p50_ms} ms, "
+        log(
+            f"failover of {len(led)} groups after kill -9 of n1: p50 {rep.failover_p50_ms} ms, "
             f"p99 {rep.failover_p99_ms} ms, max {rep.failover_max_ms} ms, "
-            f"{rep.failover_missing} without a new leader")
+            f"{rep.failover_missing} without a new leader"
+        )
     finally:
         nodes.close()
 
@@ -213,8 +262,10 @@ def run_groups(groups: int, idle_seconds: float, load_seconds: float, seed: int 
     try:
         rep.leaders_one = _leaders(st)
         rep.one_commits_per_s = round(_load(nodes, load_seconds), 1)
-        log(f"write throughput, every leader on n1 ({rep.leaders_one}): "
-            f"{rep.one_commits_per_s} commits/s")
+        log(
+            f"write throughput, every leader on n1 ({rep.leaders_one}): "
+            f"{rep.one_commits_per_s} commits/s"
+        )
     finally:
         nodes.close()
     if rep.one_commits_per_s:
@@ -226,11 +277,18 @@ def render(rep: GroupsReport) -> str:
     idle = max(rep.idle_cpu_percent.values(), default=0.0)
     rows = [
         ("groups", f"{rep.groups} on 3 nodes", ""),
-        ("idle CPU, worst node", f"{idle:.2f}% of a core", "< 5%: " + ("met" if idle < 5 else "NOT met")),
-        ("failover p50 / p99 / max",
-         f"{rep.failover_p50_ms:.0f} / {rep.failover_p99_ms:.0f} / {rep.failover_max_ms:.0f} ms "
-         f"({rep.failover_groups} groups)",
-         "p99 < 1 s: " + ("met" if rep.failover_p99_ms < 1000 and not rep.failover_missing else "NOT met")),
+        (
+            "idle CPU, worst node",
+            f"{idle:.2f}% of a core",
+            "< 5%: " + ("met" if idle < 5 else "NOT met"),
+        ),
+        (
+            "failover p50 / p99 / max",
+            f"{rep.failover_p50_ms:.0f} / {rep.failover_p99_ms:.0f} / {rep.failover_max_ms:.0f} ms "
+            f"({rep.failover_groups} groups)",
+            "p99 < 1 s: "
+            + ("met" if rep.failover_p99_ms < 1000 and not rep.failover_missing else "NOT met"),
+        ),
         ("writes, leaders spread", f"{rep.spread_commits_per_s:,.0f} commits/s", ""),
         ("writes, all leaders on n1", f"{rep.one_commits_per_s:,.0f} commits/s", ""),
         ("spread / one", f"{rep.spread_over_one:.2f}x", ""),
@@ -249,11 +307,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return main_report(args.groups, args.idle_seconds, args.load_seconds, args.quick, args.json, args.seed)
+    return main_report(
+        args.groups, args.idle_seconds, args.load_seconds, args.quick, args.json, args.seed
+    )
 
 
-def main_report(groups: int = 1000, idle_seconds: float = 5.0, load_seconds: float = 5.0,
-                quick: bool = False, as_json: bool = False, seed: int = 1) -> int:
+def main_report(
+    groups: int = 1000,
+    idle_seconds: float = 5.0,
+    load_seconds: float = 5.0,
+    quick: bool = False,
+    as_json: bool = False,
+    seed: int = 1,
+) -> int:
     if quick:
         groups, idle_seconds, load_seconds = min(groups, 60), 1.0, 1.0
     log = (lambda s: print(s, file=sys.stderr)) if as_json else print

@@ -44,8 +44,10 @@ def describe_batch(b: Batch) -> list[str]:
     if not b.messages:
         return [f"{b.sender}->{b.recipient} beat"]
     head = f"{b.sender}->{b.recipient} batch of {len(b.messages)}"
-    return [head] + [f"  g{gm.group} {describe(gm.msg)}" + (" QUIESCE" if gm.quiesce else "")
-                     for gm in b.messages]
+    return [head] + [
+        f"  g{gm.group} {describe(gm.msg)}" + (" QUIESCE" if gm.quiesce else "")
+        for gm in b.messages
+    ]
 
 
 class HostCluster:
@@ -146,8 +148,9 @@ class HostCluster:
         return best[1] if best else None
 
     def quiesced(self, gid: int) -> list[str]:
-        return sorted(nid for nid, h in self.hosts.items()
-                      if gid in h.groups and h.groups[gid].quiesced)
+        return sorted(
+            nid for nid, h in self.hosts.items() if gid in h.groups and h.groups[gid].quiesced
+        )
 
     # --- internals -------------------------------------------------------------------------
 
@@ -166,8 +169,9 @@ class HostCluster:
             for gid, g in h.groups.items():
                 r = g.raft
                 lead = r.leader_id or "-"
-                out[(nid, gid)] = (f"{r.role.value} term={r.term} leader={lead}"
-                                   + (" quiesced" if g.quiesced else ""))
+                out[(nid, gid)] = f"{r.role.value} term={r.term} leader={lead}" + (
+                    " quiesced" if g.quiesced else ""
+                )
         return out
 
     def _changes(self) -> None:

@@ -67,8 +67,16 @@ class ReadyDriver:
     as it comes out of the core, before anything is done with it."""
 
     __slots__ = (
-        "raft", "persist", "send", "apply", "after", "on_ready",
-        "_durable_hs", "_durable_last", "_pending", "_marked",
+        "raft",
+        "persist",
+        "send",
+        "apply",
+        "after",
+        "on_ready",
+        "_durable_hs",
+        "_durable_last",
+        "_pending",
+        "_marked",
     )
 
     def __init__(
@@ -159,7 +167,9 @@ class ReadyDriver:
             )
         for m in rd.early_messages:
             if type(m) is not AppendEntries and type(m) is not InstallSnapshot:
-                raise ReadyContractError(f"{type(m).__name__} may not leave before the persist step")
+                raise ReadyContractError(
+                    f"{type(m).__name__} may not leave before the persist step"
+                )
 
     def durable(self, rd: Ready) -> None:
         """``rd``'s persist step is synced: what it carried survives a crash."""

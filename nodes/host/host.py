@@ -202,8 +202,9 @@ class Host:
 
     # --- groups ---------------------------------------------------------------------
 
-    def create_group(self, gid: int, members: Iterable[str], campaign: bool = False,
-                     asleep: bool = False) -> Group:
+    def create_group(
+        self, gid: int, members: Iterable[str], campaign: bool = False, asleep: bool = False
+    ) -> Group:
         """Host this node's replica of group ``gid`` with voters ``members`` (this
         node among them). ``campaign``: start an election at once (placement).
         ``asleep``: created quiesced, it waits for a message (its placed leader's
@@ -235,8 +236,9 @@ class Host:
         if snap is not None:
             machine.restore(snap.data)
         g = Group(gid, raft, storage, machine, driver=None)  # type: ignore[arg-type]
-        g.driver = ReadyDriver(raft, storage_stage(storage), self._send, self._apply_for(g),
-                               self._after_for(g))
+        g.driver = ReadyDriver(
+            raft, storage_stage(storage), self._send, self._apply_for(g), self._after_for(g)
+        )
         self.groups[gid] = g
         if asleep:
             g.quiesced = True
@@ -358,16 +360,19 @@ class Host:
             if gm.quiesce:
                 raft.step(m)
                 # a follower that holds everything its leader committed stops ticking
-                if (raft.role is Role.FOLLOWER and raft.leader_id == m.sender
-                        and raft.term == m.term and isinstance(m, AppendEntries)
-                        and raft.commit == m.leader_commit == raft.log.last_index):
+                if (
+                    raft.role is Role.FOLLOWER
+                    and raft.leader_id == m.sender
+                    and raft.term == m.term
+                    and isinstance(m, AppendEntries)
+                    and raft.commit == m.leader_commit == raft.log.last_index
+                ):
                     self._sleep(g)
                 else:
                     self._wake(g)
                 continue
             if g.quiesced:
-                if (isinstance(m, AppendEntriesResponse) and m.success
-                        and raft.role is Role.LEADER):
+                if isinstance(m, AppendEntriesResponse) and m.success and raft.role is Role.LEADER:
                     raft.step(m)  # the ack of the quiesce heartbeat: stay asleep
                     if raft.can_quiesce(self.down):
                         continue
@@ -513,4 +518,3 @@ def storage_stage(storage: GroupStorage) -> Callable[[Ready], None]:
         storage.stage(rd.hard_state, rd.entries, rd.snapshot)
 
     return persist
-

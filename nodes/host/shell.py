@@ -148,7 +148,9 @@ class HostShell:
                 continue
             self.received += 1
             self.heard_from.add(sender)
-            host.receive(Batch(sender, recipient, tuple(GroupMessage(g, m, q) for g, q, m in items)))
+            host.receive(
+                Batch(sender, recipient, tuple(GroupMessage(g, m, q) for g, q, m in items))
+            )
 
     def _watch(self, mon: zmq.Socket, peer: str) -> None:
         while True:
@@ -202,8 +204,9 @@ class BenchNode:
         self.host = Host(args.id, MemoryWal(), HostOptions(), seed=args.seed)
         for nid in ids:
             self.host.add_node(nid)
-        self.shell = HostShell(self.host, "bench", addrs[args.id], addrs, args.tick_ms / 1000,
-                               on_turn=self._on_turn)
+        self.shell = HostShell(
+            self.host, "bench", addrs[args.id], addrs, args.tick_ms / 1000, on_turn=self._on_turn
+        )
         self.control = self.shell.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.bind(args.control)
@@ -243,8 +246,9 @@ class BenchNode:
         if time.monotonic() >= self.load_until:
             elapsed = time.monotonic() - self.load_started
             assert self.load_reply is not None
-            self.control.send_multipart([*self.load_reply, msgpack.packb(
-                {"commits": self.commits, "seconds": elapsed})])
+            self.control.send_multipart(
+                [*self.load_reply, msgpack.packb({"commits": self.commits, "seconds": elapsed})]
+            )
             self.load_until, self.load_reply = 0.0, None
             return
         groups = self.host.groups
@@ -292,7 +296,9 @@ class BenchNode:
                 self.load_until = self.load_started + float(req["seconds"])
                 self.load_reply = route
             else:
-                self.control.send_multipart([*route, msgpack.packb({"error": f"unknown op {op!r}"})])
+                self.control.send_multipart(
+                    [*route, msgpack.packb({"error": f"unknown op {op!r}"})]
+                )
 
     def run(self) -> None:
         stop = False
@@ -317,15 +323,21 @@ class BenchNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nodes.host.shell",
-                                description="One node host process (for arena bench groups).")
+    p = argparse.ArgumentParser(
+        prog="python -m nodes.host.shell",
+        description="One node host process (for arena bench groups).",
+    )
     p.add_argument("--id", required=True)
     p.add_argument("--ids", required=True, help="every node id, comma-separated")
     p.add_argument("--peers", required=True, help="every node's peer address, in --ids order")
     p.add_argument("--control", required=True, help="address of the control socket to bind")
     p.add_argument("--groups", type=int, default=1000)
-    p.add_argument("--place", choices=["spread", "one"], default="spread",
-                   help="first leaders: spread over the nodes, or all on the first")
+    p.add_argument(
+        "--place",
+        choices=["spread", "one"],
+        default="spread",
+        help="first leaders: spread over the nodes, or all on the first",
+    )
     p.add_argument("--tick-ms", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

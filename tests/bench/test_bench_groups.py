@@ -25,8 +25,14 @@ def test_groups_bench_quick_measures_idle_failover_and_throughput() -> None:
 def test_arena_bench_groups_is_wired_with_json_and_quick(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     seen = {}
 
-    def fake(groups: int = 1000, idle_seconds: float = 5.0, load_seconds: float = 5.0,
-             quick: bool = False, as_json: bool = False, seed: int = 1) -> int:
+    def fake(
+        groups: int = 1000,
+        idle_seconds: float = 5.0,
+        load_seconds: float = 5.0,
+        quick: bool = False,
+        as_json: bool = False,
+        seed: int = 1,
+    ) -> int:
         seen.update(quick=quick, as_json=as_json)
         print(json.dumps({"groups": 60}))
         return 0

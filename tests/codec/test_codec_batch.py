@@ -16,7 +16,9 @@ C = "c1"
 
 
 def _retarget(m, sender: str, recipient: str):  # type: ignore[no-untyped-def]
-    return type(m)(**{**{f: getattr(m, f) for f in m.__slots__}, "sender": sender, "recipient": recipient})
+    return type(m)(
+        **{**{f: getattr(m, f) for f in m.__slots__}, "sender": sender, "recipient": recipient}
+    )
 
 
 @given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.booleans(), peer_messages), max_size=8))
@@ -50,8 +52,16 @@ def test_an_item_speaking_for_another_node_is_refused() -> None:
 
 def test_a_bad_item_is_malformed_with_its_place() -> None:
     good = AppendEntries(2, "n1", "n2", 0, 0, (Entry(1, 2, b"x"),), 1)
-    data = msgpack.packb([1, C, 8, "n1", "n2", [[1, False, *codec._PEER_FIELDS[AppendEntries](good)],
-                                                 [2, "yes", 7, 1, "n1", "n2"]]])
+    data = msgpack.packb(
+        [
+            1,
+            C,
+            8,
+            "n1",
+            "n2",
+            [[1, False, *codec._PEER_FIELDS[AppendEntries](good)], [2, "yes", 7, 1, "n1", "n2"]],
+        ]
+    )
     with pytest.raises(codec.Malformed, match=r"items\[1\].quiesce"):
         codec.decode_batch(data, C)
     data = msgpack.packb([1, C, 8, "n1", "n2", [[1, False, 99]]])

@@ -31,8 +31,10 @@ class Recorded:
         self.calls: list[tuple[str, str, object]] = []
         self.queue: list[Message] = []
         self.storages = {nid: MemoryStorage(config) for nid in IDS}
-        self.rafts = {nid: RaftNode(nid, self.storages[nid], Random(seed + k), RaftConfig())
-                      for k, nid in enumerate(IDS)}
+        self.rafts = {
+            nid: RaftNode(nid, self.storages[nid], Random(seed + k), RaftConfig())
+            for k, nid in enumerate(IDS)
+        }
         self.drivers = {nid: self._driver(nid) for nid in IDS}
 
     def _driver(self, nid: str) -> ReadyDriver:
@@ -78,7 +80,12 @@ def test_every_vote_and_ack_leaves_after_the_persist_that_covers_it(seed: int) -
     for nid, what, arg in rec.calls:
         if what == "persist":
             durable[nid] = arg  # type: ignore[assignment]
-        elif what == "send" and isinstance(arg, RequestVoteResponse) and arg.granted and not arg.pre_vote:
+        elif (
+            what == "send"
+            and isinstance(arg, RequestVoteResponse)
+            and arg.granted
+            and not arg.pre_vote
+        ):
             hs, _ = durable[nid]
             assert (hs.term, hs.vote) == (arg.term, arg.recipient), f"seed {seed}: {arg}"  # type: ignore[attr-defined]
             votes += 1

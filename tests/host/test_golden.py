@@ -107,8 +107,10 @@ class Runner:
             for nid, h in sorted(c.hosts.items()):
                 for gid, g in sorted(h.groups.items()):
                     r = g.raft
-                    c.log.append(f"{nid} g{gid}: {r.role.value} term={r.term} leader={r.leader_id or '-'}"
-                                 f" commit={r.commit}" + (" quiesced" if g.quiesced else ""))
+                    c.log.append(
+                        f"{nid} g{gid}: {r.role.value} term={r.term} leader={r.leader_id or '-'}"
+                        f" commit={r.commit}" + (" quiesced" if g.quiesced else "")
+                    )
         else:
             raise ValueError(f"unknown command {op!r} (see this module's docstring)")
         return c.log[start:]
@@ -139,8 +141,14 @@ def test_golden_transcript(path: Path) -> None:
         path.write_text(got, encoding="utf-8")
         return
     if got != want:
-        diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True),
-                                            f"{path.name} (checked in)", f"{path.name} (now)"))
+        diff = "".join(
+            difflib.unified_diff(
+                want.splitlines(True),
+                got.splitlines(True),
+                f"{path.name} (checked in)",
+                f"{path.name} (now)",
+            )
+        )
         pytest.fail(f"{path.name} changed; if on purpose, rewrite it (module docstring):\n{diff}")
 
 

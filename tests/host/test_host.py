@@ -54,11 +54,21 @@ def test_no_ack_is_queued_before_the_turns_one_sync() -> None:
     host = Host("n2", Watching(), HostOptions())
     for gid in (1, 2):
         host.create_group(gid, IDS)
-    host.receive(Batch("n1", "n2", tuple(GroupMessage(gid, AppendEntries(
-        1, "n1", "n2", 0, 0, (Entry(1, 1, b"a"),), 0)) for gid in (1, 2))))
+    host.receive(
+        Batch(
+            "n1",
+            "n2",
+            tuple(
+                GroupMessage(gid, AppendEntries(1, "n1", "n2", 0, 0, (Entry(1, 1, b"a"),), 0))
+                for gid in (1, 2)
+            ),
+        )
+    )
     turn = host.turn()
     assert seen == [[]]
-    assert [type(gm.msg).__name__ for gm in turn.batches[0].messages] == ["AppendEntriesResponse"] * 2
+    assert [type(gm.msg).__name__ for gm in turn.batches[0].messages] == [
+        "AppendEntriesResponse"
+    ] * 2
 
 
 def test_quiesced_groups_are_not_ticked_and_only_beats_cross() -> None:
@@ -67,14 +77,20 @@ def test_quiesced_groups_are_not_ticked_and_only_beats_cross() -> None:
         c.tick()
         c.stabilize()
     assert all(c.quiesced(gid) == IDS for gid in range(1, 21))
-    elapsed = {(nid, gid): (g.raft.election_elapsed, g.raft.heartbeat_elapsed)
-               for nid, h in c.hosts.items() for gid, g in h.groups.items()}
+    elapsed = {
+        (nid, gid): (g.raft.election_elapsed, g.raft.heartbeat_elapsed)
+        for nid, h in c.hosts.items()
+        for gid, g in h.groups.items()
+    }
     start = len(c.log)
     for _ in range(50):
         c.tick()
         c.stabilize()
-    assert {(nid, gid): (g.raft.election_elapsed, g.raft.heartbeat_elapsed)
-            for nid, h in c.hosts.items() for gid, g in h.groups.items()} == elapsed
+    assert {
+        (nid, gid): (g.raft.election_elapsed, g.raft.heartbeat_elapsed)
+        for nid, h in c.hosts.items()
+        for gid, g in h.groups.items()
+    } == elapsed
     sent = [line for line in c.log[start:] if "->" in line]
     assert sent and all(line.endswith(" beat") for line in sent), sent[:5]
     assert len(sent) <= 6 * 50 // 5  # one beat per ordered node pair per beat_ticks
@@ -103,11 +119,18 @@ def test_a_follower_behind_the_leader_does_not_quiesce() -> None:
     host = Host("n2", wal, HostOptions())
     host.create_group(1, IDS)
     # the quiesce heartbeat says commit 5, but this follower's log stops at 0
-    host.receive(Batch("n1", "n2", (GroupMessage(1, AppendEntries(1, "n1", "n2", 0, 0, (), 5), True),)))
+    host.receive(
+        Batch("n1", "n2", (GroupMessage(1, AppendEntries(1, "n1", "n2", 0, 0, (), 5), True),))
+    )
     assert not host.groups[1].quiesced
     host.turn()
-    host.receive(Batch("n1", "n2", (GroupMessage(1, AppendEntries(
-        1, "n1", "n2", 0, 0, (Entry(1, 1, b"a"),), 1), True),)))
+    host.receive(
+        Batch(
+            "n1",
+            "n2",
+            (GroupMessage(1, AppendEntries(1, "n1", "n2", 0, 0, (Entry(1, 1, b"a"),), 1), True),),
+        )
+    )
     assert host.groups[1].quiesced
 
 
@@ -185,7 +208,6 @@ def test_memory_wal_keeps_only_what_was_synced() -> None:
     wal.crash()
     assert [e.index for e in s.load().entries] == [1] and s.load().hard_state.vote == "n1"
     assert wal.open_group(1, ClusterConfig()) is s
-
 
 
 def test_a_leader_that_stepped_down_is_reelected_by_followers_whose_timer_is_frozen() -> None:
