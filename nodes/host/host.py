@@ -167,6 +167,7 @@ class Group:
     quiesced: bool = False
     idle_ticks: int = 0
     quiescing: bool = False  # quiesce() was called this turn: mark its heartbeats
+    campaign_pending: bool = False  # campaign() waits for recovery to end
 
 
 class Host:
@@ -240,7 +241,7 @@ class Host:
             raft, storage_stage(storage), self._send, self._apply_for(g), self._after_for(g)
         )
         self.groups[gid] = g
-        if asleep:
+        if asleep and not raft.recovering:  # a recovering replica must tick to probe
             g.quiesced = True
         else:
             self._awake[gid] = g
@@ -299,6 +300,11 @@ class Host:
         g = self.groups[gid]
         self._wake(g)
         self._dirty[gid] = g
+        if g.raft.recovering:
+            # storage that cannot prove itself intact (a new SharedWal group is one):
+            # no campaign until the term probe clears it; tick() campaigns then
+            g.campaign_pending = True
+            return
         g.raft.campaign()
 
     def tick(self) -> None:
@@ -327,6 +333,11 @@ class Host:
                 g.idle_ticks = 0
             if raft.tick():  # else nothing to do: no has_ready() for it this turn
                 dirty[gid] = g
+            if g.campaign_pending and not raft.recovering:
+                g.campaign_pending = False
+                if raft.role is Role.FOLLOWER and raft.leader_id is None:
+                    raft.campaign()
+                    dirty[gid] = g
         if opts.beat_ticks and self.now % opts.beat_ticks == 0:
             self._beat_due = True
         for peer, last in self.heard.items():

@@ -261,3 +261,36 @@ def test_a_membership_change_makes_the_new_node_a_peer_of_the_host() -> None:
     host.propose_config_change(1, ConfigChange(ChangeKind.ADD_LEARNER, "n3"))
     c.stabilize()
     assert host.peers() == {"n2", "n3"} and "n3" in host.heard
+
+
+class RecoveringWal(MemoryWal):
+    """New groups start recovering, as SharedWal's do for a founder (a wiped
+    directory cannot be told from a new one)."""
+
+    def open_group(self, gid: int, initial_config: ClusterConfig):  # type: ignore[no-untyped-def]
+        new = gid not in self.by_id
+        g = super().open_group(gid, initial_config)
+        if new:
+            g.save(HardState(recovering=True), [])
+        return g
+
+
+def test_groups_on_storage_that_starts_recovering_still_get_their_placed_leaders() -> None:
+    """Created asleep and told to campaign at once, a recovering replica must still
+    run its term probe, then campaign: else the group never elects."""
+    c = HostCluster(IDS, HostOptions(quiesce_ticks=3), seed=5)
+    for nid in IDS:
+        c.wals[nid] = RecoveringWal()
+        c.hosts[nid].storage = c.wals[nid]
+    for gid in range(1, 4):
+        for nid in IDS:
+            c.hosts[nid].create_group(gid, IDS, asleep=True)
+    for gid in range(1, 4):
+        c.hosts[IDS[gid % 3]].campaign(gid)
+    assert c.hosts["n1"].groups[3].raft.recovering
+    # the probe starts after election_ticks_max (30) ticks; the placed replica
+    # campaigns as soon as it answers, not one more election timeout later
+    for _ in range(40):
+        c.tick()
+        c.stabilize()
+    assert [c.leader(gid) for gid in range(1, 4)] == ["n2", "n3", "n1"], c.log[-30:]

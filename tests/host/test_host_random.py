@@ -90,7 +90,9 @@ def run(seed: int, steps: int = 400) -> None:
         for nid, h in c.hosts.items():
             r = h.groups[gid].raft
             committed = [e.data for e in r.log.entries if e.index <= r.commit]
-            assert b"final" in committed, f"seed {seed}: g{gid} on {nid} did not commit after healing"
+            assert b"final" in committed, (
+                f"seed {seed}: g{gid} on {nid} did not commit after healing"
+            )
 
 
 @pytest.mark.parametrize("seed", range(12))
