@@ -705,7 +705,7 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
 
 
 @main.command()
-@click.argument("suite", required=False, type=click.Choice(["flood"]))
+@click.argument("suite", required=False, type=click.Choice(["flood", "groups"]))
 @click.option("--vs", "versus", default=None, metavar="pysyncobj|etcd|pysyncobj,etcd",
               help="Also run the same workloads, in the same run, on a 3-process PySyncObj "
                    "cluster and/or an etcd 3.5 cluster of --nodes members (durable; grpcio "
@@ -729,7 +729,16 @@ def bench(suite: str | None, versus: str | None, nodes: int, workloads: str, com
 
     'arena bench flood': a victim client's latency and the elections while one client
     floods the leader, per kind of flood (5 s each, 2 s with --quick; more options:
-    python -m nodes.bench flood --help)."""
+    python -m nodes.bench flood --help).
+
+    'arena bench groups': 1,000 Raft groups on 3 node host processes: idle CPU per
+    node, failover of every group a killed node led, write throughput with leaders
+    spread against all on one node (60 groups with --quick; more options:
+    python -m nodes.bench groups --help)."""
+    if suite == "groups":
+        from .bench import groups
+
+        sys.exit(groups.main_report(quick=quick, as_json=as_json))
     if suite == "flood":
         from .bench import flood
 

@@ -39,6 +39,18 @@ dataclass, fields in dataclass order::
                                next_offset uint, done bool, seq uint
     7 TimeoutNow               term uint, sender id, recipient id
 
+    8 GroupBatch               sender id, recipient id, [item...]   (the node host's frame)
+        item = [group uint, quiesce bool, type_code uint (1..7), field...]: one Raft
+               message of group ``group``, its fields those of the frame of that type
+               code above; its sender and recipient are the batch's. ``quiesce``
+               marks a leader's last heartbeat before its group stops ticking
+               (``nodes.host.host``). Everything a node host sends another in one
+               loop turn is one batch (so the heartbeats of every group two nodes
+               share travel together); a batch with no items is the host-level
+               heartbeat. Frames 1-7 stay valid as they are: a node that hosts one
+               group speaks them; ``decode_peer`` refuses a batch and
+               ``decode_batch`` anything else.
+
     entry = [index uint >= 1, term uint >= 1, kind uint (0 normal, 1 config), data bin]
             (a config entry's data is a membership change, b"<change kind>:<node id>",
             change kind 0 add learner, 1 promote, 2 remove; see nodes.raft.core)
@@ -156,11 +168,13 @@ __all__ = [
     "UnknownKind",
     "UnknownType",
     "Update",
+    "decode_batch",
     "decode_cluster_info",
     "decode_peer",
     "decode_request",
     "decode_response",
     "decode_update",
+    "encode_batch",
     "encode_cluster_info",
     "encode_peer",
     "encode_request",
@@ -211,6 +225,7 @@ class FrameType(IntEnum):
     INSTALL_SNAPSHOT = 5
     INSTALL_SNAPSHOT_RESPONSE = 6
     TIMEOUT_NOW = 7
+    GROUP_BATCH = 8
     REQUEST = 16
     RESPONSE = 17
     UPDATE = 18
@@ -725,6 +740,27 @@ _PEER_ENCODERS: Final = {cls: _peer_encoder(code, cls, spec) for code, cls, spec
 _PEER_DECODERS: Final = {int(code): _peer_decoder(cls, spec) for code, cls, spec in PEER_FRAMES}
 
 
+def _peer_fields(code: int, cls: type, spec: tuple[tuple[str, str], ...]) -> Callable[[Any], list[Any]]:
+    """A message as ``[type_code, field...]`` (a batch item's tail)."""
+    get = attrgetter(*(name for name, _ in spec))
+    converters = [
+        (1 + position, convert)
+        for position, (_, kind) in enumerate(spec)
+        if (convert := _FIELD_KINDS[kind][1]) is not None
+    ]
+
+    def wire(msg: Any) -> list[Any]:
+        out = [code, *get(msg)]
+        for position, convert in converters:
+            out[position] = convert(out[position])
+        return out
+
+    return wire
+
+
+_PEER_FIELDS: Final = {cls: _peer_fields(int(code), cls, spec) for code, cls, spec in PEER_FRAMES}
+
+
 def encode_peer(cluster_id: str, msg: Message) -> bytes:
     """One Raft message as one frame. Trusts its input (the core's messages)."""
     try:
@@ -742,6 +778,62 @@ def decode_peer(data: bytes, cluster_id: str, max_frame: int = DEFAULT_MAX_FRAME
     if decode is None:
         raise UnknownType(f"{_describe_code(code)} is not a Raft peer message")
     return decode(frame)
+
+
+# --- the node host's batch: many groups' messages in one frame -------------------------
+
+GroupItem = tuple[int, bool, Message]  # (group, quiesce, message)
+
+
+def encode_batch(cluster_id: str, sender: str, recipient: str, items: list[GroupItem]) -> bytes:
+    """Every message ``sender`` sends ``recipient`` in one turn, as one frame (frame 8).
+    Trusts its input, as ``encode_peer`` does."""
+    wire = []
+    for group, quiesce, msg in items:
+        try:
+            tail = _PEER_FIELDS[type(msg)](msg)
+        except KeyError:
+            raise EncodeError(f"{type(msg).__name__} is not a Raft peer message") from None
+        wire.append([group, quiesce, *tail])
+    return _pack([PROTOCOL_VERSION, cluster_id, int(FrameType.GROUP_BATCH), sender, recipient, wire],
+                 "GroupBatch")
+
+
+def decode_batch(
+    data: bytes, cluster_id: str, max_frame: int = DEFAULT_MAX_FRAME
+) -> tuple[str, str, list[GroupItem]]:
+    """Frame 8 as ``(sender, recipient, [(group, quiesce, message)...])``; raises
+    ``ProtocolError`` (only) for a bad frame, including an item whose message's
+    sender or recipient is not the batch's."""
+    frame = _unpack(data, max_frame, allow_maps=False)
+    code = _open_envelope(frame, cluster_id)
+    _expect(code, FrameType.GROUP_BATCH)
+    _expect_width(frame, 6, "GroupBatch")
+    sender = _node_id(frame[3], "GroupBatch.sender")
+    recipient = _node_id(frame[4], "GroupBatch.recipient")
+    items = frame[5]
+    if type(items) is not list:
+        raise Malformed(f"GroupBatch.items must be an array, got {_show(items)}")
+    out: list[GroupItem] = []
+    for k, item in enumerate(items):
+        where = f"GroupBatch.items[{k}]"
+        if type(item) is not list or len(item) < 3:
+            raise Malformed(f"{where} must be [group, quiesce, type_code, field...], got {_show(item)}")
+        group = _uint(item[0], f"{where}.group")
+        quiesce = _bool(item[1], f"{where}.quiesce")
+        if type(item[2]) is not int:
+            raise Malformed(f"{where}.type_code must be an int, got {_show(item[2])}")
+        decode = _PEER_DECODERS.get(item[2])
+        if decode is None:
+            raise UnknownType(f"{where}: {_describe_code(item[2])} is not a Raft peer message")
+        msg = decode([None, None, None, *item[3:]])
+        if msg.sender != sender or msg.recipient != recipient:
+            raise Malformed(
+                f"{where} is from {msg.sender} to {msg.recipient} in a batch from {sender} "
+                f"to {recipient}"
+            )
+        out.append((group, quiesce, msg))
+    return sender, recipient, out
 
 
 # --- client frames ---------------------------------------------------------------------

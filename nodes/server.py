@@ -50,6 +50,7 @@ import zmq
 from . import codec, security
 from .clusterfile import ClusterFile
 from .codec import ClusterInfo, ErrorInfo, Request, Response, Update
+from .host.driver import ReadyDriver
 from .raft.core import RaftConfig, RaftNode
 from .raft.errors import (
     ConfigChangeInProgress,
@@ -195,6 +196,7 @@ class NodeServer:
         self.raft = RaftNode(self.id, self.storage, Random(seed), self.raft_config)
         self.sm = Replicated(machines)
         self.feeds: dict[str, Any] = {n: f for n, f in (feeds or {}).items() if n in self.sm.machines}
+        self._ready_driver: ReadyDriver | None = None  # built on first use, anew for a new core
         snap = self.storage.snapshot()
         if snap is not None:
             self.sm.restore(snap.data)
@@ -365,42 +367,43 @@ class NodeServer:
     # --- the Ready contract ------------------------------------------------------------
 
     def _drain_ready(self) -> None:
-        raft = self.raft
-        while raft.has_ready():
-            rd = raft.ready()
-            # 0. a leader's replication may leave before its own write (thesis 10.2.1)
-            for m in rd.early_messages:
-                self.transport.send(m)
-            # 1. persist: one group commit, before anything that speaks of it leaves
-            if rd.must_sync():
-                self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
-                self.counters.fsyncs += 1
-            # 2. send
-            for m in rd.messages:
-                self.transport.send(m)
-            # 3. apply
-            if rd.snapshot is not None:
-                self.sm.restore(rd.snapshot.data)
-                for feed in self.feeds.values():
-                    feed.reset()
-                self.last_applied = rd.snapshot.meta.index
-                self._publish(Update(self.last_applied, rd.snapshot.meta.term, "", "", 0,
-                                     {"snapshot": True}, []))
-            for e in rd.committed_entries:
-                self._apply_entry(e.index, e.term, e.kind, e.data)
-            for rs in rd.read_states:
-                req = self._reads_by_ctx.pop(rs.context, None)  # type: ignore[arg-type]
-                if req is not None:
-                    self.pending_reads.append((rs.index, *req))
-            for ctx in rd.aborted_reads:
-                req = self._reads_by_ctx.pop(ctx, None)  # type: ignore[arg-type]
-                if req is not None:
-                    self._reply_error(req[0], req[1], "not_leader", "leadership was lost; retry")
-            if rd.soft_state is not None:
-                self._on_soft_state(rd)
-            raft.advance(rd)
-            self._serve_reads()
-            self._maybe_snapshot()
+        # the Ready contract is driven (and asserted) by nodes.host.driver; this node's
+        # part is what to persist, where to send, and how to apply
+        driver = self._ready_driver
+        if driver is None or driver.raft is not self.raft:
+            driver = self._ready_driver = ReadyDriver(
+                self.raft, self._persist, self.transport.send, self._apply_ready,
+                self._after_ready)
+        driver.drain()
+
+    def _persist(self, rd: Ready) -> None:
+        self.storage.save(rd.hard_state, rd.entries, rd.snapshot)  # one group commit
+        self.counters.fsyncs += 1
+
+    def _apply_ready(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self.sm.restore(rd.snapshot.data)
+            for feed in self.feeds.values():
+                feed.reset()
+            self.last_applied = rd.snapshot.meta.index
+            self._publish(Update(self.last_applied, rd.snapshot.meta.term, "", "", 0,
+                                 {"snapshot": True}, []))
+        for e in rd.committed_entries:
+            self._apply_entry(e.index, e.term, e.kind, e.data)
+        for rs in rd.read_states:
+            req = self._reads_by_ctx.pop(rs.context, None)  # type: ignore[arg-type]
+            if req is not None:
+                self.pending_reads.append((rs.index, *req))
+        for ctx in rd.aborted_reads:
+            req = self._reads_by_ctx.pop(ctx, None)  # type: ignore[arg-type]
+            if req is not None:
+                self._reply_error(req[0], req[1], "not_leader", "leadership was lost; retry")
+        if rd.soft_state is not None:
+            self._on_soft_state(rd)
+
+    def _after_ready(self, rd: Ready) -> None:
+        self._serve_reads()
+        self._maybe_snapshot()
 
     def _apply_entry(self, index: int, term: int, kind: EntryKind, data: bytes) -> None:
         self.last_applied = index

@@ -1,8 +1,9 @@
 """``mechanism="raft"``: the sans-I/O core (``nodes.raft``) driven from asyncio.
 
-The Ready contract (``nodes.raft.ready``) is followed to the letter in
-``_drain``: persist -> send -> apply -> advance, and the driver asserts that no
-vote or acknowledgement leaves before what it speaks about was saved. Time
+The Ready contract (``nodes.raft.ready``) is followed by the one driver,
+``nodes.host.driver.ReadyDriver`` (persist -> send -> apply -> advance), which
+asserts that no vote or acknowledgement leaves before what it speaks about was
+saved; ``_drain`` supplies what persisting, sending and applying mean here. Time
 enters the core only as ticks.
 
 State machines: ``Replicated([KeyValue(), Directory()])``: the key-value store
@@ -23,21 +24,20 @@ import logging
 from random import Random
 from typing import Any
 
+from nodes.host.driver import ReadyDriver
 from nodes.raft.core import RaftConfig, RaftNode, decode_config_change
 from nodes.raft.messages import (
     AppendEntries,
-    AppendEntriesResponse,
     ChangeKind,
     ClusterConfig,
     Entry,
     EntryKind,
-    HardState,
     InstallSnapshot,
     RequestVote,
     RequestVoteResponse,
     Snapshot,
 )
-from nodes.raft.ready import Role, SoftState
+from nodes.raft.ready import Ready, Role, SoftState
 from nodes.raft.storage import MemoryStorage, Storage
 from nodes.statemachine import BadCommand, Replicated, decode_command
 
@@ -73,8 +73,7 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
         self._asked_config: dict[str, float] = {}
         self._removed_notice = False
         self.last_applied = 0
-        self._persisted_hs = HardState()
-        self._persisted_through = 0
+        self._driver: ReadyDriver | None = None
         self._pending: dict[int, _Pending] = {}
         self._reads: dict[tuple[str, Any, int], asyncio.Future[dict[str, Any]] | None] = {}
         self._apply_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -129,8 +128,6 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
         self.raft = RaftNode(self.id, self.storage, self.rng, self.raft_config)
         persisted = self.storage.load()
         self._initial = persisted.initial_config
-        self._persisted_hs = persisted.hard_state
-        self._persisted_through = self.raft.log.last_index
         snap = self.storage.snapshot()
         if snap is not None:
             self._restore(snap, emit=False)
@@ -191,61 +188,48 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
     # --- the Ready contract --------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Handle every Ready: persist -> send -> apply -> advance (``nodes.raft.ready``)."""
-        raft = self.raft
-        assert raft is not None
-        storage = self.storage
-        assert storage is not None
-        while raft.has_ready():
-            rd = raft.ready()
-            # 0. a leader's replication may leave before its own write (thesis 10.2.1)
-            if self.link is not None:
-                for m in rd.early_messages:
-                    self.link.send(m.recipient, m)
-            # 1. persist: one group commit before anything that speaks of it leaves
-            if rd.must_sync():
-                storage.save(rd.hard_state, rd.entries, rd.snapshot)
-                self.counters["persists"] += 1
-                if rd.hard_state is not None:
-                    self._persisted_hs = rd.hard_state
-                self._persisted_through = raft.log.last_index
-                if rd.entries and self.bus.has_listeners("log:appended"):
-                    first, count = rd.entries[0].index, len(rd.entries)
-                    for entry in rd.entries:
-                        key, op = _entry_subject(entry)
-                        self.bus.emit("log:appended", entry.index, entry.term, key=key, op=op,
-                                      first_index=first, count=count)
-            # 2. send
-            for m in rd.messages:
-                self._check_persisted_before_send(m)
-                if isinstance(m, RequestVoteResponse) and m.granted and not m.pre_vote:
-                    self.bus.emit("vote:granted", m.recipient, term=m.term)
-                if self.link is not None:
-                    self.link.send(m.recipient, m)
-            # 3. apply
-            if rd.snapshot is not None:
-                self._restore(rd.snapshot, emit=True)
-            for entry in rd.committed_entries:
-                self._apply(entry)
-            for rs in rd.read_states:
-                self._answer_read(rs.context, {"status": "ok", "index": rs.index})
-            for ctx in rd.aborted_reads:
-                self._answer_read(ctx, {"status": "retry", "leader": None})
-            # 4. advance
-            raft.advance(rd)
-            if rd.soft_state is not None:
-                self._on_soft_state(rd.soft_state)
-            self._maybe_snapshot()
+        """Handle every Ready through the one driver (``nodes.host.driver``), which
+        asserts that no vote or acknowledgement leaves before it is persisted."""
+        driver = self._driver
+        if driver is None or driver.raft is not self.raft:
+            raft, storage = self.raft, self.storage
+            assert raft is not None and storage is not None
+            driver = self._driver = ReadyDriver(
+                raft, self._persist_ready, self._send_raft, self._apply_ready, self._after_ready)
+        driver.drain()
         self._wake_appliers()
 
-    def _check_persisted_before_send(self, m: Any) -> None:
-        """The Ready contract, asserted: a vote or an acknowledgement speaks only
-        about state that is already durable."""
+    def _persist_ready(self, rd: Ready) -> None:
+        assert self.storage is not None
+        self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
+        self.counters["persists"] += 1
+        if rd.entries and self.bus.has_listeners("log:appended"):
+            first, count = rd.entries[0].index, len(rd.entries)
+            for entry in rd.entries:
+                key, op = _entry_subject(entry)
+                self.bus.emit("log:appended", entry.index, entry.term, key=key, op=op,
+                              first_index=first, count=count)
+
+    def _send_raft(self, m: Any) -> None:
         if isinstance(m, RequestVoteResponse) and m.granted and not m.pre_vote:
-            hs = self._persisted_hs
-            assert hs.term == m.term and hs.vote == m.recipient, (hs, m)
-        elif isinstance(m, AppendEntriesResponse) and m.success:
-            assert m.match_index <= self._persisted_through, (m, self._persisted_through)
+            self.bus.emit("vote:granted", m.recipient, term=m.term)
+        if self.link is not None:
+            self.link.send(m.recipient, m)
+
+    def _apply_ready(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self._restore(rd.snapshot, emit=True)
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        for rs in rd.read_states:
+            self._answer_read(rs.context, {"status": "ok", "index": rs.index})
+        for ctx in rd.aborted_reads:
+            self._answer_read(ctx, {"status": "retry", "leader": None})
+
+    def _after_ready(self, rd: Ready) -> None:
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state)
+        self._maybe_snapshot()
 
     def _schedule_drain(self) -> None:
         """After a proposal: with ``batch_updates``, wait ``batch_window`` so that

@@ -266,8 +266,12 @@ class RaftNode:
 
     # --- public inputs -------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self) -> bool:
+        """One unit of time. Returns True if the tick left work for a Ready (a
+        message, an entry, a change of role or term): a driver of many groups
+        need not ask ``has_ready()`` of the groups whose tick returned False."""
         self._check_no_ready()
+        role, term, sent, recovering = self.role, self.term, len(self._msgs), self.recovering
         if self.recovering:
             self._tick_recovering()
         if self.role is Role.LEADER:
@@ -277,6 +281,9 @@ class RaftNode:
             if self.election_elapsed >= self.randomized_election_timeout and self.promotable():
                 self.election_elapsed = 0
                 self._campaign(pre_vote=self.cfg.pre_vote)
+        return (len(self._msgs) != sent or self.role is not role or self.term != term
+                or self.recovering is not recovering or self._needs_broadcast
+                or self.log.stable_index < self.log.last_index)
 
     def propose(self, data: bytes) -> int:
         """Append a command to the leader's log; returns its index. Raises NotLeader
@@ -317,6 +324,56 @@ class RaftNode:
             self._reads_waiting_commit.append(context)
             return
         self._register_read(context)
+
+    def campaign(self) -> None:
+        """Start an election now, as if the election timer had run out (etcd's
+        ``Campaign``): the node host uses it to place a group's first leader."""
+        self._check_no_ready()
+        if self.role is not Role.LEADER and self.promotable():
+            self.election_elapsed = 0
+            self._campaign(pre_vote=self.cfg.pre_vote)
+
+    def forget_leader(self) -> None:
+        """A follower drops the leader it knows (etcd's ``ForgetLeader``): the node host
+        calls it when the leader's node stopped answering. It then grants pre-votes at
+        once (no leader lease to protect) instead of one election timeout later; its
+        term and vote are untouched, so this is always safe."""
+        self._check_no_ready()
+        if self.role is Role.FOLLOWER:
+            self.leader_id = None
+
+    def can_quiesce(self, down: frozenset[str] | set[str] = frozenset()) -> bool:
+        """A leader whose group has nothing in flight: every entry committed, applied
+        and durable, every member's log matches it up to the last entry (the quiesce
+        heartbeat tells them the commit index), no read, transfer or membership step
+        is pending. Its group
+        may stop ticking (the node host's quiescence) until a proposal or a message
+        comes in; nothing it would do on a tick is needed. Members in ``down`` (their
+        node is known to be down) are not waited for: a quorum of the others is
+        enough, and a returning member wakes the group with its first message."""
+        if self.role is not Role.LEADER or self.lead_transferee is not None:
+            return False
+        last = self.log.last_index
+        if not (self.commit == last == self.applied == self.log.stable_index):
+            return False
+        if (self._msgs or self._needs_broadcast or self._pending_reads
+                or self._reads_waiting_commit or self._read_states or self._aborted_reads):
+            return False
+        if not self._committed_in_current_term() or (self.cfg.auto_promote and self.config.learners):
+            return False
+        for peer, pr in self.progress.items():
+            if peer != self.id and pr.match != last and peer not in down:
+                return False
+        return True
+
+    def quiesce(self, down: frozenset[str] | set[str] = frozenset()) -> None:
+        """Send every member the heartbeat the node host marks as the group's last one
+        before it stops ticking (``can_quiesce(down)`` must hold)."""
+        self._check_no_ready()
+        assert self.can_quiesce(down), "quiesce() while the group is not idle"
+        self.heartbeat_elapsed = 0
+        for peer in self._peers():
+            self._send_heartbeat(peer)
 
     def transfer_leadership(self, to: str) -> None:
         """Thesis 3.10: bring ``to`` up to date, then tell it to campaign now."""
@@ -475,6 +532,11 @@ class RaftNode:
             if pr is not None and pr.update_match(self.log.stable_index):
                 self._maybe_commit()
             self._maybe_step_down_after_removal()
+
+    @property
+    def persisted_hard_state(self) -> HardState:
+        """The hard state of the last Ready the driver advanced (or loaded)."""
+        return self._persisted_hs
 
     def _check_no_ready(self) -> None:
         assert not self._ready_outstanding, "the driver must advance() a Ready before new input"

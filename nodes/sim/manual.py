@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from random import Random
 
+from nodes.host.driver import ReadyDriver
 from nodes.raft.core import RaftConfig, RaftNode
 from nodes.raft.messages import ClusterConfig, Entry, EntryKind, HardState, Message, Snapshot
-from nodes.raft.ready import ReadState, Role
+from nodes.raft.ready import ReadState, Ready, Role
 from nodes.raft.storage import MemoryStorage
 
 from .invariants import Invariants
@@ -71,6 +72,7 @@ class ManualCluster:
         self.transcript: list[str] = []
         self.invariants = Invariants()
         self.delivered = 0
+        self._drivers: dict[str, ReadyDriver] = {}
         for nid in self.ids:
             self._start(nid)
 
@@ -119,13 +121,19 @@ class ManualCluster:
 
     def process(self, nid: str) -> None:
         n = self.nodes[nid]
-        while n.raft.has_ready():
-            rd = n.raft.ready()
-            self.invariants.on_ready(n, rd)  # type: ignore[arg-type]
-            self.queue.extend(rd.early_messages)
-            if rd.must_sync():
-                self.storages[nid].save(rd.hard_state, rd.entries, rd.snapshot)
-            self.queue.extend(rd.messages)
+        driver = self._drivers.get(nid)
+        if driver is None or driver.raft is not n.raft:
+            driver = self._drivers[nid] = self._driver(n)
+        driver.drain()
+        self.invariants.check_step(self.nodes)  # type: ignore[arg-type]
+
+    def _driver(self, n: _Node) -> ReadyDriver:
+        nid, storage = n.id, self.storages[n.id]
+
+        def persist(rd: Ready) -> None:
+            storage.save(rd.hard_state, rd.entries, rd.snapshot)
+
+        def apply(rd: Ready) -> None:
             if rd.snapshot is not None:
                 n.last_applied = rd.snapshot.meta.index
             for e in rd.committed_entries:
@@ -135,14 +143,19 @@ class ManualCluster:
                 self.invariants.on_apply(nid, e)
             n.reads.extend(rd.read_states)
             n.aborted_reads.extend(rd.aborted_reads)
-            n.raft.advance(rd)
+
+        def after(rd: Ready) -> None:
             if self.snapshot_interval and (
                 n.raft.applied - n.raft.log.offset_index >= self.snapshot_interval
             ):
                 meta = n.raft.snapshot_meta(n.raft.applied)
-                self.storages[nid].compact(Snapshot(meta, b"state@%d" % meta.index))
+                storage.compact(Snapshot(meta, b"state@%d" % meta.index))
                 n.raft.compact(meta.index)
-        self.invariants.check_step(self.nodes)  # type: ignore[arg-type]
+
+        return ReadyDriver(
+            n.raft, persist, lambda m: self.queue.append(m), apply, after,
+            on_ready=lambda rd: self.invariants.on_ready(n, rd),  # type: ignore[arg-type]
+        )
 
     # --- inputs -------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """One simulated node: the pure core, its storage, and a tiny key-value state
-machine, driven by the Ready contract exactly as the real node server drives it.
+machine, driven through the one Ready driver (``nodes.host.driver``), as the real node
+server is.
 
 A crash throws away everything but the storage; a restart rebuilds the node
 from ``storage.load()`` alone. A crash can also happen inside a storage step
@@ -14,6 +15,7 @@ from random import Random
 
 import msgpack
 
+from nodes.host.driver import ReadyDriver
 from nodes.raft.core import RaftConfig, RaftNode
 from nodes.raft.messages import Entry, EntryKind, HardState, Message, Snapshot
 from nodes.raft.ready import ReadState, Ready
@@ -98,6 +100,7 @@ class SimNode:
         self.saving: Ready | None = None
         self.durable_point = self._saved_commit_point()
         self.dead = False
+        self._driver: ReadyDriver | None = None
 
     def handle_ready(self) -> None:
         """Drive the core until it has nothing left to do (persist, send, apply, advance).
@@ -111,37 +114,41 @@ class SimNode:
             self.hooks.on_storage_crash(self.id, str(crash))
 
     def _drive(self) -> None:
-        while self.raft.has_ready():
-            rd = self.raft.ready()
-            self.hooks.on_ready(self.id, rd)
-            for m in rd.early_messages:
-                self.send(m)
-            if rd.must_sync():
-                self.saving = rd
-                self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
-                self.saving = None
-                if rd.hard_state is not None:
-                    self.durable_hard_state = rd.hard_state
-                self.hooks.on_persist(self.id, rd)
-            for m in rd.messages:
-                self.send(m)
-            if rd.snapshot is not None:
-                self.sm.restore(rd.snapshot.data)
-                self.last_applied = rd.snapshot.meta.index
-            for e in rd.committed_entries:
-                assert e.index == self.last_applied + 1, (self.id, e.index, self.last_applied)
-                self.last_applied = e.index
-                self.hooks.on_apply(self.id, e)
-                if e.kind is EntryKind.NORMAL and e.data:
-                    self.result_of[e.index] = (e.term, self.sm.apply(decode_op(e.data)))
-            for rs in rd.read_states:
-                self.pending_reads.append(rs)
-            for ctx in rd.aborted_reads:
-                self.hooks.on_aborted_read(self.id, ctx)
-            self.raft.advance(rd)
-            self.durable_point = self._saved_commit_point()
-            self._serve_reads()
-            self._maybe_snapshot()
+        driver = self._driver
+        if driver is None:
+            driver = self._driver = ReadyDriver(
+                self.raft, self._persist, self.send, self._apply, self._after,
+                on_ready=lambda rd: self.hooks.on_ready(self.id, rd),
+            )
+        driver.drain()
+
+    def _persist(self, rd: Ready) -> None:
+        self.saving = rd
+        self.storage.save(rd.hard_state, rd.entries, rd.snapshot)
+        self.saving = None
+        if rd.hard_state is not None:
+            self.durable_hard_state = rd.hard_state
+        self.hooks.on_persist(self.id, rd)
+
+    def _apply(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self.sm.restore(rd.snapshot.data)
+            self.last_applied = rd.snapshot.meta.index
+        for e in rd.committed_entries:
+            assert e.index == self.last_applied + 1, (self.id, e.index, self.last_applied)
+            self.last_applied = e.index
+            self.hooks.on_apply(self.id, e)
+            if e.kind is EntryKind.NORMAL and e.data:
+                self.result_of[e.index] = (e.term, self.sm.apply(decode_op(e.data)))
+        for rs in rd.read_states:
+            self.pending_reads.append(rs)
+        for ctx in rd.aborted_reads:
+            self.hooks.on_aborted_read(self.id, ctx)
+
+    def _after(self, rd: Ready) -> None:
+        self.durable_point = self._saved_commit_point()
+        self._serve_reads()
+        self._maybe_snapshot()
 
     def _saved_commit_point(self) -> tuple[int, int]:
         """The last entry that is both committed and saved (outside a Ready, where

@@ -22,6 +22,7 @@ from nodes.statemachine import DEFAULT_MAX_OUTSTANDING, Replicated, encode_comma
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 FRAME_NAMES = {
     **{code: cls.__name__ for code, cls, _ in codec.PEER_FRAMES},
+    codec.FrameType.GROUP_BATCH: "GroupBatch",
     codec.FrameType.REQUEST: "Request",
     codec.FrameType.RESPONSE: "Response",
     codec.FrameType.UPDATE: "Update",
