@@ -291,6 +291,9 @@ class SharedWal:
         found = replay(self._segments, {m.slot: m for m in metas.values()})
         if found.torn is not None:
             self._cut_torn_tail(*found.torn)
+        for _, why in found.damage:
+            log.warning("%s: damaged WAL (%s): the groups whose records were there recover "
+                        "(named below), the others are intact", self.path, why)
         self._next_slot = max([found.max_slot, *(m.slot for m in metas.values())]) + 1
         if self._segments and self._segments[-1].size == 0 and len(self._segments) > 1:
             os.unlink(self._segments.pop().path)  # an empty segment: nothing to lose
@@ -717,7 +720,11 @@ def _entries_after_snapshot(
             if g_r.marker is not None and g_r.marker[0] > meta.index:
                 damage.append(f"the WAL records a snapshot at {g_r.marker[0]} but the newest "
                               f"snapshot file is at {meta.index}")
-            entries = retained_after_snapshot(entries, meta)
+            if entries and entries[0].index <= meta.index:
+                # the WAL still overlaps the snapshot, and its record is missing: a crash
+                # came between the file and the record. (With no overlap the record went
+                # with an old segment, after the entries it covers.)
+                entries = retained_after_snapshot(entries, meta)
         base = meta.index
     else:
         base = 0

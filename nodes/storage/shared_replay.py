@@ -83,7 +83,9 @@ class GroupReplay:
     def add_entry(self, entry: Entry, seq: int) -> str | None:
         last = self.last_index()
         k = entry.index
-        if last is not None and k > last + 1:
+        # With no entries yet the log may start anywhere above the snapshot record: the
+        # entries between were in segments deleted after a later snapshot.
+        if self.entries and k > last + 1:  # type: ignore[operator]
             return f"entry {k} follows {last}: entries are missing"
         if self.base is not None and k <= self.base:
             return f"entry {k} at or below the snapshot at {self.base}"
