@@ -502,40 +502,36 @@ class SharedWal:
 
     def sync(self) -> None:
         """Write every staged record of every group and make them durable with one
-        fsync (two more, and a directory fsync, when the batch fills a segment)."""
+        write and one fsync. A segment that has reached ``segment_bytes`` is closed
+        first (it is already durable) and the batch goes whole into the next one,
+        after a directory fsync: so a segment exceeds the bound by at most one batch,
+        and a sync is never split across two files."""
         self._check_usable()
         if not self._staged:
             return
         staged, self._staged = self._staged, []
         try:
             pending = bytearray()
+            if self._segment_has_records and self._segments[-1].size >= self.segment_bytes:
+                pending = self._roll_over()
+            seq = self._segments[-1].seq
             for group, kind, payload in staged:
                 if group.removed:
                     continue
-                record = frame(_encode(group, group.rseq + 1, kind, payload))
-                if self._needs_new_segment(len(pending), len(record)):
-                    self._flush(pending)
-                    pending = self._roll_over()
-                    record = frame(_encode(group, group.rseq + 1, kind, payload))
                 group.rseq += 1
-                pending += record
-                self._segment_has_records = True
-                seq = self._segments[-1].seq
+                pending += frame(_encode(group, group.rseq, kind, payload))
                 if kind == _ENTRY:
                     cut_runs(group.runs, payload.index)  # type: ignore[attr-defined]
                     if not group.runs or group.runs[-1][1] != seq:
                         group.runs.append([payload.index, seq])  # type: ignore[attr-defined]
                 elif kind == _HARD_STATE:
                     group.written_hard_state = payload  # type: ignore[assignment]
+            self._segment_has_records = True
             self._flush(pending)
             self._ops.point("sync.done")
         except BaseException:
             self._failed = True
             raise
-
-    def _needs_new_segment(self, pending: int, record: int) -> bool:
-        used = self._segments[-1].size + pending
-        return self._segment_has_records and used > 0 and used + record > self.segment_bytes
 
     def _flush(self, pending: bytearray) -> None:
         if not pending:

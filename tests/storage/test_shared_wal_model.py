@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from shared_helpers import GROUP_CONFIG
@@ -149,7 +149,7 @@ class SharedMatchesMemory(RuleBasedStateMachine):
 
 
 SharedMatchesMemory.TestCase.settings = settings(
-    max_examples=150, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    max_examples=100,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
