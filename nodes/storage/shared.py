@@ -41,12 +41,15 @@ are damaged. A damaged group keeps its intact prefix and starts recovering
 repaired it), recorded durably by a restart record and a hard state in the WAL
 before the group is used; the other groups load normally.
 
-Known limit (a choice, not an accident): the promise rides the same log as the
-entries it vouches for, so a disk that silently drops the last fsynced stretch of
-the last segment at a record boundary looks like a crash before that write, and
-the groups are not flagged. ``DiskStorage`` catches that with a second fsync per
-save (its promise file); a node-level witness of the WAL's durable end would do it
-here at the same price, for every group at once.
+A lost suffix: the promise rides the same log as the entries it vouches for, so a
+disk that silently drops the last fsynced stretch of the WAL at a record boundary
+looks like a crash before that write. With ``witness=True`` each sync also records
+the WAL's durable end in ``<dir>/witness`` (two checksummed slots written in place,
+``disk.PromiseFile``): a second fsync per turn, still one for all groups (the price
+``DiskStorage`` pays per save for its promise file). A WAL that then opens shorter
+than its witness lost acknowledged records, and since what was lost cannot say
+whose it was, every group recovers. Without it (the default: one fsync per turn)
+such a loss goes unnoticed, as in a WAL of etcd or TiKV.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from types import TracebackType
 from nodes.raft.messages import ClusterConfig, Entry, HardState, Snapshot, SnapshotMeta
 from nodes.raft.storage import PersistedState, retained_after_snapshot
 
-from .disk import _check_entries, _read_single_frame
+from .disk import PromiseFile, _check_entries, _read_single_frame
 from .errors import (
     CorruptionError,
     StorageError,
@@ -106,6 +109,8 @@ SHARED_CRASH_POINTS: tuple[str, ...] = (
     "wal.rollover",  # before a new segment is created
     "wal.write",
     "wal.fsync",
+    "promise.write",  # with witness=True: the WAL's durable end, after its fsync
+    "promise.fsync",
     "sync.done",
     "compact.delete",  # before segments or snapshot files no group needs are deleted
     "compact.done",
@@ -115,6 +120,8 @@ SHARED_CRASH_POINTS: tuple[str, ...] = (
 
 DEFAULT_SEGMENT_BYTES = 8 << 20
 DEFAULT_MAX_SEGMENTS = 8
+WITNESS_OFFSET_SPAN = 1 << 40
+"""The witness keeps the WAL's durable end as one number: seq * span + byte offset."""
 
 _ENTRY, _HARD_STATE, _SNAPSHOT, _RESTART = range(4)
 
@@ -250,6 +257,7 @@ class SharedWal:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_segments: int = DEFAULT_MAX_SEGMENTS,
         compress_snapshots: bool = True,
+        witness: bool = False,
         crash_hook: CrashHook | None = None,
     ) -> None:
         if segment_bytes < 1:
@@ -270,6 +278,12 @@ class SharedWal:
         self._segment_has_records = False  # more than the checkpoints since the rollover
         self.damaged: dict[GroupId, list[str]] = {}  # groups found damaged at open, and why
         self.path.mkdir(parents=True, exist_ok=True)
+        self._witness: PromiseFile | None = None
+        if witness or (self.path / "witness").exists():
+            # once a witness was kept, a WAL shorter than it is damage even if the
+            # caller no longer asks for one (it stops being updated only on request)
+            self._witness = PromiseFile(self.path / "witness", self._ops)
+        self._witness_on = witness
         self._lock = DirectoryLock(self.path)
         try:
             self._open()
@@ -291,6 +305,7 @@ class SharedWal:
         found = replay(self._segments, {m.slot: m for m in metas.values()})
         if found.torn is not None:
             self._cut_torn_tail(*found.torn)
+        lost = self._lost_suffix()
         for _, why in found.damage:
             log.warning("%s: damaged WAL (%s): the groups whose records were there recover "
                         "(named below), the others are intact", self.path, why)
@@ -305,9 +320,16 @@ class SharedWal:
         bad_snapshots: list[Path] = []
         for slot, meta in metas.items():
             g_r = found.groups.get(slot) or GroupReplay(slot)
+            if lost is not None and g_r.broken is None:
+                g_r.broken = lost
             self._groups[meta.group_id] = self._load_group(meta, g_r, bad_snapshots)
+
         if self._staged:
             self.sync()  # the damaged groups are durably recovering before anything else
+        if self._witness is not None and not self._witness_on:
+            self._witness.close()
+            os.unlink(self._witness.path)  # the caller stopped keeping one
+            self._witness = None
         for path in bad_snapshots:
             path.unlink()
 
@@ -352,6 +374,21 @@ class SharedWal:
                 raise CorruptionError(meta_path, offset, str(exc)) from None
             metas[meta.slot] = meta
         return metas
+
+    def _lost_suffix(self) -> str | None:
+        """Why the WAL ends before the durable end its witness recorded, if it does."""
+        if self._witness is None or not self._witness.value:
+            return None
+        seq, offset = divmod(self._witness.value, WITNESS_OFFSET_SPAN)
+        last = self._segments[-1] if self._segments else None
+        if last is not None and (last.seq, last.size) >= (seq, offset):
+            return None
+        ends = f"segment {last.seq}, byte {last.size}" if last else "no segment at all"
+        why = (f"{self._wal_dir}: the WAL ends at {ends} but syncs reached segment {seq}, "
+               f"byte {offset} ({self._witness.path}): a suffix of acknowledged records is "
+               "lost, and what was lost cannot say whose it was")
+        log.warning("%s", why)
+        return why
 
     def _cut_torn_tail(self, seg: SegmentFile, offset: int, problem: str) -> None:
         log.warning("%s: torn record at byte offset %d (%s): cutting %d bytes",
@@ -528,6 +565,9 @@ class SharedWal:
                     group.written_hard_state = payload  # type: ignore[assignment]
             self._segment_has_records = True
             self._flush(pending)
+            if self._witness_on and self._witness is not None:
+                last = self._segments[-1]
+                self._witness.write(last.seq * WITNESS_OFFSET_SPAN + last.size)
             self._ops.point("sync.done")
         except BaseException:
             self._failed = True
@@ -680,6 +720,8 @@ class SharedWal:
             return
         self._closed = True
         self._close_fd()
+        if self._witness is not None:
+            self._witness.close()
         self._lock.release()
 
     def __enter__(self) -> SharedWal:

@@ -260,3 +260,57 @@ def test_segments_hold_checkpoints_so_the_newest_has_every_group_hard_state(tmp_
     data = newest.read_bytes()
     slots = {decode_group_record(data[o + 8 : e]).slot for o, e in _frames(newest)}
     assert len(slots) == 3
+
+
+def test_a_witness_costs_one_more_fsync_per_sync_whatever_the_number_of_groups(tmp_path: Path):
+    with open_wal(tmp_path / "n", witness=True) as wal:
+        write_turns(wal, [f"g{k}" for k in range(50)], range(1, 2))
+        before = wal.fsyncs
+        write_turns(wal, [f"g{k}" for k in range(50)], range(2, 5))
+        assert wal.fsyncs - before == {"wal": 3, "promise": 3}
+
+
+def _cut_last_turn(path: Path) -> None:
+    """A disk that lost the last sync's records whole (a cut at a record boundary)."""
+    segment = segment_paths(path)[-1]
+    cut_file(segment, _frames(segment)[-6][0])
+
+
+def test_with_a_witness_a_lost_suffix_at_a_record_boundary_makes_every_group_recover(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    path = tmp_path / "n"
+    with open_wal(path, witness=True) as wal:
+        write_turns(wal, GROUPS, range(1, 6))
+    _cut_last_turn(path)
+    with caplog.at_level(logging.WARNING, logger="nodes.storage"):
+        with open_wal(path, witness=True) as wal:
+            assert sorted(wal.damaged) == GROUPS
+            for gid in GROUPS:
+                state = wal.open_group(gid).load()
+                assert state.entries == _entries(gid, 1, 4) and state.hard_state.recovering
+    assert "a suffix of acknowledged records is lost" in caplog.text
+    with open_wal(path, witness=True) as wal:  # recorded durably, and not reported again
+        assert wal.damaged == {}
+        assert all(wal.open_group(gid).load().hard_state.recovering for gid in GROUPS)
+
+
+def test_without_a_witness_a_lost_suffix_at_a_record_boundary_goes_unnoticed(tmp_path: Path):
+    """The documented price of one fsync per turn (module docstring of shared.py)."""
+    path = tmp_path / "n"
+    with open_wal(path) as wal:
+        write_turns(wal, GROUPS, range(1, 6))
+    _cut_last_turn(path)
+    with open_wal(path) as wal:
+        assert wal.damaged == {}
+        assert wal.open_group("a").load().entries == _entries("a", 1, 4)
+
+
+def test_a_witness_once_kept_still_guards_the_next_open(tmp_path: Path):
+    path = tmp_path / "n"
+    with open_wal(path, witness=True) as wal:
+        write_turns(wal, GROUPS, range(1, 6))
+    _cut_last_turn(path)
+    with open_wal(path) as wal:  # the caller no longer asks for one: the loss still shows
+        assert sorted(wal.damaged) == GROUPS
+    assert not (path / "witness").exists()
