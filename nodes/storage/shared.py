@@ -28,10 +28,14 @@ Compaction per group: each group remembers which segment holds its oldest live
 entry; a segment is deleted once it is older than every group's oldest live entry
 (so only a prefix of the segments ever goes, and a gap in the sequence numbers is
 damage). Every segment starts with a checkpoint of every group's hard state, so an
-old segment is needed only for its entries. A group that never compacts pins the
-oldest segment: ``groups_pinning()`` names them once the WAL holds more than
-``max_segments`` segments, for the host to ask their state machines for a snapshot
-(the bound is then one snapshot interval of that group's entries, as for any node).
+old segment is needed only for its entries. A group that does not compact pins the
+oldest segment. Two bounds, once the WAL holds more than ``max_segments`` segments:
+at the next new segment, a pinning group with at most ``rewrite_entries`` live
+entries (an idle or young group, far from its snapshot interval) has them copied
+forward into one record of the new segment (TiKV raft-engine's rewrite), and the old
+segments go; a bigger one is named by ``groups_pinning()`` for the host to ask its
+state machine for a snapshot (the bound is then that group's snapshot interval, as
+for any node).
 
 Recovery at open, one pass over the WAL (``shared_replay.py``): a torn tail of the
 last segment is cut; a damaged record or stretch elsewhere is skipped and only the
@@ -78,6 +82,7 @@ from .shared_records import (
     GroupId,
     GroupMeta,
     decode_group_meta,
+    encode_group_copy,
     encode_group_entry,
     encode_group_hard_state,
     encode_group_meta,
@@ -90,6 +95,7 @@ from .shared_replay import (
     cut_runs,
     list_segments,
     prune_runs,
+    read_records,
     replay,
     segment_name,
 )
@@ -120,6 +126,7 @@ SHARED_CRASH_POINTS: tuple[str, ...] = (
 
 DEFAULT_SEGMENT_BYTES = 8 << 20
 DEFAULT_MAX_SEGMENTS = 8
+DEFAULT_REWRITE_ENTRIES = 256
 WITNESS_OFFSET_SPAN = 1 << 40
 """The witness keeps the WAL's durable end as one number: seq * span + byte offset."""
 
@@ -256,6 +263,7 @@ class SharedWal:
         cluster_id: str = "",
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_segments: int = DEFAULT_MAX_SEGMENTS,
+        rewrite_entries: int = DEFAULT_REWRITE_ENTRIES,
         compress_snapshots: bool = True,
         witness: bool = False,
         crash_hook: CrashHook | None = None,
@@ -267,6 +275,7 @@ class SharedWal:
         self.cluster_id = cluster_id
         self.segment_bytes = segment_bytes
         self.max_segments = max_segments
+        self.rewrite_entries = rewrite_entries
         self.compress_snapshots = compress_snapshots
         self._ops = FileOps(fsync, crash_hook)
         self._failed = False
@@ -549,8 +558,11 @@ class SharedWal:
         staged, self._staged = self._staged, []
         try:
             pending = bytearray()
+            copied = False
             if self._segment_has_records and self._segments[-1].size >= self.segment_bytes:
                 pending = self._roll_over()
+                if len(self._segments) > self.max_segments:
+                    copied = self._copy_pinned_forward(pending, {g for g, _, _ in staged})
             seq = self._segments[-1].seq
             for group, kind, payload in staged:
                 if group.removed:
@@ -569,6 +581,8 @@ class SharedWal:
                 last = self._segments[-1]
                 self._witness.write(last.seq * WITNESS_OFFSET_SPAN + last.size)
             self._ops.point("sync.done")
+            if copied:
+                self._drop_segments()
         except BaseException:
             self._failed = True
             raise
@@ -593,6 +607,46 @@ class SharedWal:
                                            group.written_hard_state, checkpoint=True)
             pending += frame(body)
         return pending
+
+    def _copy_pinned_forward(self, pending: bytearray, busy: set[_Group]) -> bool:
+        """Copy the live entries of each small group that pins the oldest segment into
+        ``pending`` (the new segment's first write), one record per group. Groups with
+        records in this batch wait for the next new segment (their state in memory is
+        already ahead of the WAL)."""
+        oldest = self._segments[0].seq
+        new_seq = self._segments[-1].seq
+        copied = False
+        for group in self._groups.values():
+            if (group in busy or group.needed_seq() != oldest
+                    or group.last - group.base > self.rewrite_entries):
+                continue
+            entries = self._read_live_entries(group)
+            if entries is None:
+                continue
+            group.rseq += 1
+            pending += frame(encode_group_copy(group.meta.slot, group.rseq, entries))
+            group.runs = [[group.base + 1, new_seq]]
+            copied = True
+        return copied
+
+    def _read_live_entries(self, group: _Group) -> list[Entry] | None:
+        """The group's entries after its snapshot, read from the segments its ``runs``
+        name (the latest record of each index wins); None if any is missing."""
+        seqs = {seq for _, seq in group.runs}
+        latest: dict[int, Entry] = {}
+        for seg in self._segments[:-1]:
+            if seg.seq not in seqs:
+                continue
+            records, _, _ = read_records(seg, seg.path.read_bytes(), is_last=False)
+            for _, rec in records:
+                if rec.slot != group.meta.slot:
+                    continue
+                for entry in (rec.entry,) if rec.entry is not None else rec.entries:
+                    latest[entry.index] = entry
+        live = [latest.get(i) for i in range(group.base + 1, group.last + 1)]
+        if any(e is None or e.term != group.term_at(e.index) for e in live):
+            return None
+        return live  # type: ignore[return-value]
 
     def _new_segment(self, seq: int) -> None:
         self._ops.point("wal.rollover")

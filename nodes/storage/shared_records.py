@@ -14,6 +14,9 @@ recover while the others load normally::
     restart     [9, slot, rseq, last_index, base, base_term]   recovery cut the group's
                 log at last_index (after its snapshot at base) and its chain of
                 records starts again here
+    copy        [11, slot, rseq, [[index, term, kind, data], ...]]   every live entry of
+                the group again, in one record (so all or nothing), written forward
+                so that the old segments holding them can go (``SharedWal``)
     group meta  [10, format, group_id, slot, born_seq, voters, learners]
                 (the ``groups/<slot>/meta`` file, not a WAL record)
 
@@ -40,8 +43,9 @@ TAG_GROUP_HARD_STATE = 7
 TAG_GROUP_SNAPSHOT = 8
 TAG_GROUP_RESTART = 9
 TAG_GROUP_META = 10
+TAG_GROUP_COPY = 11
 
-BODY_PREFIXES = (b"\x97\x06", b"\x99\x07", b"\x96\x08", b"\x96\x09")
+BODY_PREFIXES = (b"\x97\x06", b"\x99\x07", b"\x96\x08", b"\x96\x09", b"\x94\x0b")
 """The first two bytes of every shared-WAL record body, by tag."""
 
 GroupId = str | int
@@ -55,6 +59,7 @@ class GroupRecord:
     slot: int
     rseq: int
     entry: Entry | None = None  # TAG_GROUP_ENTRY
+    entries: tuple[Entry, ...] = ()  # TAG_GROUP_COPY
     hard_state: HardState | None = None  # TAG_GROUP_HARD_STATE
     checkpoint: bool = False  # TAG_GROUP_HARD_STATE written at a segment's start
     index: int = 0  # TAG_GROUP_SNAPSHOT (snapshot index), TAG_GROUP_RESTART (last index)
@@ -84,7 +89,22 @@ def encode_group_restart(slot: int, rseq: int, last_index: int, base: int, base_
     return _pack([TAG_GROUP_RESTART, slot, rseq, last_index, base, base_term])
 
 
-_SIZES = {TAG_GROUP_ENTRY: 7, TAG_GROUP_HARD_STATE: 9, TAG_GROUP_SNAPSHOT: 6, TAG_GROUP_RESTART: 6}
+_SIZES = {TAG_GROUP_ENTRY: 7, TAG_GROUP_HARD_STATE: 9, TAG_GROUP_SNAPSHOT: 6, TAG_GROUP_RESTART: 6,
+          TAG_GROUP_COPY: 4}
+
+
+def encode_group_copy(slot: int, rseq: int, entries: list[Entry]) -> bytes:
+    rows = [[e.index, e.term, int(e.kind), e.data] for e in entries]
+    return _pack([TAG_GROUP_COPY, slot, rseq, rows])
+
+
+def _entry_from(index: Any, term: Any, kind: Any, data: Any) -> Entry:
+    if not (_ints(index, term) and index >= 1 and isinstance(data, bytes)):
+        raise RecordError("entry fields have the wrong types")
+    try:
+        return Entry(index, term, data, EntryKind(kind))
+    except ValueError as exc:
+        raise RecordError(f"unknown entry kind {kind!r}") from exc
 
 
 def _ints(*values: Any) -> bool:
@@ -104,13 +124,16 @@ def decode_group_record(body: bytes) -> GroupRecord:
         raise RecordError("record slot or sequence number out of range")
     if tag == TAG_GROUP_ENTRY:
         _, _, _, index, term, kind, data = value
-        if not (_ints(index, term) and index >= 1 and isinstance(data, bytes)):
-            raise RecordError("entry fields have the wrong types")
-        try:
-            entry = Entry(index, term, data, EntryKind(kind))
-        except ValueError as exc:
-            raise RecordError(f"unknown entry kind {kind!r}") from exc
-        return GroupRecord(tag, slot, rseq, entry=entry)
+        return GroupRecord(tag, slot, rseq, entry=_entry_from(index, term, kind, data))
+    if tag == TAG_GROUP_COPY:
+        rows = value[3]
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 4
+                                                 for r in rows):
+            raise RecordError("copy record rows have the wrong shape")
+        entries = tuple(_entry_from(*row) for row in rows)
+        if any(b.index != a.index + 1 for a, b in zip(entries, entries[1:], strict=False)):
+            raise RecordError("copy record entries are not contiguous")
+        return GroupRecord(tag, slot, rseq, entries=entries)
     if tag == TAG_GROUP_HARD_STATE:
         _, _, _, term, vote, commit, promised, recovering, checkpoint = value
         if not _ints(term, commit, promised) or not (vote is None or isinstance(vote, str)):

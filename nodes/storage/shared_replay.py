@@ -27,6 +27,7 @@ from nodes.raft.messages import Entry, HardState
 from .records import RecordError, find_frame_after, scan_frames
 from .shared_records import (
     BODY_PREFIXES,
+    TAG_GROUP_COPY,
     TAG_GROUP_ENTRY,
     TAG_GROUP_HARD_STATE,
     TAG_GROUP_RESTART,
@@ -96,6 +97,16 @@ class GroupReplay:
         if not self.runs or self.runs[-1][1] != seq:
             self.runs.append([k, seq])
         return None
+
+    def copy_forward(self, entries: list[Entry], seq: int) -> None:
+        """Every live entry again, in segment ``seq``: from now on they are read from
+        there (the segments holding the originals may have been deleted since)."""
+        if not entries:
+            return
+        first = entries[0].index
+        self.entries = [e for e in self.entries if e.index < first] + entries
+        cut_runs(self.runs, first)
+        self.runs.append([first, seq])
 
     def cut(self, last_index: int) -> None:
         """Keep the entries up to ``last_index``."""
@@ -222,6 +233,8 @@ def _apply(g: GroupReplay, rec: GroupRecord, at: Position) -> None:
         problem = g.add_entry(rec.entry, at[0])
         if problem is not None:
             _break(g, f"{problem} (segment {at[0]}, byte offset {at[1]})")
+    elif rec.kind == TAG_GROUP_COPY:
+        g.copy_forward(list(rec.entries), at[0])
     elif rec.kind == TAG_GROUP_HARD_STATE:
         g.hard_state = rec.hard_state
     elif rec.kind == TAG_GROUP_SNAPSHOT:

@@ -185,7 +185,7 @@ def _max_index_per_group(segment: Path) -> dict[int, int]:
 
 def test_a_segment_is_deleted_only_once_every_group_compacted_past_it(tmp_path: Path):
     path = tmp_path / "n"
-    with open_wal(path, segment_bytes=400, max_segments=3) as wal:
+    with open_wal(path, segment_bytes=400, max_segments=3, rewrite_entries=0) as wal:
         write_turns(wal, ["a", "b"], range(1, 31))
         a, b = wal.open_group("a"), wal.open_group("b")
         slots = {"a": a._group.meta.slot, "b": b._group.meta.slot}
@@ -314,3 +314,40 @@ def test_a_witness_once_kept_still_guards_the_next_open(tmp_path: Path):
     with open_wal(path) as wal:  # the caller no longer asks for one: the loss still shows
         assert sorted(wal.damaged) == GROUPS
     assert not (path / "witness").exists()
+
+
+def test_an_idle_group_pinning_old_segments_has_its_few_entries_copied_forward(tmp_path: Path):
+    """An idle group far from its snapshot interval would keep every segment since its
+    last write; its live entries are rewritten into a new segment instead, and the
+    WAL stays within about max_segments segments."""
+    path = tmp_path / "n"
+    with open_wal(path, segment_bytes=400, max_segments=3) as wal:
+        write_turns(wal, ["busy", "idle"], range(1, 4))
+        busy = wal.open_group("busy")
+        for index in range(4, 200):
+            busy.save(HardState(1, "n1", index - 1, index), [group_entry("busy", index)])
+            if index % 10 == 0:
+                busy.compact(_snapshot(index - 5))
+            assert len(wal.segments) <= 3 + 2, index
+        assert "idle" not in wal.groups_pinning()
+    with open_wal(path, segment_bytes=400, max_segments=3) as wal:
+        assert wal.damaged == {}
+        idle = wal.open_group("idle").load()
+        assert idle.entries == _entries("idle", 1, 3)
+        assert idle.hard_state == HardState(1, "n1", 2, 3)
+        assert wal.open_group("busy").load().entries == _entries("busy", 186, 199)
+
+
+def test_a_group_with_more_live_entries_than_a_rewrite_is_named_for_a_snapshot(tmp_path: Path):
+    path = tmp_path / "n"
+    with open_wal(path, segment_bytes=400, max_segments=3, rewrite_entries=2) as wal:
+        write_turns(wal, ["busy", "idle"], range(1, 4))
+        busy = wal.open_group("busy")
+        for index in range(4, 80):
+            busy.save(None, [group_entry("busy", index)])
+            if index % 10 == 0:
+                busy.compact(_snapshot(index - 5))
+        assert len(wal.segments) > 3 + 2  # idle (3 entries) is not copied: it pins
+        assert wal.groups_pinning() == ["idle"]
+        wal.open_group("idle").compact(_snapshot(3))
+        assert len(wal.segments) <= 3

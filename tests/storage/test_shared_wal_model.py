@@ -36,7 +36,8 @@ class SharedMatchesMemory(RuleBasedStateMachine):
 
     def _open(self) -> SharedWal:
         return SharedWal(self.path, fsync=False, node_id="n1", cluster_id="model",
-                         segment_bytes=SEGMENT_BYTES, compress_snapshots=self.compress)
+                         segment_bytes=SEGMENT_BYTES, max_segments=2,
+                         compress_snapshots=self.compress)
 
     def _bounds(self, gid: str) -> tuple[int, int, int]:
         state = self.models[gid].load()
