@@ -104,14 +104,16 @@ SCRIPT: list[Op] = [
 ]
 
 
-def _run(path: Path, hook: Callable[[str], None] | None = None) -> list[Models]:
+def _run(path: Path, hook: Callable[[str], None] | None = None, max_segments: int = 8
+         ) -> list[Models]:
     """Run SETUP then SCRIPT; returns the models before and after the interrupted op
     (and between, for an install), or only the final models if nothing was."""
     models: Models = {}
-    with open_wal(path, segment_bytes=SEGMENT_BYTES, witness=True) as wal:
+    kwargs = {"segment_bytes": SEGMENT_BYTES, "witness": True, "max_segments": max_segments}
+    with open_wal(path, **kwargs) as wal:
         for op in SETUP:
             op(wal, models)
-    wal = open_wal(path, segment_bytes=SEGMENT_BYTES, witness=True, crash_hook=hook)
+    wal = open_wal(path, **kwargs, crash_hook=hook)
     for op in SCRIPT:
         before = copy.deepcopy(models)
         try:
@@ -129,13 +131,25 @@ def _run(path: Path, hook: Callable[[str], None] | None = None) -> list[Models]:
     return [models]
 
 
-def test_the_script_passes_every_crash_point(tmp_path: Path):
+def test_the_script_passes_every_crash_point_and_copies_idle_groups_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     def count(name: str) -> None:
         seen[name] += 1
 
     seen: Counter[str] = Counter()
     _run(tmp_path / "count", count)
     assert set(SHARED_CRASH_POINTS) <= set(seen), set(SHARED_CRASH_POINTS) - set(seen)
+    copies = []
+    original = SharedWal._copy_pinned_forward
+
+    def spy(self: SharedWal, *args: object) -> bool:
+        copies.append(original(self, *args))  # type: ignore[arg-type]
+        return copies[-1]
+
+    monkeypatch.setattr(SharedWal, "_copy_pinned_forward", spy)
+    _run(tmp_path / "copies", max_segments=2)
+    assert any(copies)
 
 
 def _crash_on(point: str, nth: int) -> Callable[[str], None]:
@@ -152,17 +166,19 @@ def _crash_on(point: str, nth: int) -> Callable[[str], None]:
     return hook
 
 
+@pytest.mark.parametrize("max_segments", [8, 2])  # 2: idle groups are copied forward
 @pytest.mark.parametrize("point", SHARED_CRASH_POINTS)
 def test_a_crash_at_any_step_leaves_each_group_before_or_after_the_operation(
-    tmp_path: Path, point: str
+    tmp_path: Path, point: str, max_segments: int
 ):
     for nth in (1, 2, 3):
         path = tmp_path / f"crash-{nth}"
-        outcomes = _run(path, _crash_on(point, nth))
+        outcomes = _run(path, _crash_on(point, nth), max_segments)
         if len(outcomes) == 1:
             assert nth > 1, f"the script never reached {point}"
             break
-        with open_wal(path, segment_bytes=SEGMENT_BYTES, witness=True) as wal:
+        with open_wal(path, segment_bytes=SEGMENT_BYTES, witness=True,
+                      max_segments=max_segments) as wal:
             assert wal.damaged == {}, (point, nth)
             for gid in set().union(*outcomes):
                 loaded = wal.open_group(gid).load() if gid in wal.groups() else None
