@@ -433,6 +433,7 @@ class SharedWal:
             group.record_entries(entries)
         group.last = last
         group.runs = [run for run in g_r.runs if run[0] <= last] if entries else []
+        prune_runs(group.runs, base)
         if group.runs and group.runs[0][0] < base + 1:
             group.runs[0][0] = base + 1
         group.hard_state = group.written_hard_state = hs
@@ -484,7 +485,7 @@ class SharedWal:
             self._failed = True
             raise
         hs = HardState(recovering=self.node_id in config.voters)
-        group.hard_state = hs
+        group.hard_state = group.written_hard_state = hs  # a checkpoint may precede record 1
         group.fresh = PersistedState(hs, None, [], config)
         self._staged.append((group, _HARD_STATE, hs))  # the group's record 1
         self._groups[group_id] = group

@@ -351,3 +351,22 @@ def test_a_group_with_more_live_entries_than_a_rewrite_is_named_for_a_snapshot(t
         assert wal.groups_pinning() == ["idle"]
         wal.open_group("idle").compact(_snapshot(3))
         assert len(wal.segments) <= 3
+
+
+def test_a_new_group_checkpointed_before_its_first_record_still_starts_recovering(tmp_path: Path):
+    """A group created while the segment is full gets its checkpoint in the next
+    segment before its own first record: the checkpoint must already say recovering
+    (a crash between the two keeps only the checkpoint)."""
+    path = tmp_path / "n"
+    with open_wal(path, node_id="n1", segment_bytes=200) as wal:
+        index = 1
+        while wal._segments[-1].size < 200:  # fill the segment: the next sync rolls over
+            write_turns(wal, ["a"], range(index, index + 1))
+            index += 1
+        wal.open_group("new", GROUP_CONFIG)
+        wal.sync()
+    newest = segment_paths(path)[-1]
+    cut_file(newest, _frames(newest)[2][0])  # keep the two checkpoints only
+    with open_wal(path, node_id="n1") as wal:
+        assert wal.damaged == {}
+        assert wal.open_group("new").load().hard_state == HardState(recovering=True)
