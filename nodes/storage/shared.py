@@ -104,6 +104,10 @@ from .snapshots import list_snapshots, read_snapshot, write_snapshot
 log = logging.getLogger(__name__)
 
 SHARED_CRASH_POINTS: tuple[str, ...] = (
+    "meta.write",  # creating the directory
+    "meta.fsync",
+    "meta.rename",
+    "meta.dirsync",
     "group.meta.write",  # creating a group
     "group.meta.fsync",
     "group.meta.rename",
@@ -344,6 +348,8 @@ class SharedWal:
 
     def _open_meta(self) -> None:
         meta_path = self.path / "meta"
+        for leftover in self.path.glob("*.tmp"):
+            leftover.unlink()  # an atomic write that a crash interrupted: never live data
         if not meta_path.exists():
             others = [p.name for p in self.path.iterdir() if p.name not in ("LOCK", "wal", "groups")]
             if others or any((self.path / "wal").glob("*.wal")):
