@@ -696,7 +696,11 @@ class SharedWal:
         self._ops.point("compact.done")
 
     def _drop_segments(self) -> None:
-        """Delete the oldest segments that no live group needs (never the last one)."""
+        """Delete the oldest segments that no live group needs (never the last one).
+        Not while records are staged: what they undo (a snapshot installed over the
+        log) is not durable yet, and the entries it drops may still be needed."""
+        if self._staged:
+            return
         needed = [s for g in self._groups.values() if (s := g.needed_seq()) is not None]
         keep_from = min([*needed, self._segments[-1].seq])
         doomed = [seg for seg in self._segments if seg.seq < keep_from]

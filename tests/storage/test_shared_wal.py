@@ -401,3 +401,23 @@ def test_a_damaged_snapshot_file_makes_only_its_group_recover(
     with open_wal(path) as wal:
         b = wal.open_group("b").load()
         assert b.snapshot == _snapshot(10, 2) and b.entries == [group_entry("b", 11, 2)]
+
+
+def test_segments_stay_while_a_staged_snapshot_install_is_not_durable(tmp_path: Path):
+    """A staged install drops a group's entries from what it needs, but until the sync
+    the old log is what a crash finds: removing another group must not delete it."""
+    path = tmp_path / "n"
+    with open_wal(path, segment_bytes=300, rewrite_entries=0) as wal:
+        write_turns(wal, ["a", "gone"], range(1, 21))
+        wal.open_group("gone").compact(_snapshot(20))
+        a = wal.open_group("a")
+        a.compact(_snapshot(2))
+        segments = segment_paths(path)
+        # a snapshot from the leader that keeps the log (it holds entry 10, term 1)
+        a.stage(HardState(1, "n1", 10, 20), [], _snapshot(10))
+        wal.remove_group("gone")
+        assert segment_paths(path) == segments
+        wal.abandon()  # a crash before the sync
+    with open_wal(path, segment_bytes=300) as wal:
+        state = wal.open_group("a").load()
+        assert state.snapshot == _snapshot(10) and state.entries == _entries("a", 11, 20)
