@@ -56,10 +56,12 @@ def sub():
         s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (k.encode() for k in a["keys"])
     s.connect(a["addr"])
     return s
-monitors = []
+monitors, huge = [], []
 for i in range(a["huge_subscribers"]):
     s = sub()
-    monitors.append(s.get_monitor_socket(zmq.EVENT_DISCONNECTED))
+    huge.append(s)  # kept open: a collected socket frees its fd, and the next monitor's
+    # default inproc address (named after the fd) would then be taken
+    monitors.append(s.get_monitor_socket(zmq.EVENT_DISCONNECTED, f"inproc://hostile-{i}"))
     for _ in range(a["huge_per_socket"]):
         s.setsockopt(zmq.SUBSCRIBE, rng.randbytes(a["huge_bytes"]))
 keep = []
