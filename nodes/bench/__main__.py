@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "storage": "nodes.bench.storage",
     "flood": "nodes.bench.flood",
+    "rooms": "nodes.bench.rooms",
 }
 
 
