@@ -529,15 +529,20 @@ class _SeatSession:
     def _answered(self, call: FarmCall) -> None:
         farm = self.farm
         farm.wake(self)
-        self.seen_index = max(self.seen_index, call.index)
+        if call.ok and isinstance(call.result, dict) and call.result.get("ok"):
+            # a refused command changed nothing and publishes nothing: no view to wait for
+            self.seen_index = max(self.seen_index, call.index)
         if call.ok and farm.on_ack is not None:
             farm.on_ack(self, call)
         if not call.ok:
             farm.stats.failed += 1
+            farm.stats.refused[call.error.code if call.error else "unavailable"] += 1
             return
         farm.stats.acked += 1
         cmd = call.body["cmd"]
         result = call.result if isinstance(call.result, dict) else {}
+        if not result.get("ok"):
+            farm.stats.refused[f"{cmd.get('type')}:{result.get('error')}"] += 1
         if cmd.get("type") == "hit":
             # an accepted hit stays in hits_in_flight until its broadcast is seen (the
             # answer from the leader usually comes first)
@@ -558,6 +563,7 @@ class FarmStats:
     hits: int = 0  # hits accepted (points)
     failed: int = 0  # commands given up on (deadline)
     sent: Counter = field(default_factory=Counter)  # commands sent, by type
+    refused: Counter = field(default_factory=Counter)  # "type:error" (or a link error code)
     latencies_ms: list[float] = field(default_factory=list)  # hit -> broadcast, every sample
     recent_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
 
@@ -596,6 +602,7 @@ class BotFarm:
             self.sessions.append(s)
             self.bots.append(Bot(name, s, strategy, random.Random(f"{seed}:{name}"),
                                  games_to_play=games, people=self._people_of(s),
+                                 may_start=self._room_full(i),
                                  lobby_wait_s=lobby_wait_s))
         self.assign = {i: (i % rooms if rooms else None) for i in range(count)}
         self.room_ids: dict[int, str] = {}  # room slot -> id
@@ -649,6 +656,12 @@ class BotFarm:
             bots = set(view["bots"]) if view is not None else set()
             return [name for name in table["players"] if name not in bots]
         return people
+
+    def _room_full(self, i: int) -> Callable[[dict[str, Any]], bool]:
+        def full(table: dict[str, Any]) -> bool:
+            room = self.sessions[i].room
+            return len(table["players"]) >= len(self.by_room.get(room, ())) if room else True
+        return full
 
     def wake(self, s: _SeatSession) -> None:
         self._dirty.add(self._index[id(s)])

@@ -58,6 +58,8 @@ class Bot:
     clock: Callable[[], float] = time.monotonic
     # who at the table is a person (a room keeps its bots in its seats, not on the table)
     people: Callable[[dict[str, Any]], list[str]] = field(default=lambda state: people_at(state))
+    # whether a hosting bot may start now (a bot farm holds a room until its bots are in)
+    may_start: Callable[[dict[str, Any]], bool] = field(default=lambda state: True)
     hits_sent: int = 0
     hits_won: int = 0
     games_seen: int = 0
@@ -119,7 +121,7 @@ class Bot:
                     self._could_start_since = None
                 elif self._could_start_since is None:
                     self._could_start_since = now
-                elif now - self._could_start_since >= self.lobby_wait_s:
+                elif now - self._could_start_since >= self.lobby_wait_s and self.may_start(state):
                     self._send({"type": "start"})
         elif phase == "round" and not player["spectator"]:
             targets = view.open_targets(state)

@@ -108,7 +108,8 @@ def _turn_until(farm: Any, cond: Any, timeout: float, what: str) -> None:
     while not cond():
         if time.monotonic() > end:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}: "
-                               f"{farm.summary_line()}")
+                               f"{farm.summary_line()}; sent {dict(farm.stats.sent)}, "
+                               f"refused {dict(farm.stats.refused)}")
         farm.turn(5)
 
 
