@@ -121,6 +121,7 @@ class FarmLink:
         self.leader = self.ids[0]
         self.leader_term = -1
         self.failovers = 0
+        self.throttled = 0  # rate_limited answers (each resent after a pause)
         self.inflight: dict[int, FarmCall] = {}
         self.paused: list[FarmCall] = []
         self._req_ids = itertools.count(1)
@@ -216,6 +217,7 @@ class FarmLink:
             self._finish(c, False, None, 0, err)
             return
         if err.code == "rate_limited":
+            self.throttled += 1
             del self.inflight[c.req_id]
             low, high = THROTTLE_PAUSE
             c.retry_at = now + min(high, low * 2 ** c.throttled)
@@ -550,6 +552,7 @@ class _SeatSession:
                 farm.hits_in_flight.pop(self.client_id, None)
             else:
                 farm.stats.hits += 1
+                farm.stats.ack_ms.append((time.monotonic() - call.created_at) * 1000)
                 key = (result.get("room") or self.room or "", self.hit_game)
                 self.acked_points[key] = self.acked_points.get(key, 0) + 1
         if result.get("ok") and cmd.get("type") in ("create", "join", "quick_play"):
@@ -565,6 +568,7 @@ class FarmStats:
     sent: Counter = field(default_factory=Counter)  # commands sent, by type
     refused: Counter = field(default_factory=Counter)  # "type:error" (or a link error code)
     latencies_ms: list[float] = field(default_factory=list)  # hit -> broadcast, every sample
+    ack_ms: list[float] = field(default_factory=list)  # hit -> its answer (accepted hits)
     recent_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
 
 
@@ -764,6 +768,7 @@ class BotFarm:
             "p50_ms": round(percentile(recent, 50), 1) if recent else None,
             "p99_ms": round(percentile(recent, 99), 1) if recent else None,
             "failovers": self.link.failovers, "feed_moves": self.feeds.moves,
+            "throttled": self.link.throttled,
         }
 
     def summary_line(self) -> str:
@@ -773,7 +778,8 @@ class BotFarm:
         return (f"rooms {s['rooms']} | bots seated {s['bots_seated']}/{s['bots']} | "
                 f"games {s['games_finished']} | {s['actions_per_s']:g} actions/s, "
                 f"{s['hits_per_s']:g} hits/s | hit->broadcast {lat} | "
-                f"failovers {s['failovers']}")
+                f"failovers {s['failovers']}"
+                + (f" | throttled {s['throttled']}" if s["throttled"] else ""))
 
     def leave_all(self, timeout: float = 3.0) -> None:
         """Every seated bot leaves its room (so a room empties and closes)."""

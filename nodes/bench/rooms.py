@@ -9,7 +9,10 @@
    record on the room's stream, at the node the farm follows), committed actions/s
    (commands answered: hits, refused hits, pings...), accepted hits/s, CPU per
    node (share of one core, from /proc), memory per room (RSS growth of each node
-   since before the rooms, divided by K).
+   since before the rooms, divided by K: it includes the 4K client sessions and
+   the log kept between snapshots). Beside them, to read the latency against: a
+   hit's answer time, the farm's own CPU, the load average, and the fsync of 128
+   bytes on the same disk in the same run (a hit waits for two in a row).
 2. **kill**: ``kill -9`` of the leader mid-game. Per room, the time until a
    command of that room commits again, counted from the kill or from the room's
    first command after it, whichever is later (a room in its intermission sends
@@ -137,17 +140,23 @@ def run_active(directory: Path, rooms: int, seconds: float, after_kill_s: float,
         _turn_until(farm, lambda: in_game() == rooms, 60, "a game in every room")
         _turn_until(farm, lambda: farm.stats.hits > 0, 30, "a first hit")
         farm.stats.latencies_ms.clear()
+        farm.stats.ack_ms.clear()
         acked0, hits0 = farm.stats.acked, farm.stats.hits
         cpu = _CpuWindow(lc)
+        own0 = time.process_time()
         t0 = time.monotonic()
         _say(f"measuring {seconds:g} s")
         farm.run(duration=seconds)
         span = time.monotonic() - t0
         core_pct = cpu.core_pct()
+        farm_pct = round(100 * (time.process_time() - own0) / span, 1)
         rss = {nid: _rss_kb(pid) for nid, pid in _pids(lc).items()}
         active = {
             "rooms": rooms, "bots": 4 * rooms, "seconds": round(span, 2),
             "hit_broadcast_ms": _stats(farm.stats.latencies_ms),
+            "hit_answer_ms": _stats(farm.stats.ack_ms),
+            "farm_cpu_core_pct": farm_pct,
+            "load_avg": Path("/proc/loadavg").read_text().split()[:3],
             "committed_actions_per_s": round((farm.stats.acked - acked0) / span, 1),
             "hits_per_s": round((farm.stats.hits - hits0) / span, 1),
             "cpu_core_pct": core_pct,
@@ -201,6 +210,7 @@ def _kill_leader(lc: LocalCluster, farm: Any, after_kill_s: float) -> dict[str, 
         "killed": leader, "rooms": len(rooms), "rooms_recovered": len(recovered),
         "recovery_ms": _stats(list(recovered.values())),
         "since_kill_ms": _stats(list(since_kill.values())),
+        "first_commit_after_kill_ms": round(min(since_kill.values()), 1) if since_kill else None,
         "points_lost": lost, "rooms_differing_between_nodes": mismatched,
         "bots_unchecked": unchecked, "link_failovers": farm.link.failovers - failovers0,
     }
@@ -304,8 +314,12 @@ def run_bench(rooms: int = 200, seconds: float = 20.0, idle_rooms: int = 2000,
               quick: bool = False) -> dict[str, Any]:
     if quick:
         rooms, seconds, idle_rooms, idle_seconds, after_kill_s = 4, 2.0, 50, 1.0, 1.0
+    from .floor import fsync_ms
+
     with tempfile.TemporaryDirectory(prefix="arena-bench-rooms-") as tmp:
+        floor = _stats(fsync_ms(Path(tmp), 50 if quick else 300))
         out = run_active(Path(tmp) / "active", rooms, seconds, after_kill_s, seed)
+        out["fsync_ms"] = floor  # the durable floor here, now: a hit waits for two of them
         out["idle"] = run_idle(Path(tmp) / "idle", idle_rooms, idle_seconds)
     out["seed"] = seed
     out["quick"] = quick
@@ -331,6 +345,13 @@ def render(r: dict[str, Any]) -> None:
     t.add_row(f"active: {a['rooms']} rooms, {a['bots']} bots, {a['seconds']:g} s",
               f"hit->broadcast p50 {lat['p50']} ms, p99 {lat['p99']} ms ({lat['n']} hits)",
               f"200 rooms, p99 < 50 ms: {ok[met['active_p99']]}")
+    ans = a["hit_answer_ms"]
+    t.add_row("  hit -> its answer (from the leader)",
+              f"p50 {ans['p50']} ms, p99 {ans['p99']} ms", "")
+    t.add_row("  bot farm's own CPU (% of a core); load average",
+              f"{a['farm_cpu_core_pct']:g}; {' '.join(a['load_avg'])}", "")
+    t.add_row("  fsync of 128 bytes on this disk (same run)",
+              f"p50 {r['fsync_ms']['p50']} ms, p99 {r['fsync_ms']['p99']} ms", "")
     t.add_row("committed actions/s", f"{a['committed_actions_per_s']:g} "
               f"({a['hits_per_s']:g} accepted hits/s)", "")
     t.add_row("CPU per node (% of a core)", _fmt(a["cpu_core_pct"]), "")
@@ -342,6 +363,7 @@ def render(r: dict[str, Any]) -> None:
     since = k["since_kill_ms"]
     t.add_row("  (raw: kill -> room's next commit, incl. think time and intermissions)",
               f"p50 {since['p50']} ms, p99 {since['p99']} ms, max {since['max']} ms", "")
+    t.add_row("  kill -> first commit of any room", f"{k['first_commit_after_kill_ms']} ms", "")
     t.add_row("points lost (every node)", f"{k['points_lost']} lost, "
               f"{k['rooms_differing_between_nodes']} rooms differing, "
               f"{k['bots_unchecked']} unchecked", f"0: {ok[met['points_lost']]}")
