@@ -393,9 +393,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="a smoke run (seconds, not a measurement)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--render", metavar="JSON_FILE", default=None,
+                        help="print the table of a run saved with --json (runs nothing)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.render:
+        render(json.loads(Path(args.render).read_text()))
+        return 0
     return main_report(args.json, rooms=args.rooms, seconds=args.seconds,
                        idle_rooms=args.idle_rooms, idle_seconds=args.idle_seconds,
                        seed=args.seed, quick=args.quick)
