@@ -17,11 +17,16 @@
    command of that room commits again, counted from the kill or from the room's
    first command after it, whichever is later (a room in its intermission sends
    nothing for a few seconds: that wait is the game's, not the cluster's);
-   p50/p99/max over the rooms. Then the bots stop, the killed node is restarted
-   and catches up, and **points lost** are counted: for every bot, its
+   p50/p99/max over the rooms. Answers the killed leader sent before it died
+   (read by the bots after the kill) do not count. Then the bots stop, the killed
+   node is restarted and catches up, and **points lost** are counted: for every bot, its
    acknowledged accepted hits in its room's game minus its score in that game as
-   read from every node (0 is the target), plus rooms whose scores differ
-   between nodes.
+   read from every node (0 is the target), plus rooms whose scores, game or
+   players differ between nodes (read three times: the leader's clock may still
+   end a round between two reads).
+   Beside the latency: each process's share of the window spent waiting for a
+   CPU (``/proc/<pid>/task/*/schedstat``), which on a shared machine is where a
+   tail comes from.
 3. **idle**: a fresh cluster with N open rooms nobody is in (``close_ms`` set
    high so they stay open): CPU per node over ``idle_seconds``, memory per room.
 
@@ -72,15 +77,35 @@ def _pids(lc: LocalCluster) -> dict[str, int]:
     return {nid: pid for nid in lc.cluster.ids() if (pid := lc.pid(nid)) is not None}
 
 
+def _runq_wait_s(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 class _CpuWindow:
+    """CPU used, and time spent waiting for a CPU, per process over a window."""
+
     def __init__(self, lc: LocalCluster) -> None:
-        self.pids = _pids(lc)
+        self.pids = {**_pids(lc), "bots": os.getpid()}
         self.t0 = time.monotonic()
         self.cpu0 = {nid: _cpu_s(pid) for nid, pid in self.pids.items()}
+        self.wait0 = {nid: _runq_wait_s(pid) for nid, pid in self.pids.items()}
 
     def core_pct(self) -> dict[str, float]:
         span = time.monotonic() - self.t0
         return {nid: round(100 * (_cpu_s(pid) - self.cpu0[nid]) / span, 1)
+                for nid, pid in self.pids.items() if nid != "bots"}
+
+    def waiting_pct(self) -> dict[str, float]:
+        """Share of the window each process (the bots' too) waited for a CPU."""
+        span = time.monotonic() - self.t0
+        return {nid: round(100 * (_runq_wait_s(pid) - self.wait0[nid]) / span, 1)
                 for nid, pid in self.pids.items()}
 
 
@@ -149,6 +174,7 @@ def run_active(directory: Path, rooms: int, seconds: float, after_kill_s: float,
         farm.run(duration=seconds)
         span = time.monotonic() - t0
         core_pct = cpu.core_pct()
+        waiting_pct = cpu.waiting_pct()
         farm_pct = round(100 * (time.process_time() - own0) / span, 1)
         rss = {nid: _rss_kb(pid) for nid, pid in _pids(lc).items()}
         active = {
@@ -156,6 +182,8 @@ def run_active(directory: Path, rooms: int, seconds: float, after_kill_s: float,
             "hit_broadcast_ms": _stats(farm.stats.latencies_ms),
             "hit_answer_ms": _stats(farm.stats.ack_ms),
             "farm_cpu_core_pct": farm_pct,
+            "waiting_for_cpu_pct": waiting_pct,
+            "nice": os.nice(0),
             "load_avg": Path("/proc/loadavg").read_text().split()[:3],
             "committed_actions_per_s": round((farm.stats.acked - acked0) / span, 1),
             "hits_per_s": round((farm.stats.hits - hits0) / span, 1),
@@ -179,7 +207,8 @@ def _kill_leader(lc: LocalCluster, farm: Any, after_kill_s: float) -> dict[str, 
     killed_at = [0.0]
 
     def on_ack(session: Any, call: Any) -> None:
-        if not killed_at[0] or session.room in recovered:
+        # an answer of the killed leader read after the kill was committed before it
+        if not killed_at[0] or session.room in recovered or call.node == leader:
             return
         now = time.monotonic()
         if now > killed_at[0]:
@@ -235,16 +264,32 @@ def _points_lost(lc: LocalCluster, farm: Any) -> tuple[int, int, int]:
         target = max(applied().values())
         wait_until(lambda: len(a := applied()) == len(lc.cluster.ids())
                    and min(a.values()) >= target, 60, "every node to catch up", every=0.2)
-        tables: dict[str, dict[str, dict]] = {}
-        for room in farm.by_room:
+        def read_room(room: str) -> dict[str, dict | None]:
+            out = {}
             for nid in lc.cluster.ids():
                 r = c.link.wait(c.link.call("read", {"machine": "rooms", "linearizable": False,
                                                      "query": {"op": "room", "room": room}},
                                             node=nid))
-                tables.setdefault(room, {})[nid] = r.result["room"]["table"] if r.ok else None
+                out[nid] = r.result["room"]["table"] if r.ok and r.result.get("ok") else None
+            return out
+
+        def differ(per_node: dict[str, dict | None]) -> bool:
+            # what only players' commands change (the bots are still now); the leader's
+            # clock still ends rounds, so a room's phase may move between two reads
+            return len({json.dumps(t and [t["scores"], t["game_state"]["game_number"],
+                                          sorted(t["players"])], sort_keys=True)
+                        for t in per_node.values()}) != 1
+
+        tables: dict[str, dict[str, dict | None]] = {}
+        mismatched = 0
+        for room in farm.by_room:
+            for _attempt in range(3):
+                tables[room] = read_room(room)
+                if not differ(tables[room]):
+                    break
+            else:
+                mismatched += 1
     lost = unchecked = 0
-    mismatched = sum(1 for per_node in tables.values()
-                     if len({json.dumps(t, sort_keys=True) for t in per_node.values()}) != 1)
     for s, bot in zip(farm.sessions, farm.bots, strict=True):
         for (room, game), acked in s.acked_points.items():
             for table in tables.get(room, {}).values():
@@ -350,6 +395,8 @@ def render(r: dict[str, Any]) -> None:
               f"p50 {ans['p50']} ms, p99 {ans['p99']} ms", "")
     t.add_row("  bot farm's own CPU (% of a core); load average",
               f"{a['farm_cpu_core_pct']:g}; {' '.join(a['load_avg'])}", "")
+    t.add_row(f"  waiting for a CPU (% of the window; nice {a['nice']})",
+              _fmt(a["waiting_for_cpu_pct"]), "")
     t.add_row("  fsync of 128 bytes on this disk (same run)",
               f"p50 {r['fsync_ms']['p50']} ms, p99 {r['fsync_ms']['p99']} ms", "")
     t.add_row("committed actions/s", f"{a['committed_actions_per_s']:g} "
