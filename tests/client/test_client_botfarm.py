@@ -1,0 +1,34 @@
+"""``client.botfarm`` without nodes: what a bot waits for after an answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from client.botfarm import BotFarm, FarmCall
+from nodes.local import make_cluster_file
+
+
+def _answer(farm: BotFarm, i: int, result: dict, index: int) -> FarmCall:
+    s = farm.sessions[i]
+    call = FarmCall("submit", {"machine": "rooms", "seq": 1, "cmd": {"type": "ready", "room": "r1"}},
+                    s.client_id, s.lane, done=True, ok=True, result=result, index=index)
+    s._answered(call)
+    return call
+
+
+def test_a_bot_waits_for_its_accepted_command_in_the_view_not_for_a_refused_one(
+        tmp_path: Path) -> None:
+    farm = BotFarm(make_cluster_file(tmp_path, 3), 4, 1, seed=2)
+    try:
+        s = farm.sessions[1]
+        # refused: nothing changed and nothing is published at that index, so waiting for
+        # the view to reach it would hold the bot until some other command of the room
+        _answer(farm, 1, {"ok": False, "error": "not_ready", "message": "no"}, 40)
+        assert s.seen_index == 0
+        assert farm.stats.refused["ready:not_ready"] == 1
+        # accepted: the bot acts again once its room's view shows index 41
+        _answer(farm, 1, {"ok": True, "room": "r1", "ready": True}, 41)
+        assert s.seen_index == 41
+        assert farm.stats.acked == 2
+    finally:
+        farm.close()
