@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -583,13 +584,18 @@ class BotFarm:
                  lobby_wait_s: float = 3.0) -> None:
         if count < 1:
             raise ValueError("count must be at least 1")
+        if rooms > count:
+            raise ValueError(f"{rooms} rooms for {count} bots: a room needs a bot to create it; "
+                             f"use --rooms {count} or fewer")
         per_room = math.ceil(count / rooms) if rooms else 0
         if per_room > 16:
             raise ValueError(f"{count} bots in {rooms} rooms is {per_room} a room; a room seats "
-                             "16 at most: use --rooms {math.ceil(count / 16)} or more")
+                             f"16 at most: use --rooms {math.ceil(count / 16)} or more")
         self.cluster = cluster
         self.seed = seed
-        self.id_prefix = f"farm{seed}-{random.Random(seed).randrange(1 << 30):x}"
+        # fresh client ids every run (the seed repeats the bots' choices, not their sessions:
+        # a second run under the same ids would start its sequence numbers over)
+        self.id_prefix = f"farm-{secrets.token_hex(4)}"
         self.link = FarmLink(cluster, math.ceil(count / max(1, ids_per_lane)),
                              request_timeout=request_timeout)
         self.feeds = RoomFeeds(self.link, f"{self.id_prefix}-reader", self._on_room_update)
@@ -624,14 +630,11 @@ class BotFarm:
 
     def _start(self) -> None:
         self._started = True
-        if self.rooms_wanted:
-            for slot in range(self.rooms_wanted):
-                first = next(i for i in range(len(self.bots)) if self.assign[i] == slot)
-                self._create(slot, first)
-        else:
-            for i, s in enumerate(self.sessions):
-                self._creating[i] = s.send({"type": "quick_play", "name": self.bots[i].name,
-                                            "bot": True})
+        firsts = ([next(i for i in self.assign if self.assign[i] == slot)
+                   for slot in range(self.rooms_wanted)] if self.rooms_wanted
+                  else list(range(len(self.bots))))
+        for i in firsts:
+            self._creating[i] = self._creating_retry(i)
 
     def _create(self, slot: int, first: int) -> None:
         s = self.sessions[first]
@@ -667,6 +670,30 @@ class BotFarm:
             return len(table["players"]) >= len(self.by_room.get(room, ())) if room else True
         return full
 
+    def _find_seat(self, i: int) -> None:
+        """Ask where bot ``i`` sits (its create or quick play was applied, its answer lost)."""
+        s = self.sessions[i]
+
+        def found(call: FarmCall) -> None:
+            result = call.result if isinstance(call.result, dict) else {}
+            if result.get("room"):
+                s.room = result["room"]
+                self.seated(s, result["room"])
+            else:
+                self._creating[i] = self._creating_retry(i)
+
+        self._creating[i] = self.link.call(
+            "read", {"machine": MACHINE, "query": {"op": "seat_of", "client_id": s.client_id}},
+            self.feeds.reader_id, 0, on_done=found)
+
+    def _creating_retry(self, i: int) -> FarmCall:
+        slot = self.assign[i]
+        if slot is None:
+            return self.sessions[i].send({"type": "quick_play", "name": self.bots[i].name,
+                                          "bot": True})
+        self._create(slot, i)
+        return self._creating[i]
+
     def wake(self, s: _SeatSession) -> None:
         self._dirty.add(self._index[id(s)])
 
@@ -696,12 +723,10 @@ class BotFarm:
         for i, call in list(self._creating.items()):
             if call.done and not (call.ok and isinstance(call.result, dict)
                                   and call.result.get("ok")):
-                slot = self.assign[i]
-                if slot is None:
-                    self._creating[i] = self.sessions[i].send(
-                        {"type": "quick_play", "name": self.bots[i].name, "bot": True})
+                if isinstance(call.result, dict) and call.result.get("error") == "in_room":
+                    self._find_seat(i)  # the first try was applied after all
                 else:
-                    self._create(slot, i)
+                    self._creating[i] = self._creating_retry(i)
         self.link.poll(timeout_ms)
         self.feeds.check()
         if not self.acting:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from client.botfarm import BotFarm, FarmCall
 from nodes.local import make_cluster_file
 
@@ -32,3 +34,21 @@ def test_a_bot_waits_for_its_accepted_command_in_the_view_not_for_a_refused_one(
         assert farm.stats.acked == 2
     finally:
         farm.close()
+
+
+def test_farms_take_fresh_client_ids_and_refuse_more_rooms_than_bots(tmp_path: Path) -> None:
+    cf = make_cluster_file(tmp_path, 3)
+    one, two = BotFarm(cf, 4, 1, seed=9), BotFarm(cf, 4, 1, seed=9)
+    try:
+        # same seed, same choices; but a second run under the first one's ids would start
+        # their sequence numbers over against the cluster's session table
+        ids = {s.client_id for s in one.sessions}
+        assert not ids & {s.client_id for s in two.sessions}
+        assert len(ids) == 4
+    finally:
+        one.close()
+        two.close()
+    with pytest.raises(ValueError, match="use --rooms 3 or fewer"):
+        BotFarm(cf, 3, 5)
+    with pytest.raises(ValueError, match="use --rooms 3 or more"):
+        BotFarm(cf, 40, 2)
