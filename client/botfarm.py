@@ -25,7 +25,10 @@ command in flight at a time, resent with the same seq after a failover.
 Measured (``FarmStats``): commands acknowledged, hits accepted, and the
 hit -> broadcast latency: from sending a hit to seeing the room's stream
 update that carries it (the ``sync`` record of the hit), on the node the farm
-follows.
+follows. The live line's ``failovers`` counts the times the farm's requests
+moved to another node after losing one (its connection dropped, or a request
+went unanswered for ``request_timeout``: on a loaded machine that happens
+without any node dying).
 """
 
 from __future__ import annotations
