@@ -333,6 +333,7 @@ class RoomFeed:
     held: list[Update] = field(default_factory=list)
     reading: FarmCall | None = None
     resyncs: int = 0
+    min_index: int = 0  # the room exists from this index on (its create's answer)
 
 
 class RoomFeeds:
@@ -352,10 +353,12 @@ class RoomFeeds:
         self.moves = 0
         self.clock_offset_ms = 0
 
-    def watch(self, room: str) -> None:
+    def watch(self, room: str, min_index: int = 0) -> None:
+        """Keep ``room``'s view; ``min_index``: the room exists from that index on (a node
+        that answers an older state has not applied its creation yet)."""
         if room in self.rooms:
             return
-        self.rooms[room] = RoomFeed(room)
+        self.rooms[room] = RoomFeed(room, min_index=min_index)
         if self.sub is None:
             self.subscribe()
             return
@@ -471,7 +474,10 @@ class RoomFeeds:
         feed.reading = None
         result = call.result if isinstance(call.result, dict) else {}
         if not call.ok or not result.get("ok"):
-            if result.get("error") != "no_such_room":
+            # no_such_room from a node behind the room's creation (the followed node may
+            # apply it after the leader answered the create): ask again; from one at or
+            # past it, the room was closed
+            if result.get("error") != "no_such_room" or call.index < feed.min_index:
                 self._read(feed)
             return
         feed.view = result["room"]
@@ -650,7 +656,7 @@ class BotFarm:
         if self._creating.pop(i, None) is None:
             return  # a join of the bot's own (its Bot sent it)
         self.by_room.setdefault(room, []).append(i)
-        self.feeds.watch(room)
+        self.feeds.watch(room, s.seen_index)
         slot = self.assign[i]
         if slot is not None and slot not in self.room_ids:
             self.room_ids[slot] = room

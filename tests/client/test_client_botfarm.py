@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from client.botfarm import BotFarm, FarmCall
+from client.botfarm import BotFarm, FarmCall, RoomFeed
 from nodes.local import make_cluster_file
 
 
@@ -52,3 +52,28 @@ def test_farms_take_fresh_client_ids_and_refuse_more_rooms_than_bots(tmp_path: P
         BotFarm(cf, 3, 5)
     with pytest.raises(ValueError, match="use --rooms 3 or more"):
         BotFarm(cf, 40, 2)
+
+
+def test_a_room_read_from_a_node_behind_its_creation_is_read_again(tmp_path: Path) -> None:
+    farm = BotFarm(make_cluster_file(tmp_path, 3), 4, 1, seed=2)
+    try:
+        feeds = farm.feeds
+        feeds.node = "n2"
+        feed = feeds.rooms["r1"] = RoomFeed("r1", min_index=50)
+
+        def answer(index: int) -> None:
+            call = FarmCall("read", {"machine": "rooms", "query": {"op": "room", "room": "r1"}},
+                            feeds.reader_id, 0, pinned="n2", done=True, ok=True, index=index,
+                            result={"ok": False, "error": "no_such_room", "message": "no"})
+            feed.reading = call
+            feeds._on_read(feed, call)
+
+        # n2 answered at index 40: it has not applied the create (index 50) yet
+        answer(40)
+        assert feed.reading is not None and not feed.reading.done
+        assert feed.reading.pinned == "n2"
+        # at index 60 the room is really gone: no more reads
+        answer(60)
+        assert feed.reading is None and feed.index == -1
+    finally:
+        farm.close()
