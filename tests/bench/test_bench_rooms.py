@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nodes.bench import rooms
 
 
+@pytest.mark.slow
 def test_bench_rooms_quick_loses_no_point_and_every_room_commits_again() -> None:
     r = rooms.run_bench(quick=True, seed=7)
     json.dumps(r)  # --json prints it
