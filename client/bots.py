@@ -11,7 +11,9 @@ Strategies:
 
 - ``eager``: hits the first open target as soon as it sees one;
 - ``slow``: thinks 0.8-2 s before each hit (a casual human pace);
-- ``random``: picks a random open target after a random pause (0.2-1.2 s).
+- ``random``: picks a random open target after a random pause (0.2-1.2 s);
+- ``human``: picks a random open target after thinking 0.5-1 s (1-2 actions/s,
+  the pace of ``arena bots --rooms`` and ``arena bench rooms``).
 
 Each bot's choices come from a ``random.Random`` seeded from ``--seed`` and its
 name, so a run can be repeated.
@@ -28,7 +30,7 @@ from typing import Any, Protocol, TextIO
 
 from game import view
 
-STRATEGIES = ("eager", "slow", "random")
+STRATEGIES = ("eager", "slow", "random", "human")
 
 
 class _Session(Protocol):
@@ -54,6 +56,10 @@ class Bot:
     rematch_after_s: float = 2.0
     lobby_wait_s: float = 3.0  # hosting bots only: how long the lobby stays open
     clock: Callable[[], float] = time.monotonic
+    # who at the table is a person (a room keeps its bots in its seats, not on the table)
+    people: Callable[[dict[str, Any]], list[str]] = field(default=lambda state: people_at(state))
+    # whether a hosting bot may start now (a bot farm holds a room until its bots are in)
+    may_start: Callable[[dict[str, Any]], bool] = field(default=lambda state: True)
     hits_sent: int = 0
     hits_won: int = 0
     games_seen: int = 0
@@ -103,7 +109,7 @@ class Bot:
             return
         player = state["players"][me]
         # the host's calls are a person's to make whenever a person is at the table
-        leads = gs["host"] == me and not people_at(state) and not self.done()
+        leads = gs["host"] == me and not self.people(state) and not self.done()
         if phase != "lobby" or not leads:
             self._could_start_since = None
         if phase == "lobby":
@@ -115,7 +121,7 @@ class Bot:
                     self._could_start_since = None
                 elif self._could_start_since is None:
                     self._could_start_since = now
-                elif now - self._could_start_since >= self.lobby_wait_s:
+                elif now - self._could_start_since >= self.lobby_wait_s and self.may_start(state):
                     self._send({"type": "start"})
         elif phase == "round" and not player["spectator"]:
             targets = view.open_targets(state)
@@ -128,7 +134,7 @@ class Bot:
     def _hit(self, state: dict, targets: list[dict], now: float) -> None:
         if self.strategy != "eager" and self._aim_at is None:
             # think before each hit (not after): a round's first target is no freebie
-            pause = (0.8, 2.0) if self.strategy == "slow" else (0.2, 1.2)
+            pause = {"slow": (0.8, 2.0), "human": (0.5, 1.0)}.get(self.strategy, (0.2, 1.2))
             self._aim_at = now + self.rng.uniform(*pause)
         if self._aim_at is not None and now < self._aim_at:
             return

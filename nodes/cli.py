@@ -630,19 +630,42 @@ def play(name: str, cluster_path: str | None, room: str | None, offline: bool, f
 
 
 @main.command()
-@click.option("--count", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--strategy", type=click.Choice(["eager", "slow", "random", "mixed"]),
-              default="mixed", show_default=True)
+@click.option("--count", type=click.IntRange(1, 4000), default=2, show_default=True,
+              help="Bots (64 at most without --rooms).")
+@click.option("--rooms", "room_count", type=click.IntRange(0, 2000), default=None,
+              help="Spread the bots over this many new rooms (0: each quick-plays), all in "
+                   "this process, at human pace by default; a live line of rooms, seats, games, "
+                   "hits/s, hit->broadcast latency and failovers.")
+@click.option("--strategy", type=click.Choice(["eager", "slow", "random", "human", "mixed"]),
+              default="mixed", show_default=True,
+              help="With --rooms, 'mixed' means human (think 0.5-1 s, then hit).")
 @click.option("--name", "prefix", default="bot", show_default=True, help="Name prefix.")
 @click.option("--games", type=int, default=0, show_default=True,
               help="Stop after this many games (0 = run until Ctrl-C).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--seed", type=int, default=None, help="Seed of the bots' choices.")
 @cluster_option
-def bots(count: int, strategy: str, prefix: str, games: int, duration: float | None,
-         seed: int | None, cluster_path: str | None) -> None:
-    """Run headless agent players (eager, slow, random); a live line shows their games and points."""
+def bots(count: int, room_count: int | None, strategy: str, prefix: str, games: int,
+         duration: float | None, seed: int | None, cluster_path: str | None) -> None:
+    """Run headless agent players (eager, slow, random, human); a live line shows their
+    games and points. With --rooms, many bots in one process over many rooms."""
     import random as _random
+
+    if room_count is not None:
+        from client.botfarm import run_farm
+
+        seed = seed if seed is not None else _random.SystemRandom().randrange(1 << 30)
+        click.echo(f"bots seed={seed}")
+        try:
+            farm = run_farm(_cluster(cluster_path), count, room_count, seed,
+                            "human" if strategy == "mixed" else strategy, prefix, games, duration)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(farm.summary_line())
+        return
+    if count > 64:
+        raise click.ClickException(f"--count {count}: 64 bots at most without --rooms "
+                                   "(with --rooms they share one process and its sockets)")
 
     from client.bots import STRATEGIES, Bot, ProgressPrinter, run_bots
     from client.session import NetworkSession
@@ -705,7 +728,7 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
 
 
 @main.command()
-@click.argument("suite", required=False, type=click.Choice(["flood", "groups"]))
+@click.argument("suite", required=False, type=click.Choice(["flood", "groups", "rooms"]))
 @click.option("--vs", "versus", default=None, metavar="pysyncobj|etcd|pysyncobj,etcd",
               help="Also run the same workloads, in the same run, on a 3-process PySyncObj "
                    "cluster and/or an etcd 3.5 cluster of --nodes members (durable; grpcio "
@@ -734,11 +757,19 @@ def bench(suite: str | None, versus: str | None, nodes: int, workloads: str, com
     'arena bench groups': 1,000 Raft groups on 3 node host processes: idle CPU per
     node, failover of every group a killed node led, write throughput with leaders
     spread against all on one node (60 groups with --quick; more options:
-    python -m nodes.bench groups --help)."""
+    python -m nodes.bench groups --help).
+
+    'arena bench rooms': 200 active rooms of 4 bots, a kill -9 of the leader mid-game
+    (recovery, points lost), 2,000 idle rooms (CPU, memory); --quick for a smoke run
+    (more options: python -m nodes.bench rooms --help)."""
     if suite == "groups":
         from .bench import groups
 
         sys.exit(groups.main_report(quick=quick, as_json=as_json))
+    if suite == "rooms":
+        from .bench import rooms as rooms_bench
+
+        sys.exit(rooms_bench.main_report(as_json, quick=quick))
     if suite == "flood":
         from .bench import flood
 

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "shared-wal": "nodes.bench.shared_wal",
     "flood": "nodes.bench.flood",
     "groups": "nodes.bench.groups",
+    "rooms": "nodes.bench.rooms",
 }
 
 

@@ -43,4 +43,4 @@ def test_arena_bench_flood_is_a_bench_subcommand() -> None:
     with pytest.raises(SystemExit, match="unknown flood case"):
         bench_main(["flood", "--cases", "none,tsunami"])
     out = CliRunner().invoke(cli_main, ["bench", "--help"])
-    assert out.exit_code == 0 and "[flood|groups]" in out.output
+    assert out.exit_code == 0 and "[flood|groups|rooms]" in out.output
