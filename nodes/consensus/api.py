@@ -22,7 +22,7 @@ node (started with ``join=True``) joins as a learner and becomes a voter once
 caught up. Under ``simple_majority`` members are each node's own list.
 
 Mechanisms, transports, events and patterns: see ``nodes.consensus`` (the
-module map) and its modules ``raft_driver``, ``majority``, ``links``,
+module map) and its modules ``raft_driver``, ``majority``, ``peer_links``,
 ``events`` and ``patterns``.
 """
 
@@ -38,9 +38,9 @@ from typing import Any
 from . import checks
 from .driver import Driver, Options
 from .events import Callback, EventBus, positional_arity
-from .links import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
 from .majority_driver import MajorityDriver, VotePolicy
 from .patterns import Patterns, _Optimistic
+from .peer_links import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
 from .raft_driver import RaftDriver
 from .types import (
     ConsensusError,

@@ -19,8 +19,8 @@ from typing import Any
 from nodes.kv import KeyValue
 
 from .events import EventBus
-from .links import Link
 from .liveness import Liveness
+from .peer_links import Link
 from .types import NodeInfo, ProposalResult, Timing
 from .wire import App, Packet
 

@@ -51,7 +51,7 @@ from nodes.raft.ready import Role
 from nodes.statemachine import BadCommand, encode_command
 
 from .events import EventBus
-from .links import Link
+from .peer_links import Link
 from .types import Votes
 from .wire import App, Packet
 

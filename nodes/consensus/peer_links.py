@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from . import wire
 from .wire import App, Packet
 
-log = logging.getLogger("arena.consensus.links")
+log = logging.getLogger("arena.consensus.peer_links")
 
 Deliver = Callable[[Packet], None]
 
