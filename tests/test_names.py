@@ -16,13 +16,9 @@ PACKAGES = ("nodes", "game", "client")
 
 # class name -> why more than one module defines it today.
 SHARED: dict[str, str] = {
-    "App": "nodes.consensus.wire's application packet vs client.app's window; "
-    "rename the packet (many consensus files: left for a quiet moment)",
     "Applied": "what a machine's apply returns (nodes.statemachine, game.local) vs a host's "
     "applied entry (nodes.host.host, being edited today)",
     "KeyValue": "nodes.kv's machine vs nodes.bench.etcd_wire's copy of etcd's own message name",
-    "Nemesis": "nodes.chaos (real processes) vs nodes.sim.nemesis (simulated), being edited today",
-    "Timing": "nodes.clusterfile's timing section vs nodes.consensus.types' library timing",
 }
 
 

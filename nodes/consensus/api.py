@@ -44,11 +44,11 @@ from .peer_links import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
 from .raft_driver import RaftDriver
 from .types import (
     ConsensusError,
+    ConsensusTiming,
     InvalidArgument,
     NodeInfo,
     NotStarted,
     ProposalResult,
-    Timing,
     ValueInfo,
     Votes,
 )
@@ -198,7 +198,7 @@ class Consensus(Patterns):
         self._transport = transport
         self._max_frame = max_frame
         self._sender: Sender | None = None
-        timing = Timing(
+        timing = ConsensusTiming(
             tick=tick_interval or max(0.001, heartbeat_interval / 5),
             heartbeat_interval=heartbeat_interval,
             election_timeout=(lo, hi),
