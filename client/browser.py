@@ -25,7 +25,7 @@ from .viewmodel import (
     HELP_H,
     MIN_SIZE,
     PAD,
-    NodeInfo,
+    NodeRow,
     NoticeView,
     Quorum,
     Rect,
@@ -150,7 +150,7 @@ class BrowserView:
     empty_text: str  # what the list says when there is no row
     quorum: Quorum
     offline: bool
-    cluster: tuple[NodeInfo, ...]
+    cluster: tuple[NodeRow, ...]
     rtt_ms: float | None
     state_index: int
     notices: tuple[NoticeView, ...]
@@ -242,7 +242,7 @@ def build_browser(
     *,
     me: str,
     size: tuple[int, int],
-    cluster: tuple[NodeInfo, ...] | list[NodeInfo],
+    cluster: tuple[NodeRow, ...] | list[NodeRow],
     quorum: Quorum,
     offline: bool = False,
     rtt_ms: float | None = None,

@@ -26,7 +26,7 @@ from game.local import LocalTable
 from game.state import config_of
 from game.timeline import transition_due
 
-from .viewmodel import NodeInfo, Notice, Pending
+from .viewmodel import NodeRow, Notice, Pending
 
 LEADER_CLIENT = "leader"  # the client id the simulated leader proposes ticks under
 
@@ -118,11 +118,11 @@ class FakeSession:
     clock: Callable[[], float] = time.monotonic
     latency_s: float = 0.0
     rtt_ms: float | None = 0.4
-    nodes: list[NodeInfo] = field(
+    nodes: list[NodeRow] = field(
         default_factory=lambda: [
-            NodeInfo("n1", "leader", 1, True),
-            NodeInfo("n2", "follower", 1, False),
-            NodeInfo("n3", "follower", 1, False),
+            NodeRow("n1", "leader", 1, True),
+            NodeRow("n2", "follower", 1, False),
+            NodeRow("n3", "follower", 1, False),
         ]
     )
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -198,7 +198,7 @@ class FakeSession:
         return self.table.index if self._loaded else 0
 
     @property
-    def cluster(self) -> list[NodeInfo]:
+    def cluster(self) -> list[NodeRow]:
         return list(self.nodes)
 
     def submit(self, cmd: dict) -> Pending:
@@ -251,12 +251,12 @@ class FakeSession:
             q.pending.result = self.table.submit(q.client_id, q.command)
             q.pending.done = True
 
-    def _leader(self) -> NodeInfo | None:
+    def _leader(self) -> NodeRow | None:
         return next((n for n in self.nodes if n.role == "leader"), None)
 
     def _set(self, node_id: str, **changes: Any) -> None:
         self.nodes = [
-            NodeInfo(
+            NodeRow(
                 n.id,
                 changes.get("role", n.role),
                 changes.get("term", n.term),

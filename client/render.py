@@ -17,7 +17,7 @@ from .browser import BrowserView, RoomRowView
 from .viewmodel import (
     PAD,
     MarkerView,
-    NodeInfo,
+    NodeRow,
     PlayerRow,
     Rect,
     TargetView,
@@ -536,7 +536,7 @@ class NodeColumns:
 
 
 def _node_columns(
-    fonts: Fonts, nodes: tuple[NodeInfo, ...], left: int, right: int, gap: int = 10
+    fonts: Fonts, nodes: tuple[NodeRow, ...], left: int, right: int, gap: int = 10
 ) -> NodeColumns:
     """One role column for all rows: at ``left + 84`` when the widest role fits before
     the widest term, else right after the widest id; in the small font when even that
@@ -556,7 +556,7 @@ def _node_columns(
 def _node_row(
     surface: pygame.Surface,
     fonts: Fonts,
-    node: NodeInfo,
+    node: NodeRow,
     left: int,
     right: int,
     y: int,

@@ -25,7 +25,7 @@ from nodes.clusterfile import ClusterFile
 from .link import Call
 from .rooms import RoomsClient, default_token_file
 from .session import INFO_STALE_S, LeaderWatch
-from .viewmodel import NodeInfo, Notice, Pending
+from .viewmodel import NodeRow, Notice, Pending
 
 AUTO_JOIN_RETRY_S = 1.0  # a bot's join that failed is tried again after this long
 
@@ -147,7 +147,7 @@ class RoomSession:
         return max(0, self.rooms._room.index)  # the index the room view reflects
 
     @property
-    def cluster(self) -> list[NodeInfo]:
+    def cluster(self) -> list[NodeRow]:
         now = time.monotonic()
         link = self.rooms.link
         rows = []
@@ -156,7 +156,7 @@ class RoomSession:
             if info is None or now - n.info_at > INFO_STALE_S:
                 seen = info is not None or now - self._started > 1.0
                 rows.append(
-                    NodeInfo(
+                    NodeRow(
                         n.id,
                         "down" if seen else "unknown",
                         info.term if info else 0,
@@ -164,7 +164,7 @@ class RoomSession:
                     )
                 )
             else:
-                rows.append(NodeInfo(n.id, info.role, info.term, n.id == link.current))
+                rows.append(NodeRow(n.id, info.role, info.term, n.id == link.current))
         return rows
 
     def submit(self, cmd: dict) -> Pending:

@@ -21,7 +21,7 @@ from nodes.codec import Update
 
 from .link import Call, ClusterLink
 from .view import ReplicatedView
-from .viewmodel import NodeInfo, Notice, Pending
+from .viewmodel import NodeRow, Notice, Pending
 
 INFO_STALE_S = 0.6  # a node silent this long is shown as down
 # The followed node says it applied entries the view has not seen for this long: their
@@ -101,16 +101,17 @@ class NetworkSession:
         return self.view.index
 
     @property
-    def cluster(self) -> list[NodeInfo]:
+    def cluster(self) -> list[NodeRow]:
         now = time.monotonic()
         rows = []
         for n in self.link.nodes.values():
             info = n.info
             if info is None or now - n.info_at > INFO_STALE_S:
                 role = "down" if info is not None or now - self._state_at > 1.0 else "unknown"
-                rows.append(NodeInfo(n.id, role, info.term if info else 0, n.id == self.link.current))
+                term = info.term if info else 0
+                rows.append(NodeRow(n.id, role, term, n.id == self.link.current))
             else:
-                rows.append(NodeInfo(n.id, info.role, info.term, n.id == self.link.current))
+                rows.append(NodeRow(n.id, info.role, info.term, n.id == self.link.current))
         return rows
 
     def submit(self, cmd: dict) -> Pending:

@@ -2,7 +2,7 @@
 
 Three parts, in the order a frame uses them (STYLE.md habit 11: input, update, draw):
 
-- the session interface the window talks to (``GameSession`` with ``NodeInfo``,
+- the session interface the window talks to (``GameSession`` with ``NodeRow``,
   ``Notice`` and ``Pending``); ``client.session`` implements it over the
   network, ``client.fake`` over ``game.local.LocalTable``;
 - ``UiState``: what only this window knows (the name it joins as, the window
@@ -33,8 +33,9 @@ ROLES: tuple[str, ...] = ("leader", "follower", "candidate", "pre-candidate", "d
 
 
 @dataclass(frozen=True, slots=True)
-class NodeInfo:
-    """One node as the window last heard of it; ``connected``: this window talks to it."""
+class NodeRow:
+    """One row of the window's node list: a node as the window last heard of it; ``connected``:
+    this window talks to it."""
 
     id: str
     role: str  # one of ROLES
@@ -88,7 +89,7 @@ class GameSession(Protocol):
     def state_index(self) -> int: ...
 
     @property
-    def cluster(self) -> list[NodeInfo]: ...
+    def cluster(self) -> list[NodeRow]: ...
 
     def submit(self, cmd: dict) -> Pending: ...
 
@@ -125,7 +126,7 @@ class Quorum:
     leaderless_s: float = 0.0  # for how long no reachable node has led
 
     @classmethod
-    def of(cls, cluster: tuple[NodeInfo, ...] | list[NodeInfo], leaderless_s: float = 0.0) -> Quorum:
+    def of(cls, cluster: tuple[NodeRow, ...] | list[NodeRow], leaderless_s: float = 0.0) -> Quorum:
         reachable = sum(1 for n in cluster if n.role not in ("down", "unknown"))
         known = any(n.role != "unknown" for n in cluster)
         leader = any(n.role == "leader" for n in cluster)
@@ -285,7 +286,7 @@ class ViewModel:
     winners: tuple[str, ...]
     leaderboard: tuple[tuple[str, int, int], ...]  # (name, wins, points) across games
     lobby_hint: str
-    cluster: tuple[NodeInfo, ...]
+    cluster: tuple[NodeRow, ...]
     rtt_ms: float | None
     state_index: int
     notices: tuple[NoticeView, ...]
@@ -417,7 +418,7 @@ class UiState:
 
     # -- update side --
 
-    def watch_cluster(self, cluster: list[NodeInfo], now: float) -> None:
+    def watch_cluster(self, cluster: list[NodeRow], now: float) -> None:
         """Note since when the cluster has had no leader (``Quorum.leaderless_s``)."""
         if any(n.role == "leader" for n in cluster):
             self.leaderless_since = None

@@ -69,7 +69,7 @@ ERROR_CODES: frozenset[str] = frozenset(
 )
 
 
-class Rejected(Exception):
+class RuleBroken(Exception):
     """A command that breaks a rule. Raised before any change to the state."""
 
     def __init__(self, code: str, message: str) -> None:

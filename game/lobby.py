@@ -1,7 +1,7 @@
 """Membership commands: join, leave, ready, start, rematch.
 
 Every handler has the signature ``(state, command, client_id, now_ms) ->
-(result_fields, events)``, checks everything first and raises ``Rejected``
+(result_fields, events)``, checks everything first and raises ``RuleBroken``
 before its first write, so a rejected command leaves the state untouched.
 
 Leaving, decided here once (``remove_members``, shared by ``leave`` and by
@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from game import guards, timeline
-from game.errors import Rejected
+from game.errors import RuleBroken
 from game.state import (
     GAME_OVER,
     LOBBY,
@@ -59,16 +59,16 @@ def join(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms:
         if existing.casefold() == name.casefold():
             # A retried or duplicated join must not fail the client that already got in.
             return _joined(state, existing), []
-        raise Rejected(
+        raise RuleBroken(
             "already_joined",
             f"this session already plays as {existing!r}; leave first to use another name",
         )
     holder = find_name(state, name)
     if holder is not None:
-        raise Rejected("name_taken", f"the name {holder!r} is taken; pick another name")
+        raise RuleBroken("name_taken", f"the name {holder!r} is taken; pick another name")
     max_players = config_of(state).max_players
     if len(players) >= max_players:
-        raise Rejected("game_full", f"the table is full ({max_players} members); try later")
+        raise RuleBroken("game_full", f"the table is full ({max_players} members); try later")
 
     spectator = phase_of(state) != LOBBY
     players[name] = {
@@ -145,13 +145,13 @@ def start(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms
     config = config_of(state)
     players = active_players(state)
     if len(players) < config.min_players:
-        raise Rejected(
+        raise RuleBroken(
             "not_enough_players",
             f"need at least {config.min_players} players to start, have {len(players)}",
         )
     ready_count = sum(1 for n in players if state["players"][n]["ready"])
     if ready_count < config.ready_to_start:
-        raise Rejected(
+        raise RuleBroken(
             "not_enough_ready",
             f"need {config.ready_to_start} ready players to start, have {ready_count}",
         )

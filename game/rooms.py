@@ -136,7 +136,7 @@ from typing import Any
 
 from game import lobby, rules, seats, timeline
 from game.config import GameConfig
-from game.errors import Rejected
+from game.errors import RuleBroken
 from game.guards import valid_name
 from game.scoring import record_game
 from game.state import LOBBY, check_invariants, find_name, members_by_join_order
@@ -207,7 +207,7 @@ def apply(state: dict[str, Any], command: Any, ctx: rules.Context) -> tuple[dict
     try:
         handler = _handler_for(command)
         fields, events = handler(state, command, ctx.client_id, ctx.index, now_ms)
-    except Rejected as rejection:
+    except RuleBroken as rejection:
         return rejection.result(), []
     state["now_ms"] = now_ms
     return {"ok": True, **fields}, events
@@ -230,7 +230,7 @@ def create(
         player = valid_name(player)
         _check_unseated(state, client_id)
         if bot and not bots:
-            raise Rejected("bots_not_allowed", "a room without bots cannot seat its creator bot")
+            raise RuleBroken("bots_not_allowed", "a room without bots cannot seat its creator bot")
     _check_room_capacity(state)
 
     room = _open_room(state, name, private, bots, table_config, now_ms)
@@ -259,7 +259,7 @@ def join(state: dict[str, Any], command: dict, client_id: str, index: int, now_m
             return _seat_fields(state, room, seated[1]), []
         _check_unseated(state, client_id)
     if bot and not room["bots"]:
-        raise Rejected("bots_not_allowed", f"room {room['id']} does not allow bots")
+        raise RuleBroken("bots_not_allowed", f"room {room['id']} does not allow bots")
     before = listing_row(room)
     fields, events = _seat(state, room, client_id, command.get("name"), bot, index, now_ms)
     return fields, _after(state, room, before, events)
@@ -345,7 +345,7 @@ def reclaim(
     if seat is None or not seats.token_matches(
         state["secret"], room["id"], name, seat["epoch"], command.get("token")
     ):
-        raise Rejected(
+        raise RuleBroken(
             "bad_token",
             f"room {room['id']} has no seat {raw_name!r} with that token (its grace period may "
             "have ended): join as a new player",
@@ -398,7 +398,7 @@ def timers(
     seats freed after the grace period, empty rooms closed. Unknown ids are skipped."""
     ids = command.get("rooms")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise Rejected("bad_command", "timers needs 'rooms': a list of room ids")
+        raise RuleBroken("bad_command", "timers needs 'rooms': a list of room ids")
     events: Events = []
     done: list[str] = []
     for room_id in dict.fromkeys(ids):  # each once, in the order given
@@ -460,7 +460,7 @@ def close(state: dict[str, Any], command: dict, client_id: str, index: int, now_
     if not client_id.startswith("@"):
         seated = state["clients"].get(client_id)
         if seated is None or seated != [room["id"], table["game_state"]["host"]]:
-            raise Rejected("not_host", f"only the host of room {room['id']} can close it")
+            raise RuleBroken("not_host", f"only the host of room {room['id']} can close it")
     names = members_by_join_order(table)
     clients = {name: table["players"][name]["client_id"] for name in names}
     events = lobby.remove_members(table, names, reason="closed") if names else []
@@ -481,9 +481,9 @@ def set_secret(
 ) -> Handled:
     """The leader's one-time secret for tokens and codes; later ones change nothing."""
     if not client_id.startswith("@"):
-        raise Rejected("bad_command", "set_secret is proposed by the leader only")
+        raise RuleBroken("bad_command", "set_secret is proposed by the leader only")
     if not _valid_secret(command.get("secret")):
-        raise Rejected(
+        raise RuleBroken(
             "bad_command", f"set_secret needs 'secret': a str of 1-{SECRET_MAX_CHARS} chars"
         )
     if state["secret"] is not None:
@@ -605,14 +605,14 @@ COMMANDS: dict[str, Handler] = {
 
 def _handler_for(command: Any) -> Handler:
     if not isinstance(command, dict):
-        raise Rejected(
+        raise RuleBroken(
             "bad_command", f"a command must be a map with a 'type', got {type(command).__name__}"
         )
     kind = command.get("type")
     handler = COMMANDS.get(kind) if isinstance(kind, str) else None
     if handler is None:
         known = ", ".join(COMMANDS)
-        raise Rejected("unknown_command", f"unknown rooms command type {kind!r}; known: {known}")
+        raise RuleBroken("unknown_command", f"unknown rooms command type {kind!r}; known: {known}")
     return handler
 
 
@@ -622,7 +622,7 @@ def _delegate(
     """Today's ``rules.apply`` on the room's table; its rejection becomes ours (nothing changed)."""
     result, events = rules.apply(room["table"], inner, rules.Context(index, now_ms, client_id))
     if not result["ok"]:
-        raise Rejected(result["error"], result["message"])
+        raise RuleBroken(result["error"], result["message"])
     sync = {"op": "rules", "cmd": inner, "client_id": client_id, "index": index, "now_ms": now_ms}
     return {k: v for k, v in result.items() if k != "ok"}, [*events, _sync(sync)]
 
@@ -751,10 +751,12 @@ def _row_event(kind: str, room: dict[str, Any]) -> dict[str, Any]:
 
 def _room_by_id(state: dict[str, Any], room_id: Any) -> dict[str, Any]:
     if not isinstance(room_id, str):
-        raise Rejected("bad_command", f"the command needs a room id 'room', got {room_id!r:.40}")
+        raise RuleBroken("bad_command", f"the command needs a room id 'room', got {room_id!r:.40}")
     room = state["rooms"].get(room_id)
     if room is None:
-        raise Rejected("no_such_room", f"no open room {room_id!r}; list the rooms and pick another")
+        raise RuleBroken(
+            "no_such_room", f"no open room {room_id!r}; list the rooms and pick another"
+        )
     return room
 
 
@@ -764,11 +766,11 @@ def _room_to_join(state: dict[str, Any], command: dict) -> dict[str, Any]:
         code = seats.normal_code(command["code"])
         room_id = state["codes"].get(code) if code else None
         if room_id is None or command.get("room") not in (None, room_id):
-            raise Rejected("no_such_room", f"no open room has the code {command['code']!r:.20}")
+            raise RuleBroken("no_such_room", f"no open room has the code {command['code']!r:.20}")
         return state["rooms"][room_id]
     room = _room_by_id(state, command.get("room"))
     if room["private"]:
-        raise Rejected("private_room", f"room {room['id']} is private: join it with its code")
+        raise RuleBroken("private_room", f"room {room['id']} is private: join it with its code")
     return room
 
 
@@ -777,14 +779,14 @@ def _my_seat(state: dict[str, Any], command: dict, client_id: str) -> tuple[dict
     seated = state["clients"].get(client_id)
     if seated is None or seated[0] != room["id"]:
         where = f"; it sits in {seated[0]}" if seated else ""
-        raise Rejected("not_in_room", f"this session has no seat in room {room['id']}{where}")
+        raise RuleBroken("not_in_room", f"this session has no seat in room {room['id']}{where}")
     return room, seated[1]
 
 
 def _check_unseated(state: dict[str, Any], client_id: str) -> None:
     seated = state["clients"].get(client_id)
     if seated is not None:
-        raise Rejected(
+        raise RuleBroken(
             "in_room",
             f"this session already sits in room {seated[0]} as {seated[1]!r}; leave it first",
         )
@@ -792,7 +794,7 @@ def _check_unseated(state: dict[str, Any], client_id: str) -> None:
 
 def _check_secret(state: dict[str, Any]) -> None:
     if state["secret"] is None:
-        raise Rejected(
+        raise RuleBroken(
             "rooms_starting",
             "the cluster is still setting up rooms (no secret committed yet); retry",
         )
@@ -801,7 +803,7 @@ def _check_secret(state: dict[str, Any]) -> None:
 def _check_room_capacity(state: dict[str, Any]) -> None:
     limit = state["config"]["max_rooms"]
     if len(state["rooms"]) >= limit:
-        raise Rejected(
+        raise RuleBroken(
             "too_many_rooms",
             f"the cluster holds its limit of {limit} rooms; use quick play or wait",
         )
@@ -810,7 +812,7 @@ def _check_room_capacity(state: dict[str, Any]) -> None:
 def _room_name(raw: Any) -> str:
     name = raw.strip() if isinstance(raw, str) else ""
     if not 1 <= len(name) <= ROOM_NAME_MAX_LEN or not _ROOM_NAME.fullmatch(name):
-        raise Rejected(
+        raise RuleBroken(
             "bad_room_config",
             f"a room name is 1-{ROOM_NAME_MAX_LEN} letters, digits, spaces, _ ' or -; got {raw!r:.40}",
         )
@@ -820,7 +822,7 @@ def _room_name(raw: Any) -> str:
 def _opt_bool(command: dict, key: str, default: bool) -> bool:
     value = command.get(key, default)
     if not isinstance(value, bool):
-        raise Rejected(
+        raise RuleBroken(
             "bad_command", f"{command.get('type')}: {key!r} must be a boolean, got {value!r:.20}"
         )
     return value
@@ -834,7 +836,7 @@ def _room_config(state: dict[str, Any], command: dict) -> GameConfig:
             continue
         value = command[key]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise Rejected(
+            raise RuleBroken(
                 "bad_room_config", f"{key} must be an integer in {low}..{high}, got {value!r:.20}"
             )
         chosen[key] = value
@@ -842,4 +844,4 @@ def _room_config(state: dict[str, Any], command: dict) -> GameConfig:
     try:
         return GameConfig.from_dict(chosen)
     except ValueError as exc:
-        raise Rejected("bad_room_config", str(exc)) from exc
+        raise RuleBroken("bad_room_config", str(exc)) from exc

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from game import lobby, presence, shooting, timeline
-from game.errors import Rejected
+from game.errors import RuleBroken
 from game.state import new_state
 
 __all__ = ["COMMANDS", "Context", "apply", "new_state"]
@@ -105,7 +105,7 @@ def apply(
     """
     try:
         handler = _handler_for(command)
-    except Rejected as rejection:
+    except RuleBroken as rejection:
         return rejection.result(), []
     now_ms = max(state["now_ms"], int(ctx.timestamp_ms))
 
@@ -113,7 +113,7 @@ def apply(
         # Common case: handlers validate before writing, so no copy is needed.
         try:
             fields, events = handler(state, command, ctx.client_id, now_ms)
-        except Rejected as rejection:
+        except RuleBroken as rejection:
             return rejection.result(), []
         state["now_ms"] = now_ms
         presence.touch(state, ctx.client_id, now_ms)
@@ -126,7 +126,7 @@ def apply(
     events = timeline.advance(trial, now_ms)
     try:
         fields, more = handler(trial, command, ctx.client_id, now_ms)
-    except Rejected as rejection:
+    except RuleBroken as rejection:
         return rejection.result(), []
     presence.touch(trial, ctx.client_id, now_ms)
     state.clear()
@@ -136,12 +136,12 @@ def apply(
 
 def _handler_for(command: Any) -> Handler:
     if not isinstance(command, dict):
-        raise Rejected(
+        raise RuleBroken(
             "bad_command", f"a command must be a map with a 'type', got {type(command).__name__}"
         )
     kind = command.get("type")
     handler = COMMANDS.get(kind) if isinstance(kind, str) else None
     if handler is None:
         known = ", ".join(COMMANDS)
-        raise Rejected("unknown_command", f"unknown command type {kind!r}; known: {known}")
+        raise RuleBroken("unknown_command", f"unknown command type {kind!r}; known: {known}")
     return handler

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from game import guards, timeline
-from game.errors import Rejected
+from game.errors import RuleBroken
 from game.state import GAME_OVER, INTERMISSION, ROUND, phase_of
 
 Handled = tuple[dict[str, Any], list[dict[str, Any]]]
@@ -27,29 +27,29 @@ def hit(state: dict[str, Any], command: dict[str, Any], client_id: str, now_ms: 
     target_id = guards.int_field(command, "target")
     name = guards.member(state, client_id)
     if state["players"][name]["spectator"]:
-        raise Rejected("spectator", "spectators cannot shoot; you play from the next game")
+        raise RuleBroken("spectator", "spectators cannot shoot; you play from the next game")
 
     current = state["current_round"]
     phase = phase_of(state)
     if phase != ROUND:
         if phase in (INTERMISSION, GAME_OVER) and round_number == current["number"]:
-            raise Rejected("round_over", f"round {round_number} is over; the hit came too late")
-        raise Rejected("wrong_phase", f"no round is running (phase {phase})")
+            raise RuleBroken("round_over", f"round {round_number} is over; the hit came too late")
+        raise RuleBroken("wrong_phase", f"no round is running (phase {phase})")
     if round_number < current["number"]:
-        raise Rejected(
+        raise RuleBroken(
             "stale_round",
             f"hit for round {round_number} arrived during round {current['number']}; it no longer counts",
         )
     if round_number > current["number"]:
-        raise Rejected(
+        raise RuleBroken(
             "future_round",
             f"round {round_number} has not started; round {current['number']} is running",
         )
     target = next((t for t in current["targets"] if t["id"] == target_id), None)
     if target is None:
-        raise Rejected("no_such_target", f"round {round_number} has no target {target_id}")
+        raise RuleBroken("no_such_target", f"round {round_number} has no target {target_id}")
     if target["taken_by"] is not None:
-        raise Rejected(
+        raise RuleBroken(
             "target_taken", f"target {target_id} was already taken by {target['taken_by']}"
         )
 

@@ -110,7 +110,7 @@ def _client_loop(lc: LocalCluster, name: str, rng: random.Random, keys: list[str
         c.close()
 
 
-class Nemesis:
+class ProcessNemesis:
     def __init__(self, lc: LocalCluster, rng: random.Random, kinds: tuple[str, ...],
                  admin: Client) -> None:
         self.lc = lc
@@ -209,7 +209,7 @@ def run_chaos(duration: float = 30.0, clients: int = 4, nodes: int = 3,
                                  args=(lc, f"c{i + 1}", random.Random(rng.random()), keys, stop, rec))
             t.start()
             threads.append(t)
-        nemesis = Nemesis(lc, random.Random(rng.random()), tuple(nemeses), admin)
+        nemesis = ProcessNemesis(lc, random.Random(rng.random()), tuple(nemeses), admin)
         end = time.monotonic() + duration
         while time.monotonic() < end:
             time.sleep(min(rng.uniform(*every), max(0.0, end - time.monotonic())))

@@ -74,7 +74,7 @@ Item = tuple[Any, int]
 """A stored key: (value, version)."""
 
 
-class Rejected(Exception):
+class KvRefusal(Exception):
     """A command that can't take effect; becomes ``{"ok": False, "error": code, ...}``."""
 
     def __init__(self, code: str, message: str, **extra: object) -> None:
@@ -92,7 +92,7 @@ class Rejected(Exception):
 def _key(command: dict, name: str = "key") -> str:
     key = command.get(name)
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
-        raise Rejected(
+        raise KvRefusal(
             "bad_key",
             f"{name} must be a non-empty str of at most {MAX_KEY_CHARS} chars, got {key!r:.80}",
         )
@@ -102,7 +102,7 @@ def _key(command: dict, name: str = "key") -> str:
 def _holder(command: dict) -> str:
     holder = command.get("holder")
     if not isinstance(holder, str) or not 0 < len(holder) <= MAX_HOLDER_CHARS:
-        raise Rejected(
+        raise KvRefusal(
             "bad_holder",
             f"holder must be a non-empty str of at most {MAX_HOLDER_CHARS} chars, "
             f"got {holder!r:.80}",
@@ -113,7 +113,7 @@ def _holder(command: dict) -> str:
 def _int_field(command: dict, name: str, default: int | None, low: int, high: int) -> int:
     value = command.get(name, default)
     if type(value) is not int or not low <= value <= high:
-        raise Rejected(
+        raise KvRefusal(
             "bad_command", f"{name} must be an int in [{low}, {high}], got {value!r:.80}"
         )
     return value
@@ -123,7 +123,7 @@ def _value(value: object, what: str = "value") -> object:
     """Validate a value and return it as it will read back after msgpack (tuples
     become lists...), so a snapshot restores exactly what was stored."""
     if value is None:
-        raise Rejected("bad_value", f"{what} must not be None (None means absent: use delete)")
+        raise KvRefusal("bad_value", f"{what} must not be None (None means absent: use delete)")
     kind = type(value)
     if kind is bool or kind is float or (kind is int and -(1 << 63) <= value < (1 << 64)):  # type: ignore[operator]
         return value  # a scalar reads back as itself: no round trip needed (the hot path)
@@ -134,16 +134,16 @@ def _value(value: object, what: str = "value") -> object:
     try:
         packed = msgpack.packb(value, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise Rejected("bad_value", f"{what} is not msgpack-able: {exc}") from None
+        raise KvRefusal("bad_value", f"{what} is not msgpack-able: {exc}") from None
     if len(packed) > MAX_VALUE_BYTES:
-        raise Rejected(
+        raise KvRefusal(
             "value_too_large",
             f"{what} is {len(packed)} bytes encoded, above the limit of {MAX_VALUE_BYTES}",
         )
     try:
         return msgpack.unpackb(packed, raw=False, strict_map_key=False)
     except (TypeError, ValueError) as exc:  # e.g. a map keyed by a list
-        raise Rejected("bad_value", f"{what} does not read back from msgpack: {exc}") from None
+        raise KvRefusal("bad_value", f"{what} does not read back from msgpack: {exc}") from None
 
 
 def same_value(a: object, b: object) -> bool:
@@ -159,10 +159,10 @@ def same_value(a: object, b: object) -> bool:
 
 def _command_dict(command: object) -> str:
     if not isinstance(command, dict):
-        raise Rejected("bad_command", f"a command must be a map, got {type(command).__name__}")
+        raise KvRefusal("bad_command", f"a command must be a map, got {type(command).__name__}")
     op = command.get("op")
     if not isinstance(op, str):
-        raise Rejected("bad_command", f"a command needs an 'op' str, got {op!r:.80}")
+        raise KvRefusal("bad_command", f"a command needs an 'op' str, got {op!r:.80}")
     return op
 
 
@@ -262,8 +262,8 @@ class KeyValue(StateMachine):
                 return self._batch(command)
             if op in ("lock", "unlock", "renew"):
                 return self._lock_op(op, command, ctx.timestamp_ms)
-            raise Rejected("unknown_op", f"unknown kv command op {op!r:.80}")
-        except Rejected as rejected:
+            raise KvRefusal("unknown_op", f"unknown kv command op {op!r:.80}")
+        except KvRefusal as rejected:
             return rejected.result(), []
 
     def _commit(self, overlay: _Overlay) -> list[dict]:
@@ -279,7 +279,7 @@ class KeyValue(StateMachine):
         key = _key(command)
         if op == "put":
             if "value" not in command:
-                raise Rejected("bad_command", "put needs a value")
+                raise KvRefusal("bad_command", "put needs a value")
             return {"ok": True, "version": overlay.put(key, _value(command["value"]))}
         if op == "delete":
             return {"ok": True, "deleted": overlay.delete(key) is not None}
@@ -289,9 +289,9 @@ class KeyValue(StateMachine):
 
     def _cas(self, key: str, command: dict, overlay: _Overlay) -> dict[str, object]:
         if "expected" not in command and "expected_version" not in command:
-            raise Rejected("bad_command", "cas needs expected (None: absent) or expected_version")
+            raise KvRefusal("bad_command", "cas needs expected (None: absent) or expected_version")
         if "value" not in command:
-            raise Rejected("bad_command", "cas needs a value")
+            raise KvRefusal("bad_command", "cas needs a value")
         value = _value(command["value"])
         current = overlay.get(key)
         matches = True
@@ -306,7 +306,7 @@ class KeyValue(StateMachine):
             expected_version = _int_field(command, "expected_version", None, 0, INT64_MAX)
             matches = matches and (current[1] if current else 0) == expected_version
         if not matches:
-            raise Rejected(
+            raise KvRefusal(
                 "cas_failed",
                 f"cas on {key!r}: the current value or version is not the expected one",
                 succeeded=False,
@@ -319,26 +319,26 @@ class KeyValue(StateMachine):
         current = overlay.get(key)
         old = 0 if current is None else current[0]
         if type(old) is not int:
-            raise Rejected(
+            raise KvRefusal(
                 "not_integer",
                 f"{key!r} holds a {type(old).__name__}, not an integer counter",
             )
         new = old + sign * by
         if not INT64_MIN <= new <= INT64_MAX:
-            raise Rejected("out_of_range", f"{key!r} would become {new}, outside signed 64 bits")
+            raise KvRefusal("out_of_range", f"{key!r} would become {new}, outside signed 64 bits")
         return {"ok": True, "value": new, "version": overlay.put(key, new)}
 
     def _batch(self, command: dict) -> tuple[dict[str, object], list[dict]]:
         ops, conditions = command.get("ops"), command.get("conditions", [])
         if not isinstance(ops, list) or not 0 < len(ops) <= MAX_BATCH_OPS:
-            raise Rejected("bad_command", f"batch needs ops, a list of 1 to {MAX_BATCH_OPS} ops")
+            raise KvRefusal("bad_command", f"batch needs ops, a list of 1 to {MAX_BATCH_OPS} ops")
         if not isinstance(conditions, list) or len(conditions) > MAX_BATCH_OPS:
-            raise Rejected("bad_command", f"conditions must be a list of at most {MAX_BATCH_OPS}")
+            raise KvRefusal("bad_command", f"conditions must be a list of at most {MAX_BATCH_OPS}")
         checks = [self._condition(i, c) for i, c in enumerate(conditions)]
         for i, (key, check) in enumerate(checks):
             item = self._data.get(key)
             if not check(item):
-                raise Rejected(
+                raise KvRefusal(
                     "condition_failed",
                     f"batch condition {i} on {key!r} does not hold; nothing was applied",
                     succeeded=False,
@@ -351,13 +351,13 @@ class KeyValue(StateMachine):
             try:
                 op = _command_dict(op_command)
                 if op not in KEY_OPS:
-                    raise Rejected(
+                    raise KvRefusal(
                         "bad_command",
                         f"op {op!r:.80} is not allowed in a batch "
                         f"(allowed: {', '.join(sorted(KEY_OPS))})",
                     )
                 results.append(self._key_op(op, op_command, overlay))
-            except Rejected as rejected:
+            except KvRefusal as rejected:
                 return error_result(
                     rejected.code,
                     f"batch op {i} failed, nothing was applied: {rejected}",
@@ -369,12 +369,12 @@ class KeyValue(StateMachine):
 
     def _condition(self, i: int, condition: object) -> tuple[str, Any]:
         if not isinstance(condition, dict):
-            raise Rejected("bad_command", f"batch condition {i} must be a map")
+            raise KvRefusal("bad_command", f"batch condition {i} must be a map")
         key = _key(condition)
         unknown = set(condition) - CONDITION_FIELDS - {"key"}
         present = CONDITION_FIELDS & set(condition)
         if unknown or not present:
-            raise Rejected(
+            raise KvRefusal(
                 "bad_command",
                 f"batch condition {i} needs one or more of equals, version, "
                 f"absent and nothing else (unknown: {sorted(map(str, unknown))})",
@@ -389,7 +389,7 @@ class KeyValue(StateMachine):
         if "absent" in condition:
             absent = condition["absent"]
             if not isinstance(absent, bool):
-                raise Rejected("bad_command", f"batch condition {i}: absent must be a bool")
+                raise KvRefusal("bad_command", f"batch condition {i}: absent must be a bool")
             tests.append(lambda item: (item is None) == absent)
         return key, lambda item: all(test(item) for test in tests)
 
@@ -401,7 +401,7 @@ class KeyValue(StateMachine):
         lock = self._locks.get(name)
         if op == "lock":
             if lock is not None and lock.held_at(now_ms) and lock.holder != holder:
-                raise Rejected(
+                raise KvRefusal(
                     "lock_held",
                     f"lock {name!r} is held by {lock.holder!r} until {lock.expires_ms}",
                     acquired=False,
@@ -444,15 +444,15 @@ class KeyValue(StateMachine):
     @staticmethod
     def _check_holder(name: str, lock: _Lock | None, holder: str, now_ms: int) -> None:
         if lock is None or lock.holder is None:
-            raise Rejected("not_locked", f"lock {name!r} is not held")
+            raise KvRefusal("not_locked", f"lock {name!r} is not held")
         if lock.holder != holder:
             if not lock.held_at(now_ms):
-                raise Rejected("not_locked", f"lock {name!r} is not held (it expired)")
-            raise Rejected(
+                raise KvRefusal("not_locked", f"lock {name!r} is not held (it expired)")
+            raise KvRefusal(
                 "not_holder", f"lock {name!r} is held by {lock.holder!r}, not {holder!r}"
             )
         if not lock.held_at(now_ms):
-            raise Rejected(
+            raise KvRefusal(
                 "lock_expired",
                 f"lock {name!r} held by {holder!r} expired at {lock.expires_ms} "
                 f"(now {now_ms}); acquire it again",
@@ -470,14 +470,14 @@ class KeyValue(StateMachine):
                 return self._keys(query)
             if op == "lock_info":
                 return self._lock_info(_key(query, "name"))
-            raise Rejected("unknown_op", f"unknown kv query op {op!r:.80} (get, keys, lock_info)")
-        except Rejected as rejected:
+            raise KvRefusal("unknown_op", f"unknown kv query op {op!r:.80} (get, keys, lock_info)")
+        except KvRefusal as rejected:
             return rejected.result()
 
     def _keys(self, query: dict) -> dict[str, object]:
         prefix, after = query.get("prefix", ""), query.get("after")
         if not isinstance(prefix, str) or not (after is None or isinstance(after, str)):
-            raise Rejected("bad_command", "prefix and after must be str")
+            raise KvRefusal("bad_command", "prefix and after must be str")
         limit = _int_field(query, "limit", DEFAULT_KEYS_LIMIT, 1, MAX_KEYS_LIMIT)
         matching = (k for k in self._data if k.startswith(prefix) and (after is None or k > after))
         keys = heapq.nsmallest(limit + 1, matching)

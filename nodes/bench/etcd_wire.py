@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 __all__ = [
-    "PUT", "RANGE", "STATUS", "TXN", "KeyValue", "RangeResult", "Status", "WireError",
+    "PUT", "RANGE", "STATUS", "TXN", "KeyValue", "RangeResult", "Status", "EtcdWireError",
     "decode_header_revision", "decode_range", "decode_status", "decode_txn_succeeded",
     "encode_put", "encode_range", "encode_txn_puts", "fields", "varint",
 ]
@@ -51,7 +51,7 @@ _LEN = 2
 _I32 = 5
 
 
-class WireError(ValueError):
+class EtcdWireError(ValueError):
     """A reply that is not the protobuf message we expected (truncated or garbled)."""
 
 
@@ -71,7 +71,7 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
-            raise WireError(f"varint runs past the end of a {len(buf)}-byte message")
+            raise EtcdWireError(f"varint runs past the end of a {len(buf)}-byte message")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -79,7 +79,7 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift >= 70:
-            raise WireError("varint longer than 10 bytes")
+            raise EtcdWireError("varint longer than 10 bytes")
 
 
 def _bytes_field(number: int, value: bytes) -> bytes:
@@ -88,30 +88,30 @@ def _bytes_field(number: int, value: bytes) -> bytes:
 
 def fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
     """``(field_number, value)`` for every field: an int for varints and fixed
-    widths, bytes for length-delimited fields. Raises WireError on garbage."""
+    widths, bytes for length-delimited fields. Raises EtcdWireError on garbage."""
     pos = 0
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
         number, wire_type = key >> 3, key & 7
         if number == 0:
-            raise WireError(f"field number 0 at byte {pos}")
+            raise EtcdWireError(f"field number 0 at byte {pos}")
         if wire_type == _VARINT:
             value, pos = _read_varint(buf, pos)
             yield number, value
         elif wire_type == _LEN:
             length, pos = _read_varint(buf, pos)
             if pos + length > len(buf):
-                raise WireError(f"field {number} claims {length} bytes, {len(buf) - pos} left")
+                raise EtcdWireError(f"field {number} claims {length} bytes, {len(buf) - pos} left")
             yield number, buf[pos:pos + length]
             pos += length
         elif wire_type in (_I64, _I32):
             width = 8 if wire_type == _I64 else 4
             if pos + width > len(buf):
-                raise WireError(f"fixed-width field {number} runs past the end")
+                raise EtcdWireError(f"fixed-width field {number} runs past the end")
             yield number, int.from_bytes(buf[pos:pos + width], "little")
             pos += width
         else:
-            raise WireError(f"unsupported wire type {wire_type} for field {number}")
+            raise EtcdWireError(f"unsupported wire type {wire_type} for field {number}")
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def _key_value(buf: bytes) -> KeyValue:
     mod, version = f.get(3, 0), f.get(4, 0)
     if not (isinstance(key, bytes) and isinstance(value, bytes) and isinstance(mod, int)
             and isinstance(version, int)):
-        raise WireError(f"malformed KeyValue {buf!r}")
+        raise EtcdWireError(f"malformed KeyValue {buf!r}")
     return KeyValue(key, value, mod, version)
 
 
@@ -211,7 +211,7 @@ def decode_status(buf: bytes) -> Status:
     header = f.get(1, b"")
     version = f.get(2, b"")
     if not isinstance(header, bytes) or not isinstance(version, bytes):
-        raise WireError(f"malformed StatusResponse {buf!r}")
+        raise EtcdWireError(f"malformed StatusResponse {buf!r}")
     ints = {n: v for n, v in f.items() if isinstance(v, int)}
     return Status(member_id=_header(header).get(2, 0), leader=ints.get(4, 0),
                   raft_index=ints.get(5, 0), raft_term=ints.get(6, 0),

@@ -33,13 +33,10 @@ from typing import Any
 import msgpack
 import zmq
 
+from nodes.bench import BenchError
 from nodes.local import free_ports
 
 IDS = ["n1", "n2", "n3"]
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 @dataclass

@@ -62,6 +62,7 @@ from typing import Any
 
 import zmq
 
+from nodes.bench import BenchError
 from nodes.bench.stats import summarize
 from nodes.local import free_ports
 
@@ -80,10 +81,6 @@ HEARTBEAT_S = 0.045  # appendEntriesPeriod; see nodes.bench.pysyncobj_node
 # rate swings by 10x from run to run. Use the same window on both sides.
 DEFAULT_WINDOW = 128
 NODE_MODULE = "nodes.bench.pysyncobj_node"
-
-
-class BenchError(RuntimeError):
-    """The PySyncObj cluster did not do what a workload needed in time."""
 
 
 def _progress(msg: str, quiet: bool) -> None:

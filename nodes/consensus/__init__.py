@@ -13,7 +13,7 @@ Modules, one job each:
 - ``majority``: the sans-I/O ``simple_majority`` core; ``majority_driver``
   drives it.
 - ``driver``: the tick task, liveness pings and what both drivers share.
-- ``transports``: ``InProcessNetwork``, ZeroMQ, bring-your-own.
+- ``peer_links``: how nodes reach each other: ``InProcessNetwork``, ZeroMQ, bring-your-own.
 - ``checks``: argument checks (``InvalidArgument``: seconds not
   milliseconds, values that can be replicated, keys, node ids).
 - ``wire``: packets and their bytes; ``events``: event names, triggers and
@@ -25,7 +25,7 @@ from .api import Consensus
 from .events import EVENTS
 from .majority import Proposal, quorum_required
 from .majority_driver import default_vote_policy
-from .transports import InProcessNetwork
+from .peer_links import InProcessNetwork
 from .types import (
     ConsensusError,
     InvalidArgument,

@@ -22,7 +22,7 @@ node (started with ``join=True``) joins as a learner and becomes a voter once
 caught up. Under ``simple_majority`` members are each node's own list.
 
 Mechanisms, transports, events and patterns: see ``nodes.consensus`` (the
-module map) and its modules ``raft_driver``, ``majority``, ``transports``,
+module map) and its modules ``raft_driver``, ``majority``, ``peer_links``,
 ``events`` and ``patterns``.
 """
 
@@ -40,15 +40,15 @@ from .driver import Driver, Options
 from .events import Callback, EventBus, positional_arity
 from .majority_driver import MajorityDriver, VotePolicy
 from .patterns import Patterns, _Optimistic
+from .peer_links import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
 from .raft_driver import RaftDriver
-from .transports import CallbackLink, InProcessNetwork, Link, Sender, ZmqLink
 from .types import (
     ConsensusError,
+    ConsensusTiming,
     InvalidArgument,
     NodeInfo,
     NotStarted,
     ProposalResult,
-    Timing,
     ValueInfo,
     Votes,
 )
@@ -198,7 +198,7 @@ class Consensus(Patterns):
         self._transport = transport
         self._max_frame = max_frame
         self._sender: Sender | None = None
-        timing = Timing(
+        timing = ConsensusTiming(
             tick=tick_interval or max(0.001, heartbeat_interval / 5),
             heartbeat_interval=heartbeat_interval,
             election_timeout=(lo, hi),

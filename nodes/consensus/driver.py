@@ -1,7 +1,7 @@
 """What both mechanisms' drivers share: the tick task, liveness pings, the link.
 
 A driver runs on one asyncio loop. Its inputs are the tick task (every
-``Timing.tick`` seconds), packets delivered by the link, and API calls; each
+``ConsensusTiming.tick`` seconds), packets delivered by the link, and API calls; each
 input runs to completion (core input, then the core's output handled), and the
 events it raised are flushed to listeners afterwards. So a listener may call
 back into the node.
@@ -20,9 +20,9 @@ from nodes.kv import KeyValue
 
 from .events import EventBus
 from .liveness import Liveness
-from .transports import Link
-from .types import NodeInfo, ProposalResult, Timing
-from .wire import App, Packet
+from .peer_links import Link
+from .types import ConsensusTiming, NodeInfo, ProposalResult
+from .wire import AppPacket, Packet
 
 log = logging.getLogger("arena.consensus")
 
@@ -32,7 +32,7 @@ class Options:
     """Everything a driver is configured with (see ``Consensus`` for meanings)."""
 
     timeout: float
-    timing: Timing
+    timing: ConsensusTiming
     batch_updates: bool
     batch_window: float
     compression: bool
@@ -166,7 +166,7 @@ class Driver:
             return
         now = self.loop.time()
         role = None
-        if isinstance(packet, App) and packet.kind == "ping":
+        if isinstance(packet, AppPacket) and packet.kind == "ping":
             role = packet.body.get("role")
             role = role if isinstance(role, str) else None
         for event, peer in self.liveness.heard(packet.sender, now, role):
@@ -181,7 +181,7 @@ class Driver:
 
     def send_app(self, to: str, kind: str, body: dict[str, Any]) -> None:
         if self.link is not None and not self.stopped:
-            self.link.send(to, App(kind, self.id, body))
+            self.link.send(to, AppPacket(kind, self.id, body))
 
     # --- liveness --------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """``mechanism="simple_majority"``: ``MajorityCore`` driven from asyncio.
 
-The driver moves the core's messages as ``App`` packets (kinds ``propose``,
+The driver moves the core's messages as ``AppPacket`` packets (kinds ``propose``,
 ``vote``, ``decide``, plus ``ping``), asks the vote policy (a plain function or
 a coroutine function; one that raises votes no), applies accepted proposals to
 this node's own ``KeyValue`` machine and resolves the proposer's futures.
@@ -26,7 +26,7 @@ from .driver import Driver, Options
 from .events import EventBus
 from .majority import Decision, MajorityCore, Proposal, quorum_required
 from .types import ConsensusError, NodeInfo, ProposalResult, Votes, describe_command
-from .wire import App, Packet
+from .wire import AppPacket, Packet
 
 log = logging.getLogger("arena.consensus.majority")
 
@@ -109,7 +109,7 @@ class MajorityDriver(Driver):
         self._process()
 
     def _receive(self, packet: Packet, now: float) -> None:
-        if not isinstance(packet, App):
+        if not isinstance(packet, AppPacket):
             raise ValueError(f"simple_majority got a raft message {type(packet).__name__}")
         if packet.kind == "ping":
             return

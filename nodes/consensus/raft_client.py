@@ -27,7 +27,7 @@ from nodes.statemachine import BadCommand, encode_command
 from .driver import Options
 from .raft_service import _Pending, now_ms, request_id
 from .types import ConsensusError, ProposalResult, Votes
-from .wire import App
+from .wire import AppPacket
 
 MAX_LANES = 64
 RETRY_PAUSE = 0.02  # between attempts when no leader is known yet, in seconds
@@ -111,7 +111,7 @@ class LeaderClient:
                    future: asyncio.Future[dict[str, Any]] | None = None
                    ) -> dict[str, Any] | None: ...
 
-    def _on_response(self, packet: App) -> None:
+    def _on_response(self, packet: AppPacket) -> None:
         fut = self._waiting.pop(request_id(packet), None)
         if fut is not None and not fut.done():
             fut.set_result(packet.body)

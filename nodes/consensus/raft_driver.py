@@ -47,7 +47,7 @@ from .events import EventBus
 from .raft_client import LeaderClient
 from .raft_service import LeaderService, _Pending
 from .types import NodeInfo, describe_command
-from .wire import App, Packet, is_raft
+from .wire import AppPacket, Packet, is_raft
 
 log = logging.getLogger("arena.consensus.raft")
 
@@ -175,7 +175,7 @@ class RaftDriver(LeaderService, LeaderClient, Driver):
             self._receive_joining(packet, now)
             return
         if not is_raft(packet):
-            assert isinstance(packet, App)
+            assert isinstance(packet, AppPacket)
             self._receive_app(packet)
             return
         if isinstance(packet, AppendEntries | InstallSnapshot):

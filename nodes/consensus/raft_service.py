@@ -1,6 +1,6 @@
 """What a raft node does for the other nodes' requests (usually as the leader).
 
-Application messages (``wire.App``) of the raft mechanism:
+Application messages (``wire.AppPacket``) of the raft mechanism:
 
 - ``fwd {rid, c, s, m, cmd}``: a proposal made on another node, for the leader
   to propose with its own timestamp (locks expire on the leader's clock);
@@ -51,9 +51,9 @@ from nodes.raft.ready import Role
 from nodes.statemachine import BadCommand, encode_command
 
 from .events import EventBus
-from .transports import Link
+from .peer_links import Link
 from .types import Votes
-from .wire import App, Packet
+from .wire import AppPacket, Packet
 
 log = logging.getLogger("arena.consensus.raft")
 
@@ -96,11 +96,11 @@ class LeaderService:
         def _ensure_core(self) -> RaftNode | None: ...
         def _ask_config(self, peer: str, now: float) -> None: ...
         def _voters(self) -> frozenset[str]: ...
-        def _on_response(self, packet: App) -> None: ...
+        def _on_response(self, packet: AppPacket) -> None: ...
         @property
         def leader_id(self) -> str | None: ...
 
-    def _receive_app(self, packet: App) -> None:
+    def _receive_app(self, packet: AppPacket) -> None:
         handler = {
             "fwd": self._on_forward,
             "admin": self._on_admin,
@@ -117,7 +117,7 @@ class LeaderService:
     def _receive_joining(self, packet: Packet, now: float) -> None:
         """Before a joiner's core exists: learn the initial configuration; ask
         whoever talks to us for it (the leader's AppendEntries will be resent)."""
-        if isinstance(packet, App) and packet.kind == "cfg":
+        if isinstance(packet, AppPacket) and packet.kind == "cfg":
             voters, learners = packet.body.get("voters"), packet.body.get("learners")
             if not (isinstance(voters, list) and isinstance(learners, list)
                     and all(isinstance(v, str) for v in [*voters, *learners])):
@@ -125,29 +125,29 @@ class LeaderService:
             self._join_config = ClusterConfig(frozenset(voters), frozenset(learners))
             self._ensure_core()
             return
-        if isinstance(packet, App) and packet.kind in ("fwd", "admin", "read"):
+        if isinstance(packet, AppPacket) and packet.kind in ("fwd", "admin", "read"):
             self.send_app(packet.sender, "res", {"rid": request_id(packet), "status": "retry",
                                                  "leader": None})
-        elif isinstance(packet, App) and packet.kind == "res":
+        elif isinstance(packet, AppPacket) and packet.kind == "res":
             self._on_response(packet)
         if packet.sender not in self._linked and self.link is not None:
             self.link.add_peer(packet.sender, self.addresses.get(packet.sender))
         self._ask_config(packet.sender, now)
 
-    def _on_removed(self, packet: App) -> None:
+    def _on_removed(self, packet: AppPacket) -> None:
         raft = self.raft
         assert raft is not None
         if raft.role is not Role.LEADER and packet.sender == raft.leader_id:
             self._removed_notice = True
             log.info("node %s: removed from the cluster by leader %s", self.id, packet.sender)
 
-    def _on_config_request(self, packet: App) -> None:
+    def _on_config_request(self, packet: AppPacket) -> None:
         initial = self._initial
         if initial is not None:
             self.send_app(packet.sender, "cfg", {"voters": sorted(initial.voters),
                                                  "learners": sorted(initial.learners)})
 
-    def _leader_or_retry(self, packet: App) -> RaftNode | None:
+    def _leader_or_retry(self, packet: AppPacket) -> RaftNode | None:
         raft = self.raft
         assert raft is not None
         if raft.role is Role.LEADER and raft.lead_transferee is None:
@@ -156,7 +156,7 @@ class LeaderService:
                                              "leader": raft.leader_id})
         return None
 
-    def _on_forward(self, packet: App) -> None:
+    def _on_forward(self, packet: AppPacket) -> None:
         raft = self._leader_or_retry(packet)
         if raft is None:
             return
@@ -172,7 +172,7 @@ class LeaderService:
         self._pending[index] = _Pending(raft.term, reply_to=(packet.sender, rid))
         self._schedule_drain()
 
-    def _on_admin(self, packet: App) -> None:
+    def _on_admin(self, packet: AppPacket) -> None:
         if self._leader_or_retry(packet) is None:
             return
         body = packet.body
@@ -183,7 +183,7 @@ class LeaderService:
         if outcome is not None:
             self.send_app(packet.sender, "res", {"rid": request_id(packet), **outcome})
 
-    def _on_read(self, packet: App) -> None:
+    def _on_read(self, packet: AppPacket) -> None:
         raft = self.raft
         assert raft is not None
         if raft.role is not Role.LEADER:
@@ -276,7 +276,7 @@ class LeaderService:
             self.send_app(node, "res", {"rid": rid, **outcome})
 
 
-def request_id(packet: App) -> int:
+def request_id(packet: AppPacket) -> int:
     rid = packet.body.get("rid")
     if type(rid) is not int:
         raise ValueError(f"{packet.kind} without an int rid")

@@ -140,7 +140,7 @@ class LockResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Timing:
+class ConsensusTiming:
     """All durations in seconds; the raft core sees them as ticks of ``tick``."""
 
     tick: float

@@ -4,7 +4,7 @@ Two kinds of packets travel between nodes:
 
 - Raft messages (``nodes.raft.messages``), as bytes exactly the peer frames of
   ``nodes.codec`` (``encode_peer`` / ``decode_peer``), documented there.
-- Application messages (``App``): the ``Consensus`` layer's own traffic --
+- Application messages (``AppPacket``): the ``Consensus`` layer's own traffic --
   proposals forwarded to the leader and their answers, ReadIndex requests,
   membership requests, liveness pings and the ``simple_majority`` protocol.
   Frame: the byte ``0xC1`` followed by one msgpack array
@@ -42,7 +42,7 @@ class WireError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class App:
+class AppPacket:
     """An application message: ``kind`` says what it is, ``body`` is plain data."""
 
     kind: str
@@ -50,7 +50,7 @@ class App:
     body: dict[str, Any]
 
 
-Packet = Message | App
+Packet = Message | AppPacket
 
 
 def is_raft(packet: Packet) -> bool:
@@ -69,7 +69,7 @@ def copy_body(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode(cluster_id: str, packet: Packet) -> bytes:
-    if isinstance(packet, App):
+    if isinstance(packet, AppPacket):
         return bytes([APP_TAG]) + msgpack.packb(
             [APP_VERSION, cluster_id, packet.sender, packet.kind, packet.body], use_bin_type=True
         )
@@ -111,4 +111,4 @@ def decode(data: bytes, cluster_id: str, max_frame: int = DEFAULT_MAX_FRAME) -> 
         raise WireError("foreign_cluster", f"frame from cluster {cluster!r}, we are {cluster_id!r}")
     if not isinstance(sender, str) or not isinstance(kind, str) or not isinstance(body, dict):
         raise WireError("malformed", "application frame needs sender (str), kind (str), body (map)")
-    return App(kind, sender, body)
+    return AppPacket(kind, sender, body)

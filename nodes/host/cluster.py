@@ -22,7 +22,7 @@ from .storage import MemoryWal
 def describe(m: Message) -> str:
     """One line per Raft message, the fields that matter in a transcript."""
     parts = []
-    for f in fields(m):  # type: ignore[arg-type]
+    for f in fields(m):
         if f.name in ("sender", "recipient"):
             continue
         v = getattr(m, f.name)

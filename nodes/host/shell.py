@@ -29,6 +29,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import cast
 
 import msgpack
 import zmq
@@ -56,7 +57,7 @@ class HostShell:
         bind: str,
         peers: dict[str, str],
         tick_s: float = 0.01,
-        ctx: zmq.Context | None = None,
+        ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
         on_turn: Callable[[Turn], None] | None = None,
     ) -> None:
         self.host = host
@@ -67,8 +68,8 @@ class HostShell:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.bind(bind)
-        self.dealers: dict[str, zmq.Socket] = {}
-        self.monitors: dict[zmq.Socket, str] = {}  # a dropped connection: the peer is down
+        self.dealers: dict[str, zmq.Socket[bytes]] = {}
+        self.monitors: dict[zmq.Socket[bytes], str] = {}  # a dropped connection: the peer is down
         for peer, addr in peers.items():
             if peer != host.id:
                 d = self.ctx.socket(zmq.DEALER)
@@ -91,11 +92,11 @@ class HostShell:
         self.heard_from: set[str] = set()  # peers a batch came from, ever
         self._next_tick = time.monotonic() + tick_s
 
-    def register(self, sock: zmq.Socket) -> None:
+    def register(self, sock: zmq.Socket[bytes]) -> None:
         """Wake the loop for another socket too (``step`` returns its readiness)."""
         self.poller.register(sock, zmq.POLLIN)
 
-    def step(self) -> set[zmq.Socket]:
+    def step(self) -> set[zmq.Socket[bytes]]:
         """One loop iteration; returns the other registered sockets that are readable."""
         # whole milliseconds, rounded up: a timeout rounded down to 0 would spin
         timeout_ms = max(0, math.ceil((self._next_tick - time.monotonic()) * 1000))
@@ -132,7 +133,7 @@ class HostShell:
     def _receive(self, limit: int = 10_000) -> None:
         router, host, cid = self.router, self.host, self.cluster_id
         for _ in range(limit):
-            if not router.get(zmq.EVENTS) & zmq.POLLIN:
+            if not cast(int, router.get(zmq.EVENTS)) & zmq.POLLIN:
                 break
             parts = router.recv_multipart(zmq.NOBLOCK)
             if len(parts) != 2:
@@ -152,7 +153,7 @@ class HostShell:
                 Batch(sender, recipient, tuple(GroupMessage(g, m, q) for g, q, m in items))
             )
 
-    def _watch(self, mon: zmq.Socket, peer: str) -> None:
+    def _watch(self, mon: zmq.Socket[bytes], peer: str) -> None:
         while True:
             try:
                 ev = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
@@ -263,7 +264,7 @@ class BenchNode:
                     self.outstanding[gid] += 1
 
     def _control(self) -> None:
-        while self.control.get(zmq.EVENTS) & zmq.POLLIN:
+        while cast(int, self.control.get(zmq.EVENTS)) & zmq.POLLIN:
             *route, body = self.control.recv_multipart()
             req = msgpack.unpackb(body)
             op = req.get("op")

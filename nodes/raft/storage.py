@@ -78,9 +78,9 @@ class MemoryStorage:
         if entries:
             first = entries[0].index
             base = s.snapshot.meta.index if s.snapshot else 0
-            keep = first - base - 1
-            assert 0 <= keep <= len(s.entries), (first, base, len(s.entries))
-            del s.entries[keep:]
+            cut = first - base - 1
+            assert 0 <= cut <= len(s.entries), (first, base, len(s.entries))
+            del s.entries[cut:]
             s.entries.extend(entries)
         if hard_state is not None:
             s.hard_state = hard_state

@@ -89,7 +89,7 @@ def test_responses_decode_and_unknown_fields_are_skipped() -> None:
 
 @pytest.mark.parametrize("garbage", [b"\x0a\x05ab", b"\x08\xff\xff", b"\x00\x01", b"\x0b"])
 def test_truncated_or_garbled_replies_raise_wire_error(garbage: bytes) -> None:
-    with pytest.raises(wire.WireError):
+    with pytest.raises(wire.EtcdWireError):
         wire.decode_range(garbage)
 
 

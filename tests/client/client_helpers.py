@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from client.fake import FakeSession
-from client.viewmodel import NodeInfo, UiState
+from client.viewmodel import NodeRow, UiState
 from game.config import GameConfig
 from game.local import LocalTable
 
@@ -68,9 +68,9 @@ def session_for(table: LocalTable, clock: ScriptedClock, client_id: str = "c1") 
         clock=clock,
         rtt_ms=0.7,
         nodes=[
-            NodeInfo("n1", "follower", 4, True),
-            NodeInfo("n2", "leader", 4, False),
-            NodeInfo("n3", "down", 3, False),
+            NodeRow("n1", "follower", 4, True),
+            NodeRow("n2", "leader", 4, False),
+            NodeRow("n3", "down", 3, False),
         ],
     )
     session.poll()

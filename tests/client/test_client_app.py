@@ -11,7 +11,7 @@ from client_helpers import ScriptedClock, lobby_table, round_table
 
 from client.app import App, run
 from client.fake import FakeSession
-from client.viewmodel import NodeInfo, Pending
+from client.viewmodel import NodeRow, Pending
 
 
 @dataclass
@@ -160,7 +160,7 @@ def test_run_plays_frames_with_a_fake_session_and_exits_cleanly(tmp_path: Path) 
 
 
 def test_run_never_blocks_when_the_session_delivers_nothing() -> None:
-    session = SilentSession(nodes=[NodeInfo("n1", "unknown", 0, True)])
+    session = SilentSession(nodes=[NodeRow("n1", "unknown", 0, True)])
     started = time.monotonic()
     assert run(session, "you", fps=1000, max_frames=50) == 0
     assert time.monotonic() - started < 10
@@ -209,9 +209,9 @@ def test_without_a_majority_input_is_answered_at_once_with_why_and_nothing_is_se
 ) -> None:
     app, session = _app(round_table, clock)
     session.nodes = [
-        NodeInfo("n1", "pre-candidate", 4, True),
-        NodeInfo("n2", "down", 4, False),
-        NodeInfo("n3", "down", 4, False),
+        NodeRow("n1", "pre-candidate", 4, True),
+        NodeRow("n2", "down", 4, False),
+        NodeRow("n3", "down", 4, False),
     ]
     app.update()
     assert app.vm.quorum.lost
@@ -235,15 +235,15 @@ def test_without_a_majority_the_window_sends_no_presence_pings(
     app, session = _app(lobby_table, clock)
     session.table.wait(session.table.state["config"]["idle_ms"] // 2)  # a ping is due
     session.nodes = [
-        NodeInfo("n1", "follower", 4, True),
-        NodeInfo("n2", "down", 4, False),
-        NodeInfo("n3", "down", 4, False),
+        NodeRow("n1", "follower", 4, True),
+        NodeRow("n2", "down", 4, False),
+        NodeRow("n3", "down", 4, False),
     ]
     app.update()
     app.update()
     assert session.sent == []
-    session.nodes = [NodeInfo("n1", "leader", 5, True), *session.nodes[1:2],
-                     NodeInfo("n3", "follower", 5, False)]
+    session.nodes = [NodeRow("n1", "leader", 5, True), *session.nodes[1:2],
+                     NodeRow("n3", "follower", 5, False)]
     app.update()
     app.update()
     assert session.sent == [{"type": "ping"}]
@@ -256,9 +256,9 @@ def test_a_long_election_is_named_but_input_still_goes_out(
     says so after a while, and keeps sending (the session retries until a leader)."""
     app, session = _app(lobby_table, clock, "c3", "cy")
     session.nodes = [
-        NodeInfo("n1", "pre-candidate", 4, True),
-        NodeInfo("n2", "pre-candidate", 4, False),
-        NodeInfo("n3", "candidate", 5, False),
+        NodeRow("n1", "pre-candidate", 4, True),
+        NodeRow("n2", "pre-candidate", 4, False),
+        NodeRow("n3", "candidate", 5, False),
     ]
     app.update()
     clock.advance(1.0)
@@ -270,6 +270,6 @@ def test_a_long_election_is_named_but_input_still_goes_out(
     assert not app.vm.quorum.lost
     _key(app, pygame.K_r)
     assert session.sent == [{"type": "ready", "ready": True}]
-    session.nodes = [NodeInfo("n3", "leader", 5, False), *session.nodes[:2]]
+    session.nodes = [NodeRow("n3", "leader", 5, False), *session.nodes[:2]]
     app.update()
     assert app.vm.quorum.text == "" and app.ui.leaderless_since is None

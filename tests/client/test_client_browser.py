@@ -19,12 +19,12 @@ from client.browser import (
     build_browser,
     sorted_rows,
 )
-from client.viewmodel import NodeInfo, Notice, Pending, Quorum
+from client.viewmodel import NodeRow, Notice, Pending, Quorum
 
 NODES = [
-    NodeInfo("n1", "leader", 2, True),
-    NodeInfo("n2", "follower", 2, False),
-    NodeInfo("n3", "follower", 2, False),
+    NodeRow("n1", "leader", 2, True),
+    NodeRow("n2", "follower", 2, False),
+    NodeRow("n3", "follower", 2, False),
 ]
 
 
@@ -138,7 +138,7 @@ class ScriptedRooms:
     client_id = "c-ann"
     room_wanted: str | None = None
 
-    def __init__(self, nodes: list[NodeInfo] = NODES) -> None:
+    def __init__(self, nodes: list[NodeRow] = NODES) -> None:
         self.nodes, self.sent = nodes, []
         self.rows = list(ROWS)
         self.seat = None
@@ -151,7 +151,7 @@ class ScriptedRooms:
     rtt_ms = None
 
     @property
-    def cluster(self) -> list[NodeInfo]:
+    def cluster(self) -> list[NodeRow]:
         return self.nodes
 
     def submit(self, cmd: dict) -> Pending:
@@ -222,9 +222,9 @@ def test_without_a_majority_the_browser_sends_nothing_and_says_why(
 ) -> None:
     rooms = ScriptedRooms(
         [
-            NodeInfo("n1", "follower", 2, True),
-            NodeInfo("n2", "down", 2, False),
-            NodeInfo("n3", "down", 2, False),
+            NodeRow("n1", "follower", 2, True),
+            NodeRow("n2", "down", 2, False),
+            NodeRow("n3", "down", 2, False),
         ]
     )
     app = App(rooms, "ann", SIZE, now=clock)  # type: ignore[arg-type]

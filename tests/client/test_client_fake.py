@@ -5,7 +5,7 @@ from __future__ import annotations
 from client_helpers import CONFIG, ScriptedClock, lobby_table, round_table, session_for
 
 from client.fake import FakeSession
-from client.viewmodel import NodeInfo
+from client.viewmodel import NodeRow
 
 
 def test_no_state_before_the_first_poll_and_commands_apply_on_a_later_poll(
@@ -39,9 +39,9 @@ def test_a_lost_leader_is_replaced_with_a_failover_notice(clock: ScriptedClock) 
     clock.advance(0.25)
     session.poll()
     assert session.cluster == [
-        NodeInfo("n1", "down", 1, False),
-        NodeInfo("n2", "leader", 2, True),
-        NodeInfo("n3", "follower", 2, False),
+        NodeRow("n1", "down", 1, False),
+        NodeRow("n2", "leader", 2, True),
+        NodeRow("n3", "follower", 2, False),
     ]
     assert pending.accepted
     assert [(n.kind, n.text) for n in session.drain_notices()] == [

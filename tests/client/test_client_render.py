@@ -18,7 +18,7 @@ from client_helpers import (
 
 from client import render
 from client.fake import FakeSession
-from client.viewmodel import NodeInfo, Rect, ViewModel, build_view, seconds_left
+from client.viewmodel import NodeRow, Rect, ViewModel, build_view, seconds_left
 
 Colour = tuple[int, int, int]
 
@@ -167,7 +167,7 @@ def test_a_long_role_never_runs_into_the_term_column(
     x, y, w, _ = vm.layout.cluster
     surface = pygame.Surface(size)
     fonts = render.load_fonts()
-    node = NodeInfo(node_id, "pre-candidate", 12, True)
+    node = NodeRow(node_id, "pre-candidate", 12, True)
     role, term = render._node_row(surface, fonts, node, x + 14, x + w - 14, y + 56)
     assert role.right + 4 <= term.left, (role, term)
     assert role.width > 0 and term.right <= x + w
@@ -177,9 +177,9 @@ def test_without_a_majority_the_arena_says_so(display: pygame.Surface, clock: Sc
     session = session_for(round_table(), clock)
     healthy = build_view(session, ui_for(), clock())
     session.nodes = [
-        NodeInfo("n1", "pre-candidate", 4, True),
-        NodeInfo("n2", "down", 4, False),
-        NodeInfo("n3", "down", 4, False),
+        NodeRow("n1", "pre-candidate", 4, True),
+        NodeRow("n2", "down", 4, False),
+        NodeRow("n3", "down", 4, False),
     ]
     lost = build_view(session, ui_for(), clock())
     assert render.LOST not in _colours_in(_drawn(healthy), healthy.layout.arena)

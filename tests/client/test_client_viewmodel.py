@@ -15,7 +15,7 @@ from client_helpers import (
 )
 
 from client.fake import FakeSession
-from client.viewmodel import Layout, NodeInfo, Quorum, build_view
+from client.viewmodel import Layout, NodeRow, Quorum, build_view
 
 
 def test_before_the_first_snapshot_the_view_says_it_is_connecting(clock: ScriptedClock) -> None:
@@ -97,9 +97,9 @@ def test_cluster_rows_come_from_the_session_with_rtt_and_index(clock: ScriptedCl
     table = round_table()
     vm = build_view(session_for(table, clock), ui_for(), clock())
     assert vm.cluster == (
-        NodeInfo("n1", "follower", 4, True),
-        NodeInfo("n2", "leader", 4, False),
-        NodeInfo("n3", "down", 3, False),
+        NodeRow("n1", "follower", 4, True),
+        NodeRow("n2", "leader", 4, False),
+        NodeRow("n3", "down", 3, False),
     )
     assert vm.rtt_ms == 0.7 and vm.state_index == table.index
 
@@ -141,5 +141,5 @@ def test_target_at_finds_only_open_targets_under_the_point(clock: ScriptedClock)
 def test_quorum_is_lost_when_fewer_than_a_majority_of_nodes_are_heard(
     roles: tuple[str, ...], lost: bool, text: str
 ) -> None:
-    quorum = Quorum.of([NodeInfo(f"n{i}", role, 1, i == 0) for i, role in enumerate(roles)])
+    quorum = Quorum.of([NodeRow(f"n{i}", role, 1, i == 0) for i, role in enumerate(roles)])
     assert quorum.lost is lost and quorum.text == text

@@ -35,7 +35,7 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 3.0,
         await asyncio.sleep(0.005)
 
 
-class Cluster:
+class ConsensusCluster:
     """Nodes on one ``InProcessNetwork``; ``async with`` starts and stops them."""
 
     def __init__(self, ids: Iterable[str] = ("n1", "n2", "n3"), mechanism: str = "raft",
@@ -55,7 +55,7 @@ class Cluster:
     def live(self) -> list[Consensus]:
         return [c for c in self.nodes.values() if c.running]
 
-    async def __aenter__(self) -> Cluster:
+    async def __aenter__(self) -> ConsensusCluster:
         for c in self.nodes.values():
             c.start()
         return self

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consensus_helpers import Cluster, run, wait_until
+from consensus_helpers import ConsensusCluster, run, wait_until
 
 from nodes import Consensus, ConsensusError, InProcessNetwork, InvalidArgument, NotStarted
 
@@ -148,7 +148,7 @@ def test_values_that_cannot_be_replicated_are_refused_up_front_as_increment_does
 
 def test_stopping_a_node_fails_its_proposals_in_flight() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=71) as cl:
+        async with ConsensusCluster(seed=71) as cl:
             leader = await cl.leader()
             cl.net.isolate(leader)
             pending = asyncio.ensure_future(cl[leader].propose_with_result("k", 1, timeout=5))
@@ -163,7 +163,7 @@ def test_stopping_a_node_fails_its_proposals_in_flight() -> None:
 def test_a_node_stopped_on_the_hub_is_gone_for_the_others() -> None:
     async def scenario() -> None:
         net = InProcessNetwork()
-        async with Cluster(seed=72, net=net) as cl:
+        async with ConsensusCluster(seed=72, net=net) as cl:
             await cl.leader()
             await cl["n3"].stop()
             assert net.nodes == ["n1", "n2"]

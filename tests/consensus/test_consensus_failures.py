@@ -7,14 +7,16 @@ from __future__ import annotations
 import logging
 
 import pytest
-from consensus_helpers import Cluster, Recorder, run, wait_until
+from consensus_helpers import ConsensusCluster, Recorder, run, wait_until
 
 from nodes import InvalidArgument
 
 
 def test_simple_majority_refuses_an_unencodable_value_up_front_and_keeps_ticking() -> None:
     async def scenario() -> None:
-        async with Cluster(mechanism="simple_majority", seed=81, failure_timeout=0.3) as cl:
+        async with ConsensusCluster(
+            mechanism="simple_majority", seed=81, failure_timeout=0.3
+        ) as cl:
             watcher = Recorder(cl["n2"], "node:unreachable")
             with pytest.raises(InvalidArgument, match="'k' cannot be replicated"):
                 await cl["n1"].propose("k", object())
@@ -35,7 +37,7 @@ def test_simple_majority_refuses_an_unencodable_value_up_front_and_keeps_ticking
 def test_a_failing_tick_task_stops_the_node_visibly(mechanism: str,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
-        async with Cluster(mechanism=mechanism, seed=82) as cl:
+        async with ConsensusCluster(mechanism=mechanism, seed=82) as cl:
             node = cl["n1"]
             failed = Recorder(node, "node:failed")
             boom = RuntimeError("boom in a tick")

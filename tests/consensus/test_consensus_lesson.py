@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from consensus_helpers import Cluster, Recorder, run, wait_until
+from consensus_helpers import ConsensusCluster, Recorder, run, wait_until
 
 from nodes import Consensus, InProcessNetwork, InvalidArgument, NodeInfo
 from nodes.consensus.directory import Directory
@@ -56,7 +56,7 @@ def test_zero_batch_window_and_snapshot_interval_still_mean_off() -> None:
 
 def test_get_nodes_and_get_leader_give_node_objects_as_the_lesson_uses_them() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=91) as cl:
+        async with ConsensusCluster(seed=91) as cl:
             leader_id = await cl.leader()
             leader = cl["n2"].get_leader()
             assert isinstance(leader, NodeInfo) and leader.id == leader_id
@@ -70,7 +70,7 @@ def test_get_nodes_and_get_leader_give_node_objects_as_the_lesson_uses_them() ->
 
 def test_add_node_keeps_metadata_and_every_member_sees_it() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=92) as cl:
+        async with ConsensusCluster(seed=92) as cl:
             leader = await cl.leader()
             newcomer = Consensus("n4", transport=cl.net, join=True, seed=92)
             cl.extra.append(newcomer)
@@ -137,7 +137,7 @@ def test_the_address_book_snapshot_keeps_metadata_and_reads_the_old_layout() -> 
 @pytest.mark.parametrize("mechanism", ["raft", "simple_majority"])
 def test_log_appended_carries_the_entrys_key(mechanism: str) -> None:
     async def scenario() -> None:
-        async with Cluster(mechanism=mechanism, seed=93) as cl:
+        async with ConsensusCluster(mechanism=mechanism, seed=93) as cl:
             if mechanism == "raft":
                 await cl.leader()
             log = Recorder(cl["n1"], "log:appended")
@@ -154,7 +154,7 @@ def test_log_appended_carries_the_entrys_key(mechanism: str) -> None:
 
 def test_subscribe_gives_a_one_parameter_callback_the_value() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=94) as cl:
+        async with ConsensusCluster(seed=94) as cl:
             leader = await cl.leader()
             values: list[Any] = []
             pairs: list[tuple[Any, Any]] = []

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from consensus_helpers import Cluster, Recorder, run, wait_until
+from consensus_helpers import ConsensusCluster, Recorder, run, wait_until
 
 from nodes import Consensus, InProcessNetwork, Proposal
 
 
 def test_a_proposal_with_a_quorum_is_accepted_and_applied_on_every_node() -> None:
     async def scenario() -> None:
-        cl = Cluster(mechanism="simple_majority", seed=51)
+        cl = ConsensusCluster(mechanism="simple_majority", seed=51)
         names = ("vote:requested", "vote:granted", "consensus:accepted", "state:changed",
                  "log:appended")
         recorders = {i: Recorder(cl[i], *names) for i in cl.ids}
@@ -44,7 +44,9 @@ def test_the_vote_policy_can_reject_a_proposal() -> None:
         def no_spending(p: Proposal) -> bool:
             return p.key != "treasury"
 
-        async with Cluster(mechanism="simple_majority", seed=52, vote_policy=no_spending) as cl:
+        async with ConsensusCluster(
+            mechanism="simple_majority", seed=52, vote_policy=no_spending
+        ) as cl:
             result = await cl["n1"].propose_with_result("treasury", 0)
             assert not result.accepted and result.error == "rejected"
             # decided as soon as the quorum is out of reach: two "no" of three
@@ -57,7 +59,7 @@ def test_the_vote_policy_can_reject_a_proposal() -> None:
 
 def test_without_a_quorum_a_proposal_times_out_cleanly() -> None:
     async def scenario() -> None:
-        async with Cluster(mechanism="simple_majority", seed=53, timeout=0.3) as cl:
+        async with ConsensusCluster(mechanism="simple_majority", seed=53, timeout=0.3) as cl:
             cl.net.isolate("n1")
             result = await cl["n1"].propose_with_result("k", 1)
             assert not result.accepted and result.error == "timeout"
@@ -128,7 +130,7 @@ def test_an_async_vote_policy_is_awaited_and_a_failing_one_votes_no() -> None:
 
 def test_the_patterns_work_under_simple_majority_too() -> None:
     async def scenario() -> None:
-        async with Cluster(mechanism="simple_majority", seed=54) as cl:
+        async with ConsensusCluster(mechanism="simple_majority", seed=54) as cl:
             assert await cl["n1"].increment("votes") == 1
             assert await cl["n2"].increment("votes") == 2
             assert await cl["n3"].compare_and_swap("votes", 2, 10)

@@ -4,7 +4,7 @@ servers catch up as non-voting members; 4.2.2: removing the leader."""
 
 from __future__ import annotations
 
-from consensus_helpers import Cluster, run, wait_until
+from consensus_helpers import ConsensusCluster, run, wait_until
 
 from nodes import Consensus, InProcessNetwork
 
@@ -34,7 +34,7 @@ def test_nodes_added_right_after_start_are_founding_members() -> None:
 
 def test_an_added_node_joins_as_a_learner_catches_up_and_becomes_a_voter() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=31) as cl:
+        async with ConsensusCluster(seed=31) as cl:
             leader = await cl.leader()
             for k in range(10):
                 assert await cl[leader].propose(f"k{k}", k)
@@ -60,7 +60,7 @@ def test_an_added_node_joins_as_a_learner_catches_up_and_becomes_a_voter() -> No
 
 def test_a_removed_follower_leaves_the_configuration() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=32) as cl:
+        async with ConsensusCluster(seed=32) as cl:
             leader = await cl.leader()
             gone = next(i for i in cl.ids if i != leader)
             assert (await cl[leader].remove_node(gone)).accepted
@@ -75,7 +75,7 @@ def test_a_removed_follower_leaves_the_configuration() -> None:
 
 def test_the_leader_can_be_removed_and_the_others_carry_on() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=33) as cl:
+        async with ConsensusCluster(seed=33) as cl:
             old = await cl.leader()
             assert await cl[old].propose("before", 1)
             follower = next(i for i in cl.ids if i != old)
@@ -93,7 +93,7 @@ def test_the_leader_can_be_removed_and_the_others_carry_on() -> None:
 
 def test_an_address_given_to_add_node_is_replicated_to_every_member() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=34) as cl:
+        async with ConsensusCluster(seed=34) as cl:
             leader = await cl.leader()
             newcomer = Consensus("n4", transport=cl.net, join=True, seed=34)
             cl.extra.append(newcomer)

@@ -8,14 +8,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from consensus_helpers import Cluster, Recorder, run, wait_until
+from consensus_helpers import ConsensusCluster, Recorder, run, wait_until
 
 from nodes import ConsensusError
 
 
 def test_compare_and_swap_succeeds_only_on_the_expected_value() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=41) as cl:
+        async with ConsensusCluster(seed=41) as cl:
             await cl.leader()
             assert await cl["n1"].compare_and_swap("k", None, "a")  # None: absent
             assert not await cl["n2"].compare_and_swap("k", None, "b")
@@ -32,7 +32,7 @@ def test_compare_and_swap_succeeds_only_on_the_expected_value() -> None:
 
 def test_counters_from_every_node_add_up_the_same_everywhere() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=42) as cl:
+        async with ConsensusCluster(seed=42) as cl:
             await cl.leader()
             ups = [cl[i].increment("score", 2) for i in cl.ids for _ in range(10)]
             downs = [cl[i].decrement("score") for i in cl.ids for _ in range(5)]
@@ -48,7 +48,7 @@ def test_counters_from_every_node_add_up_the_same_everywhere() -> None:
 
 def test_a_batch_applies_all_of_its_operations_or_none() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=43) as cl:
+        async with ConsensusCluster(seed=43) as cl:
             await cl.leader()
             ok = await cl["n1"].batch([("put", "a", 1), ("incr", "n", 5), ("put", "b", "x")])
             assert ok.accepted and len(ok.result["results"]) == 3
@@ -70,7 +70,7 @@ def test_a_batch_applies_all_of_its_operations_or_none() -> None:
 
 def test_a_lock_has_one_holder_until_released_or_expired() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=44) as cl:
+        async with ConsensusCluster(seed=44) as cl:
             await cl.leader()
             changes = Recorder(cl["n3"], "lock:changed")
             first = await cl["n1"].acquire_lock("door", ttl=0.3)
@@ -96,7 +96,7 @@ def test_a_lock_has_one_holder_until_released_or_expired() -> None:
 
 def test_an_optimistic_update_shows_at_once_and_is_confirmed() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=45) as cl:
+        async with ConsensusCluster(seed=45) as cl:
             leader = await cl.leader()
             assert await cl[leader].propose("hp", 10)
             node = cl[leader]
@@ -117,7 +117,7 @@ def test_an_optimistic_update_shows_at_once_and_is_confirmed() -> None:
 
 def test_an_optimistic_update_that_loses_its_race_is_rolled_back() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=46) as cl:
+        async with ConsensusCluster(seed=46) as cl:
             leader = await cl.leader()
             follower = next(i for i in cl.ids if i != leader)
             assert await cl[leader].propose("hp", 10)
@@ -140,7 +140,7 @@ def test_an_optimistic_update_that_loses_its_race_is_rolled_back() -> None:
 
 def test_an_optimistic_update_without_quorum_rolls_back_after_the_timeout() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=47) as cl:
+        async with ConsensusCluster(seed=47) as cl:
             leader = await cl.leader()
             assert await cl[leader].propose("gold", 5)
             await cl.converged("gold", 5)
@@ -156,7 +156,7 @@ def test_an_optimistic_update_without_quorum_rolls_back_after_the_timeout() -> N
 
 def test_subscribe_follows_one_key_until_unsubscribed() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=48) as cl:
+        async with ConsensusCluster(seed=48) as cl:
             await cl.leader()
             got: list[tuple[Any, ...]] = []
             stop = cl["n2"].subscribe("watched", lambda key, new, old: got.append((key, new, old)))

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from consensus_helpers import Cluster, Recorder, run, wait_until
+from consensus_helpers import ConsensusCluster, Recorder, run, wait_until
 
 from nodes import Consensus, ConsensusError, InProcessNetwork
 
@@ -16,7 +16,7 @@ def test_three_nodes_elect_one_leader_that_every_node_reports() -> None:
     """Paper 5.2: at most one leader per term; every node learns who it is."""
 
     async def scenario() -> None:
-        async with Cluster(seed=11) as cl:
+        async with ConsensusCluster(seed=11) as cl:
             recorders = {i: Recorder(cl[i], "leader:elected") for i in cl.ids}
             leader = await cl.leader()
             assert [c.is_leader() for c in cl.nodes.values()].count(True) == 1
@@ -35,7 +35,7 @@ def test_three_nodes_elect_one_leader_that_every_node_reports() -> None:
 
 def test_a_proposal_made_on_a_follower_is_forwarded_to_the_leader() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=12) as cl:
+        async with ConsensusCluster(seed=12) as cl:
             leader = await cl.leader()
             follower = next(i for i in cl.ids if i != leader)
             result = await cl[follower].propose_with_result("setting", "new")
@@ -56,7 +56,7 @@ def test_killing_the_leader_elects_a_new_one_and_keeps_accepted_values() -> None
     """Paper 5.4 (leader completeness): committed entries survive the leader."""
 
     async def scenario() -> None:
-        async with Cluster(seed=13) as cl:
+        async with ConsensusCluster(seed=13) as cl:
             old = await cl.leader()
             for k in range(5):
                 assert await cl[old].propose(f"k{k}", k)
@@ -74,7 +74,7 @@ def test_killing_the_leader_elects_a_new_one_and_keeps_accepted_values() -> None
 
 def test_a_minority_cannot_commit_and_healing_converges() -> None:
     async def scenario() -> None:
-        async with Cluster(ids=[f"n{i}" for i in range(1, 6)], seed=14) as cl:
+        async with ConsensusCluster(ids=[f"n{i}" for i in range(1, 6)], seed=14) as cl:
             old = await cl.leader()
             assert await cl[old].propose("before", 1)
             minority = {old, next(i for i in cl.ids if i != old)}
@@ -106,7 +106,7 @@ def test_a_linearizable_read_on_a_follower_sees_every_earlier_write() -> None:
     """Thesis 6.4: ReadIndex through the leader, then wait until applied."""
 
     async def scenario() -> None:
-        async with Cluster(seed=15) as cl:
+        async with ConsensusCluster(seed=15) as cl:
             leader = await cl.leader()
             follower = next(i for i in cl.ids if i != leader)
             for v in range(20):
@@ -120,7 +120,7 @@ def test_a_linearizable_read_on_a_follower_sees_every_earlier_write() -> None:
 
 def test_a_read_without_a_reachable_leader_fails_clearly() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=16) as cl:
+        async with ConsensusCluster(seed=16) as cl:
             leader = await cl.leader()
             loner = next(i for i in cl.ids if i != leader)
             cl.net.isolate(loner)
@@ -133,7 +133,7 @@ def test_a_read_without_a_reachable_leader_fails_clearly() -> None:
 
 def test_votes_log_appends_and_acceptances_are_reported_as_events() -> None:
     async def scenario() -> None:
-        cl = Cluster(seed=17)
+        cl = ConsensusCluster(seed=17)
         names = ("vote:requested", "vote:granted", "log:appended", "consensus:accepted",
                  "state:changed")
         recorders = {i: Recorder(cl[i], *names) for i in cl.ids}
@@ -163,7 +163,7 @@ def test_votes_log_appends_and_acceptances_are_reported_as_events() -> None:
 
 def test_a_silent_peer_is_reported_unreachable_then_reconnected() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=18, failure_timeout=0.3) as cl:
+        async with ConsensusCluster(seed=18, failure_timeout=0.3) as cl:
             await cl.leader()
             watcher = Recorder(cl["n1"], "node:unreachable", "node:reconnected")
             cl.net.isolate("n3")
@@ -181,7 +181,7 @@ def test_a_silent_peer_is_reported_unreachable_then_reconnected() -> None:
 
 def test_get_nodes_reports_each_member_with_role_and_connectivity() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=19) as cl:
+        async with ConsensusCluster(seed=19) as cl:
             leader = await cl.leader()
             # roles of others come with their pings: wait for one round
             await wait_until(lambda: all(n.role for n in cl["n1"].get_nodes()))
@@ -215,7 +215,7 @@ def test_concurrent_proposals_share_persists_when_batching() -> None:
     """Group commit: proposals within batch_window share one Ready (one persist)."""
 
     async def scenario() -> None:
-        async with Cluster(seed=20, batch_window=0.005) as cl:
+        async with ConsensusCluster(seed=20, batch_window=0.005) as cl:
             leader = await cl.leader()
             before = cl[leader].get_debug_state()["counters"]["persists"]
             values = await asyncio.gather(*(cl[leader].increment("n") for _ in range(100)))
@@ -228,7 +228,7 @@ def test_concurrent_proposals_share_persists_when_batching() -> None:
 
 def test_a_follower_far_behind_catches_up_from_a_snapshot() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=21, snapshot_interval=20) as cl:
+        async with ConsensusCluster(seed=21, snapshot_interval=20) as cl:
             leader = await cl.leader()
             lagging = next(i for i in cl.ids if i != leader)
             cl.net.isolate(lagging)
@@ -268,7 +268,7 @@ def test_with_a_data_dir_a_restarted_node_keeps_what_was_accepted(tmp_path: Path
 
 def test_leadership_can_be_transferred_to_a_chosen_node() -> None:
     async def scenario() -> None:
-        async with Cluster(seed=22) as cl:
+        async with ConsensusCluster(seed=22) as cl:
             leader = await cl.leader()
             target = next(i for i in cl.ids if i != leader)
             result = await cl[leader].transfer_leadership(target)
@@ -281,7 +281,7 @@ def test_leadership_can_be_transferred_to_a_chosen_node() -> None:
 def test_a_slow_network_that_loses_packets_still_commits() -> None:
     async def scenario() -> None:
         net = InProcessNetwork(drop_rate=0.1, latency=0.002, seed=5)
-        async with Cluster(seed=23, net=net) as cl:
+        async with ConsensusCluster(seed=23, net=net) as cl:
             await cl.leader(timeout=5.0)
             for k in range(5):
                 assert await cl["n1"].propose(f"k{k}", k, timeout=5.0)

@@ -54,7 +54,7 @@ def test_bring_your_own_transport_carries_codec_frames(async_sender: bool) -> No
             assert await nodes[follower].read("k") == "v"
             assert frames and all(isinstance(f, bytes) for f in frames)
             kinds = {type(wire.decode(f, "arena")).__name__ for f in frames}
-            assert {"RequestVote", "AppendEntries", "App"} <= kinds
+            assert {"RequestVote", "AppendEntries", "AppPacket"} <= kinds
             # garbage, foreign clusters and impostors are dropped, never raised
             nodes["a"].handle_message("b", b"\x00garbage")
             nodes["a"].handle_message("b", encode_peer("other-cluster",
@@ -139,12 +139,12 @@ def test_the_in_process_network_partitions_isolates_and_drops() -> None:
         loop = asyncio.get_running_loop()
         a = lossy.attach("a", got.append, loop)
         lossy.attach("b", got.append, loop)
-        a.send("b", wire.App("ping", "a", {}))
+        a.send("b", wire.AppPacket("ping", "a", {}))
         lossy.drop_rate = 0.0
-        a.send("b", wire.App("ping", "a", {"n": (1, 2)}))
-        a.send("nobody", wire.App("ping", "a", {}))
+        a.send("b", wire.AppPacket("ping", "a", {"n": (1, 2)}))
+        a.send("nobody", wire.AppPacket("ping", "a", {}))
         await wait_until(lambda: got)
-        assert got == [wire.App("ping", "a", {"n": [1, 2]})]  # as it would read off the wire
+        assert got == [wire.AppPacket("ping", "a", {"n": [1, 2]})]  # as it would read off the wire
         assert lossy.counters["dropped_random"] == 1
         assert lossy.counters["dropped_no_such_node"] == 1
         with pytest.raises(ValueError, match="already attached"):
@@ -154,10 +154,10 @@ def test_the_in_process_network_partitions_isolates_and_drops() -> None:
 
 
 def test_application_frames_never_look_like_codec_frames() -> None:
-    app = wire.encode("arena", wire.App("fwd", "a", {"rid": 1, "cmd": {"op": "put"}}))
+    app = wire.encode("arena", wire.AppPacket("fwd", "a", {"rid": 1, "cmd": {"op": "put"}}))
     raft = wire.encode("arena", RequestVote(3, "a", "b", 7, 2))
     assert app[0] == wire.APP_TAG and raft[0] != wire.APP_TAG
-    assert wire.decode(app, "arena") == wire.App("fwd", "a", {"rid": 1, "cmd": {"op": "put"}})
+    assert wire.decode(app, "arena") == wire.AppPacket("fwd", "a", {"rid": 1, "cmd": {"op": "put"}})
     assert wire.decode(raft, "arena") == RequestVote(3, "a", "b", 7, 2)
     for bad, code in [(b"", "empty"), (app, "foreign_cluster"), (bytes([wire.APP_TAG]) + b"\x01",
                                                                   "malformed")]:

@@ -4,7 +4,7 @@ A node talks to its transport through a ``Link``: ``send(to, packet)``,
 ``add_peer`` / ``remove_peer``, ``poll()`` (called every tick) and ``close()``.
 Incoming packets are handed to the node's ``deliver(packet)`` callback, always
 on the node's event loop and never from inside ``send`` (so a node is never
-re-entered while it handles a Ready). Packets are Raft messages or ``App``
+re-entered while it handles a Ready). Packets are Raft messages or ``AppPacket``
 messages (see ``wire``). Every transport may lose packets; Raft and the
 ``Consensus`` layer retransmit what matters.
 
@@ -32,9 +32,9 @@ from random import Random
 from typing import Any, Protocol
 
 from . import wire
-from .wire import App, Packet
+from .wire import AppPacket, Packet
 
-log = logging.getLogger("arena.consensus.transport")
+log = logging.getLogger("arena.consensus.peer_links")
 
 Deliver = Callable[[Packet], None]
 
@@ -140,8 +140,8 @@ class InProcessNetwork:
         if self.drop_rate and self.rng.random() < self.drop_rate:
             self.counters["dropped_random"] += 1
             return
-        if isinstance(packet, App):
-            packet = App(packet.kind, packet.sender, wire.copy_body(packet.body))
+        if isinstance(packet, AppPacket):
+            packet = AppPacket(packet.kind, packet.sender, wire.copy_body(packet.body))
         _schedule(target.loop, self.latency, target.receive, sender, packet)
 
 
@@ -301,7 +301,7 @@ class ZmqLink:
         if self.closed:
             return
         pt = self.peer_transport
-        if not isinstance(packet, App):
+        if not isinstance(packet, AppPacket):
             pt.send(packet)
             return
         dealer = pt.dealers.get(to)
