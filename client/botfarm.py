@@ -785,8 +785,6 @@ class BotFarm:
                    for members in self.by_room.values())
 
     def summary(self) -> dict[str, Any]:
-        from nodes.bench.stats import percentile
-
         recent = sorted(self.stats.recent_ms)
         now = time.monotonic()
         self._rate.append((now, self.stats.acked, self.stats.hits))
@@ -799,8 +797,8 @@ class BotFarm:
             "rooms": len(self.by_room), "bots_seated": self.seated_count(), "bots": len(self.bots),
             "games_finished": games, "actions_per_s": round((self.stats.acked - a0) / span, 1),
             "hits_per_s": round((self.stats.hits - h0) / span, 1),
-            "p50_ms": round(percentile(recent, 50), 1) if recent else None,
-            "p99_ms": round(percentile(recent, 99), 1) if recent else None,
+            "p50_ms": round(_nearest_rank(recent, 50), 1) if recent else None,
+            "p99_ms": round(_nearest_rank(recent, 99), 1) if recent else None,
             "failovers": self.link.failovers, "feed_moves": self.feeds.moves,
             "throttled": self.link.throttled,
         }
@@ -849,3 +847,10 @@ def run_farm(cluster: ClusterFile, count: int, rooms: int, seed: int, strategy: 
         farm.leave_all()
         farm.close()
     return farm
+
+
+def _nearest_rank(sorted_samples: list[float], p: float) -> float:
+    """The live line's percentile, by nearest rank as ``nodes.bench.stats.percentile``
+    (which the client layer may not import: tests/test_layers.py)."""
+    n = len(sorted_samples)
+    return float(sorted_samples[min(max(math.ceil(p / 100.0 * n), 1), n) - 1])
