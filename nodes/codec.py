@@ -128,6 +128,7 @@ from .raft.messages import (
     RequestVoteResponse,
     SnapshotMeta,
     TimeoutNow,
+    make_entry,
 )
 
 __all__ = [
@@ -532,7 +533,44 @@ _Check = Callable[[Any, str], Any]
 
 
 def _entries(value: Any, where: str) -> tuple[Entry, ...]:
-    """Entries, shape-checked; consecutive indexes and non-decreasing terms."""
+    """Entries, shape-checked; consecutive indexes and non-decreasing terms.
+
+    The common case (well-formed normal entries) is checked in one tight loop with
+    the entries built through ``make_entry``; anything unusual (a membership entry,
+    a bad field) goes to ``_entries_checked``, which says what is wrong."""
+    if type(value) is not list or not value:
+        return _entries_checked(value, where)
+    out: list[Entry] = []
+    append = out.append
+    make = make_entry
+    normal = EntryKind.NORMAL
+    first = value[0]
+    if type(first) is not list or len(first) != 4 or type(first[0]) is not int:
+        return _entries_checked(value, where)
+    expected_index, last_term = first[0], 1
+    for raw in value:
+        if type(raw) is not list or len(raw) != 4:
+            return _entries_checked(value, where)
+        index, term, kind, data = raw
+        if (
+            index != expected_index
+            or type(index) is not int
+            or type(term) is not int
+            or term < last_term
+            or kind != 0
+            or type(kind) is not int
+            or type(data) is not bytes
+        ):
+            return _entries_checked(value, where)
+        append(make(index, term, data, normal))
+        expected_index, last_term = index + 1, term
+    if expected_index - len(out) < 1:  # the first index is below 1
+        return _entries_checked(value, where)
+    return tuple(out)
+
+
+def _entries_checked(value: Any, where: str) -> tuple[Entry, ...]:
+    """``_entries`` the slow way, field by field: finds and describes what is wrong."""
     if type(value) is not list:
         raise Malformed(f"{where} must be an array, got {_show(value)}")
     out = []

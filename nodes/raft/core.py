@@ -92,6 +92,7 @@ from .messages import (
     Snapshot,
     SnapshotMeta,
     TimeoutNow,
+    make_entry,
 )
 from .progress import Progress, ProgressState
 from .ready import ReadState, Ready, Role, SoftState
@@ -760,7 +761,7 @@ class RaftNode:
         return index
 
     def _append_entry(self, data: bytes, kind: EntryKind) -> int:
-        entry = Entry(self.log.last_index + 1, self.term, data, kind)
+        entry = make_entry(self.log.last_index + 1, self.term, data, kind)
         self.log.append([entry])
         if kind is EntryKind.CONFIG:
             self._push_config(entry)
