@@ -405,6 +405,9 @@ class RaftNode:
     # --- the Ready cycle -------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # called on every turn of the driver's loop: the hard and soft states are
+        # compared field by field rather than built and compared as dataclasses
+        hs, soft = self._persisted_hs, self._soft
         return bool(
             self._msgs
             or (self._needs_broadcast and self.role is Role.LEADER)
@@ -413,8 +416,14 @@ class RaftNode:
             or self._read_states
             or self._aborted_reads
             or self._pending_snapshot is not None
-            or self._hard_state() != self._persisted_hs
-            or self._current_soft() != self._soft
+            or self.commit != hs.commit
+            or self.promised != hs.promised
+            or self.term != hs.term
+            or self.vote != hs.vote
+            or self.recovering != hs.recovering
+            or self.role is not soft.role
+            or self.leader_id != soft.leader_id
+            or self.term != soft.term
         )
 
     def ready(self) -> Ready:
