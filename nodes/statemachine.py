@@ -196,8 +196,9 @@ def decode_command(payload: bytes) -> dict[str, Any]:
         raise BadCommand(f"payload is not valid msgpack: {type(exc).__name__}: {exc}") from exc
     if not isinstance(envelope, dict):
         raise BadCommand(f"payload must be a map, got {type(envelope).__name__}")
-    missing = [k for k in ("c", "s", "t", "m", "cmd") if k not in envelope]
-    if missing:
+    if not ("c" in envelope and "s" in envelope and "t" in envelope and "m" in envelope
+            and "cmd" in envelope):  # on every entry of every node: no list built
+        missing = [k for k in ("c", "s", "t", "m", "cmd") if k not in envelope]
         raise BadCommand(f"payload lacks field(s) {', '.join(missing)}")
     _check_envelope(envelope["c"], envelope["s"], envelope["t"], envelope["m"], envelope["cmd"],
                     envelope.get("f"))
