@@ -147,8 +147,11 @@ class PromiseFile:
         created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if os.fstat(fd).st_size < 2 * PROMISE_SLOT_BYTES:
-                os.ftruncate(fd, 2 * PROMISE_SLOT_BYTES)
+            size = os.fstat(fd).st_size
+            if size < 2 * PROMISE_SLOT_BYTES:
+                # zeros written, not a hole left by ftruncate: the block is allocated
+                # now, so later writes change no allocation either
+                os.pwrite(fd, bytes(2 * PROMISE_SLOT_BYTES - size), size)
                 self._ops.sync_fd(fd, "promise.size")
             if created:
                 self._ops.sync_dir(self.path.parent, "promise.dir")
