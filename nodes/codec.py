@@ -140,6 +140,7 @@ from .raft.messages import (
     RequestVoteResponse,
     SnapshotMeta,
     TimeoutNow,
+    make_entry,
 )
 
 __all__ = [
@@ -423,27 +424,37 @@ def _str(value: Any, where: str, min_len: int, max_len: int) -> str:
     raise Malformed(f"{where} must be a str of {min_len} to {max_len} chars, got {_show(value)}")
 
 
+_CONTAINERS: Final = (list, tuple, dict)
+
+
 def _check_depth(value: object, limit: int, where: str) -> None:
     """Refuse values nested deeper than ``limit`` (a scalar is 0 deep, ``[]`` 1 deep).
 
     Breadth-first and iterative, so hostile nesting cannot exhaust Python's stack.
-    Map keys must be scalars (a container key would not survive a round trip)."""
-    level = [value] if isinstance(value, list | tuple | dict) else []
+    Map keys must be scalars (a container key would not survive a round trip).
+    (``isinstance`` with a tuple of types, not a ``X | Y`` union: 3x faster, and this
+    runs on every request body.)"""
+    containers = _CONTAINERS
+    if not isinstance(value, containers):
+        return
+    level: list[Any] = [value]
     depth = 0
     while level:
         depth += 1
         if depth > limit:
             raise Malformed(f"{where} nests deeper than {limit} levels")
-        deeper = []
+        deeper: list[Any] = []
         for container in level:
             if isinstance(container, dict):
-                for key, item in container.items():
-                    if isinstance(key, list | tuple | dict):
+                for key in container:
+                    if isinstance(key, containers):
                         raise Malformed(f"{where} has a map key that is {_article(_wire_type(key))}")
-                    if isinstance(item, list | tuple | dict):
-                        deeper.append(item)
+                items = container.values()
             else:
-                deeper.extend(item for item in container if isinstance(item, list | tuple | dict))
+                items = container
+            for item in items:
+                if isinstance(item, containers):
+                    deeper.append(item)
         level = deeper
 
 
@@ -547,7 +558,44 @@ _Check = Callable[[Any, str], Any]
 
 
 def _entries(value: Any, where: str) -> tuple[Entry, ...]:
-    """Entries, shape-checked; consecutive indexes and non-decreasing terms."""
+    """Entries, shape-checked; consecutive indexes and non-decreasing terms.
+
+    The common case (well-formed normal entries) is checked in one tight loop with
+    the entries built through ``make_entry``; anything unusual (a membership entry,
+    a bad field) goes to ``_entries_checked``, which says what is wrong."""
+    if type(value) is not list or not value:
+        return _entries_checked(value, where)
+    out: list[Entry] = []
+    append = out.append
+    make = make_entry
+    normal = EntryKind.NORMAL
+    first = value[0]
+    if type(first) is not list or len(first) != 4 or type(first[0]) is not int:
+        return _entries_checked(value, where)
+    expected_index, last_term = first[0], 1
+    for raw in value:
+        if type(raw) is not list or len(raw) != 4:
+            return _entries_checked(value, where)
+        index, term, kind, data = raw
+        if (
+            index != expected_index
+            or type(index) is not int
+            or type(term) is not int
+            or term < last_term
+            or kind != 0
+            or type(kind) is not int
+            or type(data) is not bytes
+        ):
+            return _entries_checked(value, where)
+        append(make(index, term, data, normal))
+        expected_index, last_term = index + 1, term
+    if expected_index - len(out) < 1:  # the first index is below 1
+        return _entries_checked(value, where)
+    return tuple(out)
+
+
+def _entries_checked(value: Any, where: str) -> tuple[Entry, ...]:
+    """``_entries`` the slow way, field by field: finds and describes what is wrong."""
     if type(value) is not list:
         raise Malformed(f"{where} must be an array, got {_show(value)}")
     out = []

@@ -196,8 +196,9 @@ def decode_command(payload: bytes) -> dict[str, Any]:
         raise BadCommand(f"payload is not valid msgpack: {type(exc).__name__}: {exc}") from exc
     if not isinstance(envelope, dict):
         raise BadCommand(f"payload must be a map, got {type(envelope).__name__}")
-    missing = [k for k in ("c", "s", "t", "m", "cmd") if k not in envelope]
-    if missing:
+    if not ("c" in envelope and "s" in envelope and "t" in envelope and "m" in envelope
+            and "cmd" in envelope):  # on every entry of every node: no list built
+        missing = [k for k in ("c", "s", "t", "m", "cmd") if k not in envelope]
         raise BadCommand(f"payload lacks field(s) {', '.join(missing)}")
     _check_envelope(envelope["c"], envelope["s"], envelope["t"], envelope["m"], envelope["cmd"],
                     envelope.get("f"))
@@ -216,14 +217,35 @@ class _Session:
     last_used_ms: int
     floor: int = 1  # the client's first outstanding seq: it has the answers of all below
     results: dict[int, object] = field(default_factory=dict)  # seq -> first result
+    in_order: bool = True  # the keys of ``results`` were inserted in increasing order
+
+    def keep(self, seq: int, result: object) -> None:
+        """Keep the result of a newly applied ``seq`` (not in ``results``)."""
+        if seq < self.last_seq:
+            self.in_order = False  # a gap filled late: the keys are no longer sorted
+        self.results[seq] = result
+        self.last_seq = max(self.last_seq, seq)
 
     def raise_floor(self, floor: int) -> None:
         """The client has the answers of every seq below ``floor``: forget them. A
-        floor never goes down (a delayed command may carry an older one)."""
-        if floor > self.floor:
-            self.floor = floor
-            for seq in [s for s in self.results if s < floor]:
-                del self.results[seq]
+        floor never goes down (a delayed command may carry an older one).
+
+        While the keys are sorted (seqs applied in increasing order, the common case)
+        the ones below the floor are the first ones: only those are visited, not every
+        result kept (up to ``max_outstanding``, on every command)."""
+        if floor <= self.floor:
+            return
+        self.floor = floor
+        results = self.results
+        if self.in_order:
+            while results:
+                first = next(iter(results))
+                if first >= floor:
+                    break
+                del results[first]
+        else:
+            self.results = {s: r for s, r in sorted(results.items()) if s >= floor}
+            self.in_order = True
 
 
 class Replicated:
@@ -346,8 +368,7 @@ class Replicated:
             result, events = self._apply_batch(envelope["cmd"], ctx)
         else:
             result, events = self._apply_to_machine(envelope["m"], envelope["cmd"], ctx)
-        session.last_seq = max(session.last_seq, seq)
-        session.results[seq] = result
+        session.keep(seq, result)
         return Applied(index, client_id, seq, result, events, machine=envelope["m"],
                        command=envelope["cmd"], clock_ms=self.clock_ms)
 
@@ -520,7 +541,7 @@ def _session_v1(row: list) -> tuple[str, _Session]:
 
 def _session_v2(row: list) -> tuple[str, _Session]:
     cid, seq, used, floor, results = row
-    kept = {int(s): result for s, result in results}
+    kept = {int(s): result for s, result in sorted(results, key=lambda row: int(row[0]))}
     if any(s < int(floor) or s > int(seq) for s in kept):
         raise ValueError(f"session {cid!r} keeps a result outside [{floor}, {seq}]")
     return str(cid), _Session(int(seq), int(used), int(floor), kept)

@@ -92,6 +92,7 @@ from .messages import (
     Snapshot,
     SnapshotMeta,
     TimeoutNow,
+    make_entry,
 )
 from .progress import Progress, ProgressState
 from .ready import ReadState, Ready, Role, SoftState
@@ -461,6 +462,9 @@ class RaftNode:
     # --- the Ready cycle -------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # called on every turn of the driver's loop: the hard and soft states are
+        # compared field by field rather than built and compared as dataclasses
+        hs, soft = self._persisted_hs, self._soft
         return bool(
             self._msgs
             or (self._needs_broadcast and self.role is Role.LEADER)
@@ -469,8 +473,14 @@ class RaftNode:
             or self._read_states
             or self._aborted_reads
             or self._pending_snapshot is not None
-            or self._hard_state() != self._persisted_hs
-            or self._current_soft() != self._soft
+            or self.commit != hs.commit
+            or self.promised != hs.promised
+            or self.term != hs.term
+            or self.vote != hs.vote
+            or self.recovering != hs.recovering
+            or self.role is not soft.role
+            or self.leader_id != soft.leader_id
+            or self.term != soft.term
         )
 
     def ready(self) -> Ready:
@@ -822,7 +832,7 @@ class RaftNode:
         return index
 
     def _append_entry(self, data: bytes, kind: EntryKind) -> int:
-        entry = Entry(self.log.last_index + 1, self.term, data, kind)
+        entry = make_entry(self.log.last_index + 1, self.term, data, kind)
         self.log.append([entry])
         if kind is EntryKind.CONFIG:
             self._push_config(entry)

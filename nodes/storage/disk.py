@@ -18,7 +18,7 @@ and term, paper section 7), exactly as ``MemoryStorage`` does.
 
 ``HardState.promised`` is the highest log index the node has acknowledged. Term and
 vote are written atomically to the hard-state file, the promise in place to the
-promise file (``PromiseFile``: one fsync), both after the WAL's fsync, in every save
+promise file (``PromiseFile``: one fdatasync), both after the WAL's fsync, in every save
 that changes them, so before any vote or acknowledgement leaves; only a moved commit
 index is written lazily. At open the promise is the larger of the two files'. Before the log
 is cut below the durable promise (a new leader replacing an uncommitted suffix, a
@@ -106,8 +106,9 @@ DEFAULT_SEGMENT_BYTES = 8 << 20
 class PromiseFile:
     """``<path>/promise``: the highest log index the node acknowledged, kept apart from
     the hard state because it moves with every acknowledgement. Two slots written in
-    turn, in place, each a checksummed frame with a sequence number: one fsync per
-    update instead of the hard state's write, fsync, rename and directory fsync. A
+    turn, in place, each a checksummed frame with a sequence number: one fdatasync per
+    update (the file is sized to both slots once, durably, so no write changes its
+    size) instead of the hard state's write, fsync, rename and directory fsync. A
     crash tears at most the slot being written (its acknowledgement never left), so
     the newest valid slot is read back; a damaged slot likewise falls back to the
     other one, which is safe as long as the WAL is intact (one fault at a time: a
@@ -128,20 +129,36 @@ class PromiseFile:
                 self.seq, self.value = max(valid)
 
     def write(self, promised: int) -> None:
-        created = False
         if self._fd is None:
-            created = not self.path.exists()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._open()
         self.seq += 1
         self._ops.point("promise.write")
         os.pwrite(self._fd, encode_promise_slot(self.seq, promised),
                   (self.seq % 2) * PROMISE_SLOT_BYTES)
         self._ops.bytes_written["promise"] += PROMISE_SLOT_BYTES
         self._ops.point("promise.fsync")
-        self._ops.sync_fd(self._fd, "promise")
-        if created:
-            self._ops.sync_dir(self.path.parent, "promise.dir")
+        # in place in a file whose size never changes (``_open``): fdatasync suffices
+        self._ops.sync_fd(self._fd, "promise", data_only=True)
         self.value = promised
+
+    def _open(self) -> None:
+        """Open for writing; the first time, give the file both slots (zeros, which read
+        as empty) durably, so that every later write is an overwrite in place."""
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size < 2 * PROMISE_SLOT_BYTES:
+                # zeros written, not a hole left by ftruncate: the block is allocated
+                # now, so later writes change no allocation either
+                os.pwrite(fd, bytes(2 * PROMISE_SLOT_BYTES - size), size)
+                self._ops.sync_fd(fd, "promise.size")
+            if created:
+                self._ops.sync_dir(self.path.parent, "promise.dir")
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
 
     def close(self) -> None:
         if self._fd is not None:
@@ -491,7 +508,7 @@ class DiskStorage:
     def fsyncs(self) -> Counter[str]:
         """fsyncs by kind: "wal" (appends), "wal.dir" (segment created or unlinked for a
         cut), "wal.truncate", "wal.repair" (torn tail cut on open), "hardstate",
-        "hardstate.dir", "promise", "promise.dir", "snapshot", "snapshot.dir", "meta", "meta.dir"."""
+        "hardstate.dir", "promise", "promise.size", "promise.dir", "snapshot", "snapshot.dir", "meta", "meta.dir"."""
         return Counter(self._ops.fsyncs)
 
     @property

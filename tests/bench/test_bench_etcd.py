@@ -346,7 +346,13 @@ def test_quick_vs_etcd_run_reports_every_row_with_sane_values() -> None:
     assert etcd["latency"]["single_client"]["count"] == 200
     for mode, batch in (("unbatched", 1), ("batched", 32)):
         tp = etcd["throughput"][mode]
-        assert tp["batch"] == batch and tp["failed"] == 0 and len(tp["runs"]) == 3
+        assert tp["batch"] == batch and len(tp["runs"]) == 3
+        # etcd may time out some puts on a loaded machine: they must be counted, each
+        # with its reason, and never as commits (not a property of the harness to hide)
+        for run in tp["runs"]:
+            assert sum(run["errors"].values()) == run["failed"], run
+        assert tp["failed"] == sum(run["failed"] for run in tp["runs"])
+        assert tp["commits_per_s"] > 0
     assert report["arena"]["throughput_unbatched"]["batching"] is False
     # no election can finish before the 150 ms minimum election timeout has run out
     assert etcd["failover"]["count"] == 3 and 100 < etcd["failover"]["p50"] < 5000

@@ -113,3 +113,40 @@ def test_peer_frames_with_one_field_replaced(msg: Any, data: st.DataObject) -> N
     else:
         frame[position] = data.draw(field_values)
     decode_everything(msgpack.packb(frame, use_bin_type=True))
+
+
+_ENTRY_FIELDS = st.one_of(
+    st.integers(-2, 6), st.booleans(), st.floats(0, 3), st.binary(max_size=3),
+    st.text(max_size=2), st.none(),
+)
+_RAW_ENTRIES = st.lists(
+    st.one_of(
+        st.tuples(st.integers(1, 6), st.integers(1, 4), st.just(0), st.binary(max_size=4)).map(list),
+        st.lists(_ENTRY_FIELDS, min_size=3, max_size=5),
+        _ENTRY_FIELDS,
+    ),
+    max_size=6,
+)
+
+
+_CONSECUTIVE = st.tuples(
+    st.integers(0, 3), st.lists(st.tuples(st.integers(0, 1), st.binary(max_size=4)), max_size=5),
+).map(lambda t: [[t[0] + k, 1 + bump + k // 3, 0, data] for k, (bump, data) in enumerate(t[1])])
+
+
+@FUZZ
+@given(raw=st.one_of(_CONSECUTIVE, _RAW_ENTRIES, _ENTRY_FIELDS))
+def test_the_fast_entries_check_accepts_and_refuses_exactly_what_the_slow_one_does(raw: Any):
+    """``_entries`` takes a fast path for the common case: it must decode to the same
+    entries, and refuse with the same message, as the field-by-field ``_entries_checked``."""
+    try:
+        expected: Any = codec._entries_checked(raw, "AppendEntries.entries")
+    except ProtocolError as exc:
+        expected = str(exc)
+    try:
+        got: Any = codec._entries(raw, "AppendEntries.entries")
+    except ProtocolError as exc:
+        got = str(exc)
+    assert got == expected
+    if isinstance(got, tuple):
+        assert all(type(e.kind) is codec.EntryKind for e in got)

@@ -121,3 +121,9 @@ def test_an_empty_payload_is_the_leaders_no_op() -> None:
     assert node.applied_index == 5
     assert node.snapshot() != before  # only applied_index moved
     assert msgpack.unpackb(node.snapshot())["machines"] == msgpack.unpackb(before)["machines"]
+
+
+def test_a_payload_missing_envelope_fields_is_refused_naming_each_of_them() -> None:
+    payload = msgpack.packb({"c": "client", "s": 1, "m": "kv"})
+    with pytest.raises(BadCommand, match=r"payload lacks field\(s\) t, cmd$"):
+        decode_command(payload)

@@ -336,3 +336,23 @@ def test_a_format_1_snapshot_restores_with_its_last_result_kept() -> None:
     retry = node.incr("alice", 2)
     assert retry.duplicate is True and retry.result["value"] == 2
     assert node.incr("alice", 1).result["error"] == "stale_sequence"
+
+
+def test_a_floor_forgets_exactly_the_results_below_it_after_seqs_applied_out_of_order() -> None:
+    """Results are forgotten from the front while seqs arrive in order (the fast path);
+    a gap filled late must still be forgotten once the floor passes it, and what is
+    above the floor kept, in order again."""
+    from nodes.statemachine import _Session
+
+    s = _Session(last_seq=0, last_used_ms=0)
+    for seq in (1, 2, 4, 5):
+        s.keep(seq, f"r{seq}")
+    s.raise_floor(2)
+    assert list(s.results) == [2, 4, 5] and s.in_order
+    s.keep(3, "r3")  # the gap, filled after 4 and 5
+    assert not s.in_order
+    s.raise_floor(4)
+    assert list(s.results) == [4, 5] and s.in_order
+    s.keep(6, "r6")
+    s.raise_floor(6)
+    assert s.results == {6: "r6"} and s.last_seq == 6

@@ -331,3 +331,59 @@ def test_with_max_inflight_n_at_most_n_append_entries_are_unacknowledged_per_fol
     # and everything arrives in the end
     c.stabilize()
     assert c.node("n2").log.last_index == c.node("n3").log.last_index == r.log.last_index
+
+
+# --- the fast has_ready ---------------------------------------------------------------
+
+
+def test_has_ready_agrees_with_the_dataclass_comparison_through_whole_simulated_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``has_ready`` compares the hard and soft states field by field (it runs on every
+    turn of the driver); at every call of two simulated runs (elections, crashes,
+    membership changes) it must say what comparing the dataclasses says."""
+    from nodes.raft.ready import SoftState
+    from nodes.sim.run import SimParams, run_seed
+
+    fast = RaftNode.has_ready
+    calls = []
+
+    def checked(self: RaftNode) -> bool:
+        got = fast(self)
+        hs = HardState(self.term, self.vote, self.commit, self.promised, self.recovering)
+        soft = SoftState(self.role, self.leader_id, self.term)
+        changed = hs != self._persisted_hs or soft != self._soft
+        if not changed:
+            assert got == bool(
+                self._msgs or (self._needs_broadcast and self.role is Role.LEADER)
+                or self.log.stable_index < self.log.last_index or self.applied < self.commit
+                or self._read_states or self._aborted_reads or self._pending_snapshot is not None
+            ), self.id
+        else:
+            assert got, f"{self.id}: hard or soft state changed but has_ready() is False"
+        calls.append(changed)
+        return got
+
+    monkeypatch.setattr(RaftNode, "has_ready", checked)
+    for seed in (3, 8):
+        result = run_seed(seed, SimParams(safety_ms=1500.0, sizes=(3,)))
+        assert result.ok, f"seed={seed}: {result.line()}"
+    assert any(calls) and not all(calls), "both branches were exercised"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("term", 9), ("vote", "n3"), ("commit", 1), ("promised", 5), ("recovering", True),
+    ("role", Role.CANDIDATE), ("leader_id", "n3"),
+])
+def test_has_ready_sees_each_field_of_the_hard_and_soft_state_change_alone(
+    field: str, value: object
+) -> None:
+    r = lone_node()
+    r.step(AppendEntries(1, "n1", "n2", 0, 0, (Entry(1, 1, b"a"),), 0))
+    while r.has_ready():
+        drain(r)
+    before = getattr(r, field)
+    setattr(r, field, value)
+    assert r.has_ready(), f"{field} changed from {before!r} to {value!r} unseen"
+    setattr(r, field, before)
+    assert not r.has_ready()

@@ -28,6 +28,7 @@ from nodes.storage import (
     WrongClusterError,
     WrongNodeError,
 )
+from nodes.storage.records import encode_entry, frame
 from nodes.storage.wal import list_segments
 
 
@@ -145,6 +146,23 @@ def test_a_save_that_crosses_segment_boundaries_syncs_each_finished_segment(
     assert crossed >= 2
     assert s.fsyncs - before == {"wal": 1 + crossed, "wal.dir": crossed}
     assert all(seg.size <= 1000 for seg in list_segments(s.path / "wal"))
+
+
+def test_wal_segments_hold_exactly_the_documented_record_frames(open_storage: OpenStorage):
+    """The WAL encodes its records inline (one Packer, one join per save): the bytes
+    must stay those of ``records.frame(records.encode_entry(e))``, segment by segment,
+    membership entries included."""
+    s = open_storage(segment_bytes=400, fsync=False)
+    entries = entries_between(1, 30)
+    entries[4] = Entry(5, 1, b"\x01", EntryKind.CONFIG)
+    s.save(None, entries[:7])
+    s.save(None, entries[7:])
+    segments = list_segments(s.path / "wal")
+    assert len(segments) >= 3
+    for seg, nxt in zip(segments, [*segments[1:], None], strict=True):
+        last = nxt.first_index - 1 if nxt else 30
+        held = entries[seg.first_index - 1 : last]
+        assert seg.path.read_bytes() == b"".join(frame(encode_entry(e)) for e in held)
 
 
 def test_a_directory_of_another_cluster_is_refused(open_storage: OpenStorage, node_dir: Path):

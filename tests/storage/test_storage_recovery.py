@@ -16,6 +16,7 @@ from storage_helpers import CONFIG, OpenStorage, copy_dir, cut_file, entries_bet
 from nodes.raft.messages import HardState, Snapshot, SnapshotMeta
 from nodes.storage import CorruptionError
 from nodes.storage.errors import REJOIN_ADVICE
+from nodes.storage.records import PROMISE_SLOT_BYTES
 from nodes.storage.wal import list_segments, record_offsets
 
 
@@ -331,19 +332,44 @@ def test_a_data_directory_that_lost_its_wal_recovers_from_its_peers(
 
 def test_a_raised_promise_costs_one_fsync_and_survives_a_crash(open_storage: OpenStorage):
     """The promise moves with every acknowledgement: it goes to the promise file (one
-    fsync in place), not through the hard state's write-fsync-rename-fsync."""
+    fdatasync in place, once the file has its final size), not through the hard
+    state's write-fsync-rename-fsync."""
     with open_storage() as s:
         s.save(HardState(1, "n2", 0), [])
         before = s.fsyncs
         s.save(HardState(1, "n2", 0, promised=5), entries_between(1, 5))
         spent = s.fsyncs - before
-        assert spent == {"wal": 1, "wal.dir": 1, "promise": 1, "promise.dir": 1}
+        assert spent == {"wal": 1, "wal.dir": 1, "promise": 1, "promise.size": 1, "promise.dir": 1}
+        assert (s.path / "promise").stat().st_size == 2 * PROMISE_SLOT_BYTES
         before = s.fsyncs
         s.save(HardState(1, "n2", 3, promised=8), entries_between(6, 8))
         assert s.fsyncs - before == {"wal": 1, "promise": 1}
         s.abandon()  # a crash: the lazily kept commit index is not written
     with open_storage() as s:
         assert s.load().hard_state == HardState(1, "n2", 0, promised=8)
+
+
+def test_a_short_promise_file_gets_its_final_size_before_writes_in_place(
+    open_storage: OpenStorage,
+):
+    """A promise file shorter than its two slots (a crash right after creating it) is
+    sized durably before the first write: fdatasync is only enough for an overwrite
+    that changes no size."""
+    with open_storage() as s:
+        s.save(HardState(1, "n2", 0), [])
+        s.save(HardState(1, "n2", 0, promised=2), entries_between(1, 2))
+        s.abandon()
+    (s.path / "promise").write_bytes(b"")
+    with open_storage() as s:
+        assert s.load().hard_state.promised == 0  # the file held nothing any more
+        before = s.fsyncs
+        s.save(HardState(1, "n2", 0, promised=3), entries_between(3, 3))
+        assert s.fsyncs - before == {"wal": 1, "promise": 1, "promise.size": 1}
+        assert (s.path / "promise").stat().st_size == 2 * PROMISE_SLOT_BYTES
+        s.save(HardState(1, "n2", 0, promised=4), entries_between(4, 4))
+        s.abandon()
+    with open_storage() as s:
+        assert s.load().hard_state.promised == 4
 
 
 def test_a_lost_suffix_below_a_promise_kept_only_in_the_promise_file_is_damage(
