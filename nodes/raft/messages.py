@@ -34,8 +34,9 @@ class Entry:
 
 
 _new_object = object.__new__
-_set_index, _set_term = Entry.index.__set__, Entry.term.__set__  # type: ignore[attr-defined]
-_set_data, _set_kind = Entry.data.__set__, Entry.kind.__set__  # type: ignore[attr-defined]
+_slots = vars(Entry)  # the slots' member descriptors
+_set_index, _set_term = _slots["index"].__set__, _slots["term"].__set__
+_set_data, _set_kind = _slots["data"].__set__, _slots["kind"].__set__
 
 
 def make_entry(index: int, term: int, data: bytes, kind: EntryKind) -> Entry:
