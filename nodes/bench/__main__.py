@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMANDS = {
     "storage": "nodes.bench.storage",
+    "shared-wal": "nodes.bench.shared_wal",
     "flood": "nodes.bench.flood",
     "groups": "nodes.bench.groups",
 }

@@ -23,6 +23,7 @@ record of one kind from another even without knowing the file it came from:
     snapshot    [4, format, index, term, voters, learners, compressed, raw_size,
                  stored_size, payload_crc]     (the header; the payload follows it)
     promise     [5, seq, promised]             (a slot of the ``promise`` file)
+    6..11       the shared WAL's records and group meta (``shared_records.py``)
 
 Every entry body therefore starts with the bytes ``95 01`` (a 5-element fixarray,
 then the tag 1): recovery uses that to look for valid records after a bad one.
