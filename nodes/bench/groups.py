@@ -13,8 +13,10 @@ replicas of G groups (default 1,000), first leaders spread over the nodes
   ``--load-seconds``, with leaders spread over 3 nodes, then on a fresh cluster
   with every leader on n1; the ratio says what spreading leaders buys.
 
-Storage is in memory (``MemoryWal``): this measures the host, its batching and
-its quiescence, not a disk. ``--quick`` is a smoke run (a test uses it), not a
+Storage is in memory (``MemoryWal``) by default: this measures the host, its
+batching and its quiescence, not a disk. ``--durable`` puts every node on a
+``SharedWal`` (fsync on) in a temporary directory: one fsync per loop turn for
+all of a node's groups. ``--quick`` is a smoke run (a test uses it), not a
 measurement.
 """
 
@@ -26,7 +28,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +49,7 @@ class BenchError(RuntimeError):
 @dataclass
 class GroupsReport:
     groups: int
+    durable: bool = False  # SharedWal on disk (fsync on), else MemoryWal
     idle_cpu_percent: dict[str, float] = field(default_factory=dict)
     failover_groups: int = 0
     failover_p50_ms: float = 0.0
@@ -61,7 +66,7 @@ class GroupsReport:
 class Nodes:
     """Three node host processes and their control sockets; stopped by pid."""
 
-    def __init__(self, groups: int, place: str, seed: int) -> None:
+    def __init__(self, groups: int, place: str, seed: int, data_dir: Path | None = None) -> None:
         ports = free_ports(2 * len(IDS))
         self.peer_addrs = [f"tcp://127.0.0.1:{p}" for p in ports[: len(IDS)]]
         self.control_addrs = [f"tcp://127.0.0.1:{p}" for p in ports[len(IDS) :]]
@@ -88,6 +93,7 @@ class Nodes:
                     place,
                     "--seed",
                     str(seed * 10 + k),
+                    *(["--data-dir", str(data_dir / nid)] if data_dir else []),
                 ],
                 stdin=subprocess.DEVNULL,
             )
@@ -147,8 +153,10 @@ class Nodes:
             s.close(0)
 
 
-def _start(groups: int, place: str, seed: int, timeout: float) -> tuple[Nodes, dict[str, Any]]:
-    nodes = Nodes(groups, place, seed)
+def _start(
+    groups: int, place: str, seed: int, timeout: float, data_dir: Path | None = None
+) -> tuple[Nodes, dict[str, Any]]:
+    nodes = Nodes(groups, place, seed, data_dir)
     try:
         nodes.wait(
             "every node hears the others",
@@ -198,9 +206,29 @@ def run_groups(
     seed: int = 1,
     settle_timeout: float = 120.0,
     log: Any = print,
+    durable: bool = False,
 ) -> GroupsReport:
-    rep = GroupsReport(groups)
-    nodes, st = _start(groups, "spread", seed, settle_timeout)
+    """``durable``: every node keeps its groups in a SharedWal (fsync on) in a
+    temporary directory, removed afterwards."""
+    if durable:
+        with tempfile.TemporaryDirectory(prefix="arena-groups-") as tmp:
+            return _run_groups(groups, idle_seconds, load_seconds, seed, settle_timeout, log,
+                               Path(tmp))
+    return _run_groups(groups, idle_seconds, load_seconds, seed, settle_timeout, log, None)
+
+
+def _run_groups(
+    groups: int,
+    idle_seconds: float,
+    load_seconds: float,
+    seed: int,
+    settle_timeout: float,
+    log: Any,
+    data_dir: Path | None,
+) -> GroupsReport:
+    rep = GroupsReport(groups, durable=data_dir is not None)
+    nodes, st = _start(groups, "spread", seed, settle_timeout,
+                       data_dir / "spread" if data_dir else None)
     try:
         rep.leaders_spread = _leaders(st)
         log(
@@ -258,7 +286,8 @@ def run_groups(
     finally:
         nodes.close()
 
-    nodes, st = _start(groups, "one", seed + 1, settle_timeout)
+    nodes, st = _start(groups, "one", seed + 1, settle_timeout,
+                       data_dir / "one" if data_dir else None)
     try:
         rep.leaders_one = _leaders(st)
         rep.one_commits_per_s = round(_load(nodes, load_seconds), 1)
@@ -276,7 +305,8 @@ def run_groups(
 def render(rep: GroupsReport) -> str:
     idle = max(rep.idle_cpu_percent.values(), default=0.0)
     rows = [
-        ("groups", f"{rep.groups} on 3 nodes", ""),
+        ("groups", f"{rep.groups} on 3 nodes",
+         "durable (SharedWal, fsync on)" if rep.durable else "in memory"),
         (
             "idle CPU, worst node",
             f"{idle:.2f}% of a core",
@@ -304,11 +334,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="60 groups, 1 s windows: a smoke run")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--durable", action="store_true",
+                   help="every node on a shared write-ahead log (fsync on) in a temporary directory")
 
 
 def run(args: argparse.Namespace) -> int:
     return main_report(
-        args.groups, args.idle_seconds, args.load_seconds, args.quick, args.json, args.seed
+        args.groups, args.idle_seconds, args.load_seconds, args.quick, args.json, args.seed,
+        args.durable,
     )
 
 
@@ -319,12 +352,13 @@ def main_report(
     quick: bool = False,
     as_json: bool = False,
     seed: int = 1,
+    durable: bool = False,
 ) -> int:
     if quick:
         groups, idle_seconds, load_seconds = min(groups, 60), 1.0, 1.0
     log = (lambda s: print(s, file=sys.stderr)) if as_json else print
     try:
-        rep = run_groups(groups, idle_seconds, load_seconds, seed, log=log)
+        rep = run_groups(groups, idle_seconds, load_seconds, seed, log=log, durable=durable)
     except BenchError as e:
         print(f"arena bench groups: {e}", file=sys.stderr)
         return 1

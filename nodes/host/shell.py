@@ -14,8 +14,10 @@ node to another in one turn. The loop::
 ``python -m nodes.host.shell`` runs one node host process for ``arena bench
 groups``: it creates the groups, places their first leaders, and answers a
 control socket (status, a write load) so the benchmark can measure it from
-outside. Its storage is ``MemoryWal`` until the shared write-ahead log
-(``nodes.storage.shared``) plugs in with the same two-phase shape.
+outside. Its storage is ``MemoryWal`` (in memory), or with ``--data-dir`` the
+shared write-ahead log (``nodes.storage.shared.SharedWal``): every group on disk,
+one fsync per loop turn for all of them; a restarted process reopens the
+directory and hosts again every group it holds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import msgpack
 import zmq
@@ -39,7 +42,9 @@ from nodes.raft.errors import NotLeader, TransferInProgress
 from nodes.raft.ready import Role
 
 from .host import Batch, GroupMessage, Host, HostOptions, Turn
-from .storage import MemoryWal
+from nodes.storage.shared import SharedWal
+
+from .storage import HostStorage, MemoryWal
 
 log = logging.getLogger("arena.host")
 
@@ -201,7 +206,12 @@ class BenchNode:
         addrs = dict(zip(ids, args.peers.split(","), strict=True))
         self.ids = ids
         self.args = args
-        self.host = Host(args.id, MemoryWal(), HostOptions(), seed=args.seed)
+        storage: HostStorage = MemoryWal()
+        if args.data_dir:
+            storage = SharedWal(Path(args.data_dir), node_id=args.id, cluster_id="bench")
+        self.storage = storage
+        self.host = Host(args.id, storage, HostOptions(), seed=args.seed)
+        self.host.reopen()  # a durable restart: every group the directory holds
         for nid in ids:
             self.host.add_node(nid)
         self.shell = HostShell(
@@ -279,7 +289,8 @@ class BenchNode:
                 # once every node hears every other: a first leader's campaign is not lost
                 # (the campaigns come with the next op, once every node has every group)
                 for gid in range(self.args.groups):
-                    self.host.create_group(gid, self.ids, asleep=True)
+                    if gid not in self.host.groups:
+                        self.host.create_group(gid, self.ids, asleep=True)
                 self.control.send_multipart([*route, msgpack.packb({"created": self.args.groups})])
             elif op == "campaign":
                 ids, args = self.ids, self.args
@@ -320,6 +331,8 @@ class BenchNode:
                 del self.to_campaign[:CAMPAIGNS_PER_STEP]
             self._pump_load()
             self.shell.flush()
+        if isinstance(self.storage, SharedWal):
+            self.storage.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--tick-ms", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep every group in a shared write-ahead log in this directory (one fsync "
+        "per loop turn); reopened on restart. Default: in memory",
+    )
     args = p.parse_args(argv)
     _die_with_parent()
     BenchNode(args).run()

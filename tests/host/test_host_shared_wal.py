@@ -120,3 +120,41 @@ def test_one_turn_of_many_groups_is_one_fsync(tmp_path: Path) -> None:
     assert wal.fsyncs["wal"] - syncs_before == 1, wal.fsyncs
     for gid in range(1, groups + 1):
         assert host.groups[gid].storage.last_index == last[gid] + 1, f"g{gid} not written"
+
+
+def test_the_node_host_process_with_a_data_dir_reopens_its_groups(tmp_path: Path) -> None:
+    """``python -m nodes.host.shell --data-dir``: the groups a node created are hosted
+    again by the next process on that directory (in-process here: sockets closed)."""
+    import argparse
+
+    from nodes.host.shell import BenchNode
+    from nodes.local import free_ports
+
+    ports = free_ports(4)
+    args = argparse.Namespace(
+        id="n1", ids="n1,n2,n3", peers=",".join(f"tcp://127.0.0.1:{p}" for p in ports[:3]),
+        control=f"tcp://127.0.0.1:{ports[3]}", groups=5, place="spread", tick_ms=10.0, seed=0,
+        data_dir=str(tmp_path / "n1"),
+    )
+
+    def start() -> BenchNode:
+        return BenchNode(args)
+
+    def stop(node: BenchNode) -> None:
+        node.storage.close()  # type: ignore[attr-defined]
+        node.control.close(0)
+        node.shell.close()
+
+    node = start()
+    try:
+        assert isinstance(node.storage, SharedWal)
+        for gid in range(5):
+            node.host.create_group(gid, ["n1", "n2", "n3"])
+        node.host.turn()
+    finally:
+        stop(node)
+    node = start()
+    try:
+        assert sorted(node.host.groups) == list(range(5))
+    finally:
+        stop(node)
