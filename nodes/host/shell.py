@@ -40,10 +40,9 @@ from zmq.utils.monitor import parse_monitor_message
 from nodes import codec
 from nodes.raft.errors import NotLeader, TransferInProgress
 from nodes.raft.ready import Role
-
-from .host import Batch, GroupMessage, Host, HostOptions, Turn
 from nodes.storage.shared import SharedWal
 
+from .host import Batch, GroupMessage, Host, HostOptions, Turn
 from .storage import HostStorage, MemoryWal
 
 log = logging.getLogger("arena.host")
