@@ -41,7 +41,7 @@ from .run import SimParams, run_seed
               help="Many groups per node: every node is a node Host of this many groups (3 "
                    "replicas each) on one shared WAL; whole-node crashes, crash points and "
                    "torn writes in the WAL, invariants per group after every event, then "
-                   "liveness (no client linearizability check in this mode yet). "
+                   "liveness and a linearizability check of each group's client history. "
                    "--duration defaults to 4 s here; --disk/--memory/--no-membership do not apply.")
 @click.option("--quiet", is_flag=True, help="Print only failures and the summary.")
 def main(seed: int | None, seeds: int, start: int, duration: float | None, storage: str | None,

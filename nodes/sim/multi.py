@@ -23,6 +23,12 @@ One seed, one run, everything random from ``Random(seed)``:
 - **Liveness**: then the network heals and every node restarts; every group
   must elect a leader and commit a new write on all its members in
   ``liveness_bound_ms``.
+- **Linearizability per group**: each group's state machine is a register
+  (``Register``); clients write, read (through the log) and compare-and-swap on
+  each group's leader; an op is answered when that leader applies its entry in
+  the term it proposed it (an op whose node crashed first is unknown, one whose
+  index another leader's entry took never happened), and the history of every
+  group is checked (``nodes.lincheck``, one key per group).
 
 The WAL lives in a temporary directory (tmpfs when there is one) with
 ``fsync=False``: inside one process the page cache is as durable as a disk, so a
@@ -42,6 +48,7 @@ from pathlib import Path
 from random import Random
 
 from nodes.host.host import Host, HostOptions, Turn
+from nodes.lincheck import Op, check
 from nodes.raft.core import RaftConfig
 from nodes.raft.errors import NotLeader, TransferInProgress
 from nodes.raft.ready import Role
@@ -50,7 +57,37 @@ from nodes.storage.shared import SharedWal
 from .invariants import InvariantViolation
 from .storage_hosts import SimulatedCrash, _memory_backed_tmp
 
-__all__ = ["MultiParams", "MultiResult", "run_multi_seed"]
+__all__ = ["MultiParams", "MultiResult", "Register", "run_multi_seed"]
+
+
+class Register:
+    """A group's state machine for the client workload: one register with write,
+    read and compare-and-swap commands (read through the log). Other commands
+    (the liveness writes) change nothing."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    def apply(self, index: int, data: bytes) -> object:
+        kind, _, rest = data.decode().partition("|")
+        if kind == "w":
+            self.value = rest
+            return True
+        if kind == "r":
+            return self.value
+        if kind == "c":
+            expected, _, new = rest.partition("|")
+            if self.value == (expected or None):
+                self.value = new
+                return True
+            return False
+        return None
+
+    def snapshot(self) -> bytes:
+        return b"" if self.value is None else b"=" + self.value.encode()
+
+    def restore(self, data: bytes) -> None:
+        self.value = data[1:].decode() if data else None
 
 TORN = "torn"
 CRASH_POINTS = ("wal.write", "wal.fsync", "sync.done", "wal.rollover", "snapshot.rename",
@@ -79,6 +116,7 @@ class MultiResult:
     point_crashes: int = 0
     restarts_checked: int = 0
     committed: int = 0
+    ops: int = 0
     checks: int = 0
     faults: list[str] = field(default_factory=list)
 
@@ -86,7 +124,7 @@ class MultiResult:
         return (
             f"seed={self.seed} groups={self.groups} nodes={self.nodes} crashes={self.crashes} "
             f"torn={self.torn} point_crashes={self.point_crashes} "
-            f"restarts_checked={self.restarts_checked} committed={self.committed} "
+            f"restarts_checked={self.restarts_checked} committed={self.committed} ops={self.ops} "
             f"checks={self.checks} sim={self.simulated_ms / 1000:.1f}s wall={self.wall_s:.2f}s "
             + ("ok" if self.ok else f"FAIL: {self.error}")
         )
@@ -101,6 +139,8 @@ class _Acked:
 
 
 class MultiSim:
+    machine: Callable[[], Register] = Register
+
     def __init__(self, seed: int, params: MultiParams, root: Path) -> None:
         self.seed = seed
         self.p = params
@@ -140,6 +180,10 @@ class MultiSim:
         self.led: dict[tuple[str, int], int] = {}  # (node, gid) -> term it was seen leading
         self.acked: dict[tuple[str, int], _Acked] = {}
         self.proposals = 0
+        # the client history, for a linearizability check per group (one key each)
+        self.history: list[Op] = []
+        self.in_flight: dict[tuple[str, int, int], tuple[int, str, str, object, object, float]] = {}
+        self.written: list[str] = []
 
     # --- the clock ----------------------------------------------------------------------
 
@@ -198,7 +242,8 @@ class MultiSim:
                         crash_hook=self._hook(nid))
         self.wals[nid] = wal
         k = self.ids.index(nid)
-        host = Host(nid, wal, self.options, seed=self.rng.randrange(1 << 30) + k)
+        host = Host(nid, wal, self.options, machine_factory=lambda gid: self.machine(),
+                    seed=self.rng.randrange(1 << 30) + k)
         for other in self.ids:
             host.add_node(other)
         self.life[nid] += 1
@@ -223,6 +268,8 @@ class MultiSim:
         self.result.crashes += 1
         self.note(f"{nid} crashes ({why}), with its {len(host.groups)} groups")
         self.wals[nid].abandon()
+        for key in [k for k in self.in_flight if k[0] == nid]:
+            self._finish(key, "unknown")
         for key in [k for k in self.checked_to if k[0] == nid]:
             del self.checked_to[key]
         for key in [k for k in self.led if k[0] == nid]:
@@ -273,6 +320,12 @@ class MultiSim:
             if got != a.term:
                 raise InvariantViolation(
                     f"g{a.group} index {a.index} applied as term {got} and {a.term} (on {nid})")
+            key = (nid, a.group, a.index)
+            if key in self.in_flight:
+                if self.in_flight[key][0] == a.term:
+                    self._finish(key, "ok", a.result)
+                else:  # another leader's entry took the index: ours never committed
+                    self._finish(key, "fail")
         if turn.synced:
             for gid, g in host.groups.items():
                 r = g.raft
@@ -328,9 +381,52 @@ class MultiSim:
         return best[1] if best else None
 
     def _on_propose(self, _: object) -> None:
-        gid = self.rng.randint(1, self.p.groups)
-        self.propose(gid, b"s%d-p%d" % (self.seed, self.proposals))
-        self.at(self.now + self.rng.uniform(2, 30), "propose")
+        rng = self.rng
+        gid = rng.randint(1, self.p.groups)
+        self.at(self.now + rng.uniform(2, 30), "propose")
+        lead = self.leader(gid)
+        if lead is None:
+            return
+        x = rng.random()
+        value = f"s{self.seed}-{self.proposals}"
+        expected: str | None = None
+        if x < 0.4:
+            kind, data = "write", f"w|{value}"
+        elif x < 0.8:
+            kind, data, value = "read", "r|", None  # type: ignore[assignment]
+        else:
+            expected = rng.choice(self.written) if self.written and rng.random() < 0.8 else None
+            kind, data = "cas", f"c|{expected or ''}|{value}"
+        host = self.hosts[lead]
+        try:
+            index = host.propose(gid, data.encode())
+        except (NotLeader, TransferInProgress):
+            return
+        self.proposals += 1
+        if value is not None:
+            self.written.append(value)
+        term = host.groups[gid].raft.term
+        self.in_flight[(lead, gid, index)] = (term, f"c{self.proposals}", kind, value, expected,
+                                              self.now)
+        self.turns(lead)
+
+    def _finish(self, key: tuple[str, int, int], status: str, result: object = None) -> None:
+        term, client, kind, value, expected, invoke = self.in_flight.pop(key)
+        if status == "fail":
+            return  # definitely never took effect
+        gkey = f"g{key[1]}"
+        if status == "unknown":
+            if kind != "read":
+                self.history.append(Op(client, gkey, kind, value, expected, invoke, None,
+                                       "unknown"))
+            return
+        if kind == "read":
+            self.history.append(Op(client, gkey, "read", result, None, invoke, self.now))
+        elif kind == "cas":
+            self.history.append(Op(client, gkey, "cas", value, expected, invoke, self.now,
+                                   succeeded=bool(result)))
+        else:
+            self.history.append(Op(client, gkey, "write", value, None, invoke, self.now))
 
     def _on_nemesis(self, _: object) -> None:
         rng = self.rng
@@ -456,6 +552,12 @@ class MultiSim:
                 f"groups {sorted(pending)} did not elect and commit a write on every member "
                 f"within {self.p.liveness_bound_ms:.0f} ms of healing")
         self.result.committed = len(self.applied)
+        for key in list(self.in_flight):
+            self._finish(key, "unknown")
+        lin = check(self.history)
+        self.result.ops = len(self.history)
+        if not lin.ok:
+            raise InvariantViolation(f"history of {lin.key} not linearizable: {lin.explanation}")
 
 
 def run_multi_seed(seed: int, params: MultiParams | None = None) -> MultiResult:

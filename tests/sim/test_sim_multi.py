@@ -10,8 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from nodes.sim.invariants import InvariantViolation
-from nodes.sim.multi import MultiParams, MultiSim, run_multi_seed
+from nodes.sim.multi import MultiParams, MultiSim, Register, run_multi_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +26,7 @@ def test_a_few_seeds_pass_with_whole_node_crashes_and_torn_writes() -> None:
     assert sum(r.torn for r in results) >= 1, "no torn write in six seeds"
     assert sum(r.restarts_checked for r in results) >= 6
     assert all(r.committed > 0 for r in results)
+    assert sum(r.ops for r in results) > 100, "the clients got few answers"
     assert {r.nodes for r in results} <= {3, 5}
 
 
@@ -49,6 +52,37 @@ def test_the_checker_catches_a_crash_that_loses_acknowledged_writes() -> None:
             shutil.rmtree(root, ignore_errors=True)
     assert caught, "a disk losing synced writes went unnoticed in 4 seeds"
     assert any("after the restart" in why for _, why in caught), caught
+
+
+class ForgetfulRegister(Register):
+    """A state machine that answers reads with what it held before the last write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before: str | None = None
+
+    def apply(self, index: int, data: bytes) -> object:
+        if data.startswith(b"w|"):
+            self.before = self.value
+        if data.startswith(b"r|"):
+            return self.before
+        return super().apply(index, data)
+
+
+class StaleReads(MultiSim):
+    machine = ForgetfulRegister
+
+
+def test_the_linearizability_check_catches_stale_reads() -> None:
+    root = Path(tempfile.mkdtemp(prefix="arena-multisim-test-"))
+    sim = StaleReads(0, MultiParams(groups=4), root)
+    try:
+        with pytest.raises(InvariantViolation, match="not linearizable"):
+            sim.run()
+    finally:
+        for wal in sim.wals.values():
+            wal.abandon()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_cli_groups_mode_runs_seeds_with_a_summary_and_replays_one() -> None:
