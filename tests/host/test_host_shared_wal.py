@@ -114,10 +114,11 @@ def test_one_turn_of_many_groups_is_one_fsync(tmp_path: Path) -> None:
     last = {gid: host.groups[gid].storage.last_index for gid in range(1, groups + 1)}
     for gid in range(1, groups + 1):
         host.propose(gid, b"x")
-    syncs_before = wal.fsyncs["wal"]
+    syncs_before, all_before = wal.fsyncs["wal"], wal.fsync_count
     turn = host.turn()
     assert turn.synced
     assert wal.fsyncs["wal"] - syncs_before == 1, wal.fsyncs
+    assert wal.fsync_count - all_before == 1, f"more than the WAL's fsync: {wal.fsyncs}"
     for gid in range(1, groups + 1):
         assert host.groups[gid].storage.last_index == last[gid] + 1, f"g{gid} not written"
 
