@@ -171,10 +171,28 @@ def _start(
             lambda st: all(s["quiesced"] == groups for s in st.values()),
             timeout,
         )
+        want = _placement(groups, place)
+        if _leaders(st) != want:
+            # elected elsewhere than placed (durable: a new replica recovers before it
+            # campaigns): every node hands its misplaced groups to their placed leader
+            for nid in IDS:
+                nodes.ask(nid, {"op": "place"})
+            st = nodes.wait(
+                f"leaders placed {want} and quiescent",
+                lambda st: _leaders(st) == want
+                and all(s["quiesced"] == groups for s in st.values()),
+                timeout,
+            )
         return nodes, st
     except BaseException:
         nodes.close()
         raise
+
+
+def _placement(groups: int, place: str) -> dict[str, int]:
+    if place == "one":
+        return {nid: (groups if nid == IDS[0] else 0) for nid in IDS}
+    return {nid: sum(1 for g in range(groups) if g % len(IDS) == k) for k, nid in enumerate(IDS)}
 
 
 def _leaders(st: dict[str, Any]) -> dict[str, int]:

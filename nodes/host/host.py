@@ -307,6 +307,14 @@ class Host:
             return
         g.raft.campaign()
 
+    def transfer_leadership(self, gid: int, to: str) -> None:
+        """Group ``gid``'s leader here hands its leadership to node ``to`` (placement,
+        leader balancing). Raises NotLeader when this node does not lead it."""
+        g = self.groups[gid]
+        self._wake(g)
+        self._dirty[gid] = g
+        g.raft.transfer_leadership(to)
+
     def tick(self) -> None:
         self.now += 1
         opts = self.opts

@@ -230,6 +230,7 @@ class BenchNode:
         self.load_started = 0.0
         self.to_campaign: list[int] = []  # placed first leaders, CAMPAIGNS_PER_STEP at a time
         self.led: set[int] = set()  # groups this node leads (from the turns' leader changes)
+        self.to_hand_over: list[int] = []  # led here, placed elsewhere: transfer, a few a step
 
     def _on_turn(self, turn: Turn) -> None:
         now = time.monotonic()
@@ -292,12 +293,20 @@ class BenchNode:
                         self.host.create_group(gid, self.ids, asleep=True)
                 self.control.send_multipart([*route, msgpack.packb({"created": self.args.groups})])
             elif op == "campaign":
-                ids, args = self.ids, self.args
                 for gid, g in self.host.groups.items():
-                    lead = ids[0] if args.place == "one" else ids[gid % len(ids)]
-                    if lead == args.id and g.raft.role is not Role.LEADER:
+                    if self._placed(gid) == self.args.id and g.raft.role is not Role.LEADER:
                         self.to_campaign.append(gid)
                 self.control.send_multipart([*route, msgpack.packb({"ok": True})])
+            elif op == "place":
+                # leaders elected elsewhere than placed (a recovering SharedWal replica's
+                # campaign waits for its term probe, other timers may fire first): hand over
+                self.to_hand_over = [
+                    gid for gid, g in self.host.groups.items()
+                    if g.raft.role is Role.LEADER and self._placed(gid) != self.args.id
+                ]
+                self.control.send_multipart(
+                    [*route, msgpack.packb({"handing_over": len(self.to_hand_over)})]
+                )
             elif op == "load":
                 self.window = int(req.get("window", 1))
                 self.commits = 0
@@ -309,6 +318,10 @@ class BenchNode:
                 self.control.send_multipart(
                     [*route, msgpack.packb({"error": f"unknown op {op!r}"})]
                 )
+
+    def _placed(self, gid: int) -> str:
+        """The node placed to lead group ``gid`` (--place)."""
+        return self.ids[0] if self.args.place == "one" else self.ids[gid % len(self.ids)]
 
     def run(self) -> None:
         stop = False
@@ -328,6 +341,13 @@ class BenchNode:
                 for gid in self.to_campaign[:CAMPAIGNS_PER_STEP]:
                     self.host.campaign(gid)
                 del self.to_campaign[:CAMPAIGNS_PER_STEP]
+            if self.to_hand_over:
+                for gid in self.to_hand_over[:CAMPAIGNS_PER_STEP]:
+                    try:
+                        self.host.transfer_leadership(gid, self._placed(gid))
+                    except NotLeader:
+                        pass  # it moved on its own: the bench's wait says where it is
+                del self.to_hand_over[:CAMPAIGNS_PER_STEP]
             self._pump_load()
             self.shell.flush()
         if isinstance(self.storage, SharedWal):

@@ -28,6 +28,9 @@ def test_groups_bench_runs_durable_on_the_shared_wal(tmp_path) -> None:  # type:
     rep = run_groups(groups=30, idle_seconds=0.5, load_seconds=0.5, seed=4, log=lambda s: None,
                      durable=True)
     assert rep.durable
+    # placed as asked although the recovering replicas' timers elect anyone first
+    assert rep.leaders_spread == {"n1": 10, "n2": 10, "n3": 10}, rep
+    assert rep.leaders_one == {"n1": 30, "n2": 0, "n3": 0}, rep
     assert rep.failover_groups >= 1 and rep.failover_missing == 0, rep
     assert rep.spread_commits_per_s > 0 and rep.one_commits_per_s > 0, rep
     assert "durable (SharedWal, fsync on)" in render(rep)

@@ -159,3 +159,14 @@ def test_the_node_host_process_with_a_data_dir_reopens_its_groups(tmp_path: Path
         assert sorted(node.host.groups) == list(range(5))
     finally:
         stop(node)
+
+
+def test_a_host_hands_a_group_s_leadership_to_another_node(tmp_path: Path) -> None:
+    c = durable_cluster(tmp_path, groups=2, lead="n1")
+    c.stabilize()
+    assert c.leader(1) == "n1"
+    c.hosts["n1"].transfer_leadership(1, "n3")
+    c._turns("n1")
+    c.stabilize()
+    assert c.leader(1) == "n3"
+    assert c.leader(2) == "n1", "the other group moved too"
