@@ -431,6 +431,7 @@ class Host:
             g.quiescing = False
             if g.raft.has_ready():  # advancing left more (a commit to tell, entries to apply)
                 self._dirty[g.gid] = g
+        self._compact_pinning()
         out.applied, self._applied = self._applied, []
         out.leaders, self._leaders = self._leaders, {}
         outbox, self._outbox = self._outbox, {}
@@ -498,6 +499,23 @@ class Host:
                 self._leaders[g.gid] = rd.soft_state.leader_id
 
         return apply
+
+    def _compact_pinning(self) -> None:
+        """A shared WAL past its segment bound names the groups whose oldest live
+        entries keep its oldest segment (``SharedWal.groups_pinning``, too big to be
+        copied forward): each takes a snapshot at what it applied, which frees it.
+        So a busy group needs no ``snapshot_interval`` for the WAL to stay bounded."""
+        pinning = getattr(self.storage, "groups_pinning", None)
+        if pinning is None:
+            return
+        for gid in pinning():
+            g = self.groups.get(gid)
+            if g is None or g.raft.applied <= g.raft.log.offset_index:
+                continue
+            raft = g.raft
+            meta = raft.snapshot_meta(raft.applied)
+            g.storage.compact(Snapshot(meta, g.machine.snapshot()))
+            raft.compact(meta.index)
 
     def _after_for(self, g: Group) -> Callable[[Ready], None]:
         interval = self.opts.snapshot_interval

@@ -20,7 +20,9 @@ class Crash(Exception):
     pass
 
 
-def durable_cluster(tmp_path: Path, groups: int, lead: str | None = None) -> HostCluster:
+def durable_cluster(
+    tmp_path: Path, groups: int, lead: str | None = None, **wal_options: int
+) -> HostCluster:
     hooks: dict[str, str | None] = {nid: None for nid in IDS}
 
     def factory(nid: str) -> SharedWal:
@@ -29,7 +31,8 @@ def durable_cluster(tmp_path: Path, groups: int, lead: str | None = None) -> Hos
                 hooks[nid] = None
                 raise Crash(f"{nid} crashed at {point}")
 
-        return SharedWal(tmp_path / nid, fsync=False, node_id=nid, cluster_id="t", crash_hook=hook)
+        return SharedWal(tmp_path / nid, fsync=False, node_id=nid, cluster_id="t", crash_hook=hook,
+                         **wal_options)  # type: ignore[arg-type]
 
     c = HostCluster(IDS, HostOptions(quiesce_ticks=0), seed=1, wal_factory=factory)
     c.crash_at = hooks  # type: ignore[attr-defined]
@@ -170,3 +173,25 @@ def test_a_host_hands_a_group_s_leadership_to_another_node(tmp_path: Path) -> No
     c.stabilize()
     assert c.leader(1) == "n3"
     assert c.leader(2) == "n1", "the other group moved too"
+
+
+def test_a_busy_group_without_a_snapshot_interval_keeps_the_wal_bounded(tmp_path: Path) -> None:
+    """The WAL names the groups pinning its oldest segment (too many live entries to
+    copy forward); the host snapshots them, so the segments stop piling up."""
+    c = durable_cluster(tmp_path, groups=2, lead="n1", segment_bytes=512, max_segments=2,
+                        rewrite_entries=0)
+    for k in range(150):
+        c.propose(1, b"busy-%03d" % k)
+        c.stabilize()
+        if k % 10 == 9:  # heartbeats: followers learn the commit index (lazily notified)
+            c.tick(times=6)
+            c.stabilize()
+    for nid in IDS:
+        wal = c.wals[nid]
+        assert isinstance(wal, SharedWal)
+        assert len(wal.segments) <= 4, f"{nid}: {len(wal.segments)} segments kept"
+        assert c.hosts[nid].groups[1].storage.snapshot() is not None, nid
+    c.kill("n2")
+    c.restart("n2")
+    r = c.hosts["n2"].groups[1].raft
+    assert r.log.last_index >= 150 and r.log.offset_index > 0
