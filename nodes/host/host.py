@@ -47,6 +47,11 @@ Idle groups cost almost nothing:
   campaigns at once; the others grant its pre-vote at once, having forgotten
   the leader too. If that voter cannot win, the election timers do the rest.
 
+Storage: ``MemoryWal`` (tests, transcripts) or ``SharedWal`` (a node on disk,
+``nodes.storage.shared``). A group snapshots every ``snapshot_interval``
+applied entries, and also whenever the shared WAL names it as pinning its
+oldest segment (``groups_pinning``), so the WAL stays bounded either way.
+
 Groups are created and removed at runtime (the placement directory will do
 it): ``create_group(gid, members)``, ``remove_group(gid)``; ``reopen()``
 after a restart hosts again every group the storage holds.
