@@ -743,10 +743,13 @@ def chaos(duration: float, clients: int, nodes: int, nemesis: str, seed: int | N
 @click.option("--memory-commits", type=int, default=1_000_000, show_default=True,
               help="Commits before measuring RSS (snapshots on).")
 @click.option("--quick", is_flag=True, help="Small sizes (a smoke run, not a measurement).")
+@click.option("--durable", is_flag=True,
+              help="'groups' only: every node host keeps its groups in a shared write-ahead "
+                   "log on disk (one fsync per loop turn) instead of in memory.")
 @json_option
 def bench(suite: str | None, versus: str | None, nodes: int, workloads: str, commits: int,
           clients: int, failover_trials: int, memory_commits: int, quick: bool,
-          as_json: bool) -> None:
+          durable: bool, as_json: bool) -> None:
     """Benchmarks on real processes over loopback (durable on our side), with ratios
     against PySyncObj and/or etcd measured in the same run.
 
@@ -765,7 +768,7 @@ def bench(suite: str | None, versus: str | None, nodes: int, workloads: str, com
     if suite == "groups":
         from .bench import groups
 
-        sys.exit(groups.main_report(quick=quick, as_json=as_json))
+        sys.exit(groups.main_report(quick=quick, as_json=as_json, durable=durable))
     if suite == "rooms":
         from .bench import rooms as rooms_bench
 

@@ -13,8 +13,10 @@ replicas of G groups (default 1,000), first leaders spread over the nodes
   ``--load-seconds``, with leaders spread over 3 nodes, then on a fresh cluster
   with every leader on n1; the ratio says what spreading leaders buys.
 
-Storage is in memory (``MemoryWal``): this measures the host, its batching and
-its quiescence, not a disk. ``--quick`` is a smoke run (a test uses it), not a
+Storage is in memory (``MemoryWal``) by default: this measures the host, its
+batching and its quiescence, not a disk. ``--durable`` puts every node on a
+``SharedWal`` (fsync on) in a temporary directory: one fsync per loop turn for
+all of a node's groups. ``--quick`` is a smoke run (a test uses it), not a
 measurement.
 """
 
@@ -26,8 +28,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -42,6 +46,7 @@ IDS = ["n1", "n2", "n3"]
 @dataclass
 class GroupsReport:
     groups: int
+    durable: bool = False  # SharedWal on disk (fsync on), else MemoryWal
     idle_cpu_percent: dict[str, float] = field(default_factory=dict)
     failover_groups: int = 0
     failover_p50_ms: float = 0.0
@@ -58,7 +63,7 @@ class GroupsReport:
 class Nodes:
     """Three node host processes and their control sockets; stopped by pid."""
 
-    def __init__(self, groups: int, place: str, seed: int) -> None:
+    def __init__(self, groups: int, place: str, seed: int, data_dir: Path | None = None) -> None:
         ports = free_ports(2 * len(IDS))
         self.peer_addrs = [f"tcp://127.0.0.1:{p}" for p in ports[: len(IDS)]]
         self.control_addrs = [f"tcp://127.0.0.1:{p}" for p in ports[len(IDS) :]]
@@ -85,6 +90,7 @@ class Nodes:
                     place,
                     "--seed",
                     str(seed * 10 + k),
+                    *(["--data-dir", str(data_dir / nid)] if data_dir else []),
                 ],
                 stdin=subprocess.DEVNULL,
             )
@@ -144,8 +150,10 @@ class Nodes:
             s.close(0)
 
 
-def _start(groups: int, place: str, seed: int, timeout: float) -> tuple[Nodes, dict[str, Any]]:
-    nodes = Nodes(groups, place, seed)
+def _start(
+    groups: int, place: str, seed: int, timeout: float, data_dir: Path | None = None
+) -> tuple[Nodes, dict[str, Any]]:
+    nodes = Nodes(groups, place, seed, data_dir)
     try:
         nodes.wait(
             "every node hears the others",
@@ -160,10 +168,28 @@ def _start(groups: int, place: str, seed: int, timeout: float) -> tuple[Nodes, d
             lambda st: all(s["quiesced"] == groups for s in st.values()),
             timeout,
         )
+        want = _placement(groups, place)
+        if _leaders(st) != want:
+            # elected elsewhere than placed (durable: a new replica recovers before it
+            # campaigns): every node hands its misplaced groups to their placed leader
+            for nid in IDS:
+                nodes.ask(nid, {"op": "place"})
+            st = nodes.wait(
+                f"leaders placed {want} and quiescent",
+                lambda st: _leaders(st) == want
+                and all(s["quiesced"] == groups for s in st.values()),
+                timeout,
+            )
         return nodes, st
     except BaseException:
         nodes.close()
         raise
+
+
+def _placement(groups: int, place: str) -> dict[str, int]:
+    if place == "one":
+        return {nid: (groups if nid == IDS[0] else 0) for nid in IDS}
+    return {nid: sum(1 for g in range(groups) if g % len(IDS) == k) for k, nid in enumerate(IDS)}
 
 
 def _leaders(st: dict[str, Any]) -> dict[str, int]:
@@ -195,9 +221,29 @@ def run_groups(
     seed: int = 1,
     settle_timeout: float = 120.0,
     log: Any = print,
+    durable: bool = False,
 ) -> GroupsReport:
-    rep = GroupsReport(groups)
-    nodes, st = _start(groups, "spread", seed, settle_timeout)
+    """``durable``: every node keeps its groups in a SharedWal (fsync on) in a
+    temporary directory, removed afterwards."""
+    if durable:
+        with tempfile.TemporaryDirectory(prefix="arena-groups-") as tmp:
+            return _run_groups(groups, idle_seconds, load_seconds, seed, settle_timeout, log,
+                               Path(tmp))
+    return _run_groups(groups, idle_seconds, load_seconds, seed, settle_timeout, log, None)
+
+
+def _run_groups(
+    groups: int,
+    idle_seconds: float,
+    load_seconds: float,
+    seed: int,
+    settle_timeout: float,
+    log: Any,
+    data_dir: Path | None,
+) -> GroupsReport:
+    rep = GroupsReport(groups, durable=data_dir is not None)
+    nodes, st = _start(groups, "spread", seed, settle_timeout,
+                       data_dir / "spread" if data_dir else None)
     try:
         rep.leaders_spread = _leaders(st)
         log(
@@ -255,7 +301,8 @@ def run_groups(
     finally:
         nodes.close()
 
-    nodes, st = _start(groups, "one", seed + 1, settle_timeout)
+    nodes, st = _start(groups, "one", seed + 1, settle_timeout,
+                       data_dir / "one" if data_dir else None)
     try:
         rep.leaders_one = _leaders(st)
         rep.one_commits_per_s = round(_load(nodes, load_seconds), 1)
@@ -273,7 +320,8 @@ def run_groups(
 def render(rep: GroupsReport) -> str:
     idle = max(rep.idle_cpu_percent.values(), default=0.0)
     rows = [
-        ("groups", f"{rep.groups} on 3 nodes", ""),
+        ("groups", f"{rep.groups} on 3 nodes",
+         "durable (SharedWal, fsync on)" if rep.durable else "in memory"),
         (
             "idle CPU, worst node",
             f"{idle:.2f}% of a core",
@@ -301,11 +349,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="60 groups, 1 s windows: a smoke run")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--durable", action="store_true",
+                   help="every node on a shared write-ahead log (fsync on) in a temporary directory")
 
 
 def run(args: argparse.Namespace) -> int:
     return main_report(
-        args.groups, args.idle_seconds, args.load_seconds, args.quick, args.json, args.seed
+        args.groups, args.idle_seconds, args.load_seconds, args.quick, args.json, args.seed,
+        args.durable,
     )
 
 
@@ -316,12 +367,13 @@ def main_report(
     quick: bool = False,
     as_json: bool = False,
     seed: int = 1,
+    durable: bool = False,
 ) -> int:
     if quick:
         groups, idle_seconds, load_seconds = min(groups, 60), 1.0, 1.0
     log = (lambda s: print(s, file=sys.stderr)) if as_json else print
     try:
-        rep = run_groups(groups, idle_seconds, load_seconds, seed, log=log)
+        rep = run_groups(groups, idle_seconds, load_seconds, seed, log=log, durable=durable)
     except BenchError as e:
         print(f"arena bench groups: {e}", file=sys.stderr)
         return 1

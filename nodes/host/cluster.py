@@ -3,7 +3,11 @@
 Nothing moves unless told: ``tick`` (every live host, or one), ``deliver``
 (the queued batches, once), ``stabilize`` (turns and deliveries until nothing
 is left), ``kill`` (a whole node: every group on it goes at once; what it
-staged and did not sync is lost), ``restart``. Every batch delivered and every
+staged and did not sync is lost), ``restart``. Each node's storage comes from
+``wal_factory(nid)`` (default ``MemoryWal``; a ``SharedWal`` on a directory for
+durable runs): a ``MemoryWal`` survives a kill minus its unsynced writes, any
+other storage is abandoned at the kill and made again by the factory at the
+restart (a ``SharedWal`` reopening its directory). Every batch delivered and every
 change of a group's role, term, leader or quiescence is written to ``log``,
 one line each, so a golden transcript (``tests/host/testdata``) reads like a
 story.
@@ -11,12 +15,13 @@ story.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 
 from nodes.raft.messages import Message
 
 from .host import Batch, GroupMessage, Host, HostOptions
-from .storage import MemoryWal
+from .storage import HostStorage, MemoryWal
 
 
 def describe(m: Message) -> str:
@@ -51,11 +56,18 @@ def describe_batch(b: Batch) -> list[str]:
 
 
 class HostCluster:
-    def __init__(self, ids: list[str], options: HostOptions | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        ids: list[str],
+        options: HostOptions | None = None,
+        seed: int = 0,
+        wal_factory: Callable[[str], HostStorage] | None = None,
+    ) -> None:
         self.ids = list(ids)
         self.options = options or HostOptions()
         self.seed = seed
-        self.wals = {nid: MemoryWal() for nid in ids}
+        self.wal_factory: Callable[[str], HostStorage] = wal_factory or (lambda nid: MemoryWal())
+        self.wals = {nid: self.wal_factory(nid) for nid in ids}
         self.hosts: dict[str, Host] = {}
         self.members: dict[int, tuple[str, ...]] = {}
         self.queue: list[Batch] = []
@@ -122,13 +134,19 @@ class HostCluster:
     def kill(self, nid: str) -> None:
         """The node's process dies: every replica on it at once; unsynced writes go."""
         del self.hosts[nid]
-        self.wals[nid].crash()
+        wal = self.wals[nid]
+        if isinstance(wal, MemoryWal):
+            wal.crash()
+        else:  # a process's files: released as a crash would, reopened at the restart
+            wal.abandon()  # type: ignore[attr-defined]
         self.queue = [b for b in self.queue if b.sender != nid]
         self.log.append(f"kill {nid}")
         self._changes()
 
     def restart(self, nid: str) -> None:
         k = self.ids.index(nid)
+        if not isinstance(self.wals[nid], MemoryWal):
+            self.wals[nid] = self.wal_factory(nid)
         host = Host(nid, self.wals[nid], self.options, seed=self.seed * 100 + k + 50)
         host.reopen()
         self.hosts[nid] = host

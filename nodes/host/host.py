@@ -47,6 +47,11 @@ Idle groups cost almost nothing:
   campaigns at once; the others grant its pre-vote at once, having forgotten
   the leader too. If that voter cannot win, the election timers do the rest.
 
+Storage: ``MemoryWal`` (tests, transcripts) or ``SharedWal`` (a node on disk,
+``nodes.storage.shared``). A group snapshots every ``snapshot_interval``
+applied entries, and also whenever the shared WAL names it as pinning its
+oldest segment (``groups_pinning``), so the WAL stays bounded either way.
+
 Groups are created and removed at runtime (the placement directory will do
 it): ``create_group(gid, members)``, ``remove_group(gid)``; ``reopen()``
 after a restart hosts again every group the storage holds.
@@ -74,7 +79,7 @@ from nodes.raft.messages import (
 from nodes.raft.ready import Ready, Role
 
 from .driver import ReadyDriver
-from .storage import GroupStorage, HostStorage
+from .storage import StagedStorage, HostStorage
 
 __all__ = ["Applied", "Batch", "GroupMessage", "Host", "HostOptions", "Machine", "Turn"]
 
@@ -161,7 +166,7 @@ class HostOptions:
 class Group:
     gid: int
     raft: RaftNode
-    storage: GroupStorage
+    storage: StagedStorage
     machine: Machine
     driver: ReadyDriver
     quiesced: bool = False
@@ -230,7 +235,7 @@ class Host:
                 opened.append(gid)
         return opened
 
-    def _open(self, gid: int, storage: GroupStorage, asleep: bool) -> Group:
+    def _open(self, gid: int, storage: StagedStorage, asleep: bool) -> Group:
         raft = RaftNode(self.id, storage, Random(self.rng.random()), self.opts.raft)
         machine = self.machine_factory(gid)
         snap = storage.snapshot()
@@ -306,6 +311,14 @@ class Host:
             g.campaign_pending = True
             return
         g.raft.campaign()
+
+    def transfer_leadership(self, gid: int, to: str) -> None:
+        """Group ``gid``'s leader here hands its leadership to node ``to`` (placement,
+        leader balancing). Raises NotLeader when this node does not lead it."""
+        g = self.groups[gid]
+        self._wake(g)
+        self._dirty[gid] = g
+        g.raft.transfer_leadership(to)
 
     def tick(self) -> None:
         self.now += 1
@@ -423,6 +436,7 @@ class Host:
             g.quiescing = False
             if g.raft.has_ready():  # advancing left more (a commit to tell, entries to apply)
                 self._dirty[g.gid] = g
+        self._compact_pinning()
         out.applied, self._applied = self._applied, []
         out.leaders, self._leaders = self._leaders, {}
         outbox, self._outbox = self._outbox, {}
@@ -491,6 +505,23 @@ class Host:
 
         return apply
 
+    def _compact_pinning(self) -> None:
+        """A shared WAL past its segment bound names the groups whose oldest live
+        entries keep its oldest segment (``SharedWal.groups_pinning``, too big to be
+        copied forward): each takes a snapshot at what it applied, which frees it.
+        So a busy group needs no ``snapshot_interval`` for the WAL to stay bounded."""
+        pinning = getattr(self.storage, "groups_pinning", None)
+        if pinning is None:
+            return
+        for gid in pinning():
+            g = self.groups.get(gid)
+            if g is None or g.raft.applied <= g.raft.log.offset_index:
+                continue
+            raft = g.raft
+            meta = raft.snapshot_meta(raft.applied)
+            g.storage.compact(Snapshot(meta, g.machine.snapshot()))
+            raft.compact(meta.index)
+
     def _after_for(self, g: Group) -> Callable[[Ready], None]:
         interval = self.opts.snapshot_interval
 
@@ -524,7 +555,7 @@ def successor(gid: int, voters: frozenset[str], down: set[str]) -> str | None:
     return live[gid % len(live)] if live else None
 
 
-def storage_stage(storage: GroupStorage) -> Callable[[Ready], None]:
+def storage_stage(storage: StagedStorage) -> Callable[[Ready], None]:
     def persist(rd: Ready) -> None:
         storage.stage(rd.hard_state, rd.entries, rd.snapshot)
 

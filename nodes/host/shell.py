@@ -14,8 +14,10 @@ node to another in one turn. The loop::
 ``python -m nodes.host.shell`` runs one node host process for ``arena bench
 groups``: it creates the groups, places their first leaders, and answers a
 control socket (status, a write load) so the benchmark can measure it from
-outside. Its storage is ``MemoryWal`` until the shared write-ahead log
-(``nodes.storage.shared``) plugs in with the same two-phase shape.
+outside. Its storage is ``MemoryWal`` (in memory), or with ``--data-dir`` the
+shared write-ahead log (``nodes.storage.shared.SharedWal``): every group on disk,
+one fsync per loop turn for all of them; a restarted process reopens the
+directory and hosts again every group it holds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 import msgpack
@@ -38,9 +41,10 @@ from zmq.utils.monitor import parse_monitor_message
 from nodes import codec
 from nodes.raft.errors import NotLeader, TransferInProgress
 from nodes.raft.ready import Role
+from nodes.storage.shared import SharedWal
 
 from .host import Batch, GroupMessage, Host, HostOptions, Turn
-from .storage import MemoryWal
+from .storage import HostStorage, MemoryWal
 
 log = logging.getLogger("arena.host")
 
@@ -202,7 +206,15 @@ class BenchNode:
         addrs = dict(zip(ids, args.peers.split(","), strict=True))
         self.ids = ids
         self.args = args
-        self.host = Host(args.id, MemoryWal(), HostOptions(), seed=args.seed)
+        storage: HostStorage = MemoryWal()
+        if args.data_dir:
+            # witness: a disk that drops the last synced records at a record boundary is
+            # caught too (one more fsync a turn for all groups; issue 11's guarantee)
+            storage = cast(HostStorage, SharedWal(Path(args.data_dir), node_id=args.id,
+                                                  cluster_id="bench", witness=True))
+        self.storage = storage
+        self.host = Host(args.id, storage, HostOptions(), seed=args.seed)
+        self.host.reopen()  # a durable restart: every group the directory holds
         for nid in ids:
             self.host.add_node(nid)
         self.shell = HostShell(
@@ -222,6 +234,7 @@ class BenchNode:
         self.load_started = 0.0
         self.to_campaign: list[int] = []  # placed first leaders, CAMPAIGNS_PER_STEP at a time
         self.led: set[int] = set()  # groups this node leads (from the turns' leader changes)
+        self.to_hand_over: list[int] = []  # led here, placed elsewhere: transfer, a few a step
 
     def _on_turn(self, turn: Turn) -> None:
         now = time.monotonic()
@@ -280,15 +293,24 @@ class BenchNode:
                 # once every node hears every other: a first leader's campaign is not lost
                 # (the campaigns come with the next op, once every node has every group)
                 for gid in range(self.args.groups):
-                    self.host.create_group(gid, self.ids, asleep=True)
+                    if gid not in self.host.groups:
+                        self.host.create_group(gid, self.ids, asleep=True)
                 self.control.send_multipart([*route, msgpack.packb({"created": self.args.groups})])
             elif op == "campaign":
-                ids, args = self.ids, self.args
                 for gid, g in self.host.groups.items():
-                    lead = ids[0] if args.place == "one" else ids[gid % len(ids)]
-                    if lead == args.id and g.raft.role is not Role.LEADER:
+                    if self._placed(gid) == self.args.id and g.raft.role is not Role.LEADER:
                         self.to_campaign.append(gid)
                 self.control.send_multipart([*route, msgpack.packb({"ok": True})])
+            elif op == "place":
+                # leaders elected elsewhere than placed (a recovering SharedWal replica's
+                # campaign waits for its term probe, other timers may fire first): hand over
+                self.to_hand_over = [
+                    gid for gid, g in self.host.groups.items()
+                    if g.raft.role is Role.LEADER and self._placed(gid) != self.args.id
+                ]
+                self.control.send_multipart(
+                    [*route, msgpack.packb({"handing_over": len(self.to_hand_over)})]
+                )
             elif op == "load":
                 self.window = int(req.get("window", 1))
                 self.commits = 0
@@ -300,6 +322,10 @@ class BenchNode:
                 self.control.send_multipart(
                     [*route, msgpack.packb({"error": f"unknown op {op!r}"})]
                 )
+
+    def _placed(self, gid: int) -> str:
+        """The node placed to lead group ``gid`` (--place)."""
+        return str(self.ids[0] if self.args.place == "one" else self.ids[gid % len(self.ids)])
 
     def run(self) -> None:
         stop = False
@@ -319,8 +345,17 @@ class BenchNode:
                 for gid in self.to_campaign[:CAMPAIGNS_PER_STEP]:
                     self.host.campaign(gid)
                 del self.to_campaign[:CAMPAIGNS_PER_STEP]
+            if self.to_hand_over:
+                for gid in self.to_hand_over[:CAMPAIGNS_PER_STEP]:
+                    try:
+                        self.host.transfer_leadership(gid, self._placed(gid))
+                    except NotLeader:
+                        pass  # it moved on its own: the bench's wait says where it is
+                del self.to_hand_over[:CAMPAIGNS_PER_STEP]
             self._pump_load()
             self.shell.flush()
+        if isinstance(self.storage, SharedWal):
+            self.storage.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--tick-ms", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep every group in a shared write-ahead log in this directory (one fsync "
+        "per loop turn); reopened on restart. Default: in memory",
+    )
     args = p.parse_args(argv)
     _die_with_parent()
     BenchNode(args).run()

@@ -8,7 +8,7 @@ Ready carries (same meaning and order as ``Storage.save``), and the host's one
 groups' votes and acknowledgements leave (``nodes.host.driver``).
 
 ``HostStorage`` is what the host needs: ``open_group(gid, initial_config)``
-returning a ``GroupStorage`` (the ``Storage`` protocol plus ``stage``),
+returning a ``StagedStorage`` (the ``Storage`` protocol plus ``stage``),
 ``sync()``, ``remove_group(gid)`` and ``groups()`` (what a restarted host
 reopens). The shared write-ahead log (``nodes.storage.shared.SharedWal``, branch
 wip/wal) has this shape; ``MemoryWal`` here is the
@@ -23,10 +23,10 @@ from typing import Protocol
 from nodes.raft.messages import ClusterConfig, Entry, HardState, Snapshot
 from nodes.raft.storage import MemoryStorage, Storage
 
-__all__ = ["GroupStorage", "HostStorage", "MemoryGroupStorage", "MemoryWal"]
+__all__ = ["StagedStorage", "HostStorage", "MemoryGroupStorage", "MemoryWal"]
 
 
-class GroupStorage(Storage, Protocol):
+class StagedStorage(Storage, Protocol):
     def stage(
         self,
         hard_state: HardState | None,
@@ -37,7 +37,7 @@ class GroupStorage(Storage, Protocol):
 
 
 class HostStorage(Protocol):
-    def open_group(self, gid: int, initial_config: ClusterConfig) -> GroupStorage:
+    def open_group(self, gid: int, initial_config: ClusterConfig) -> StagedStorage:
         """The storage of group ``gid`` (created with ``initial_config`` if new)."""
 
     def sync(self) -> None:

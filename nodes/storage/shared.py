@@ -189,6 +189,9 @@ class _Group:
             prune_runs(self.runs, base)
             prune_runs(self.terms, base)
             self.last = max(self.last, base)
+            if self.last == base:  # nothing live: a kept run would name a deleted segment
+                self.runs.clear()
+                self.terms.clear()
         else:
             self.runs.clear()
             self.terms.clear()
