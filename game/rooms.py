@@ -604,16 +604,7 @@ COMMANDS: dict[str, Handler] = {
 
 
 def _handler_for(command: Any) -> Handler:
-    if not isinstance(command, dict):
-        raise RuleBroken(
-            "bad_command", f"a command must be a map with a 'type', got {type(command).__name__}"
-        )
-    kind = command.get("type")
-    handler = COMMANDS.get(kind) if isinstance(kind, str) else None
-    if handler is None:
-        known = ", ".join(COMMANDS)
-        raise RuleBroken("unknown_command", f"unknown rooms command type {kind!r}; known: {known}")
-    return handler
+    return rules.handler_for(command, COMMANDS, "rooms ")
 
 
 def _delegate(

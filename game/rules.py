@@ -50,15 +50,17 @@ Events (small dicts, in the order things happened)::
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from game import lobby, presence, shooting, timeline
 from game.errors import RuleBroken
 from game.state import new_state
 
 __all__ = ["COMMANDS", "Context", "apply", "new_state"]
+
+H = TypeVar("H")
 
 Handler = Callable[
     [dict[str, Any], dict[str, Any], str, int], tuple[dict[str, Any], list[dict[str, Any]]]
@@ -134,14 +136,20 @@ def apply(
     return {"ok": True, **fields}, events + more
 
 
-def _handler_for(command: Any) -> Handler:
+def handler_for(command: Any, commands: Mapping[str, H], what: str = "") -> H:
+    """The handler of ``command``'s ``type`` in ``commands``; a command that is no map,
+    or names no known type, is refused (``what``: "rooms " names the table in the message)."""
     if not isinstance(command, dict):
         raise RuleBroken(
             "bad_command", f"a command must be a map with a 'type', got {type(command).__name__}"
         )
     kind = command.get("type")
-    handler = COMMANDS.get(kind) if isinstance(kind, str) else None
+    handler = commands.get(kind) if isinstance(kind, str) else None
     if handler is None:
-        known = ", ".join(COMMANDS)
-        raise RuleBroken("unknown_command", f"unknown command type {kind!r}; known: {known}")
+        known = ", ".join(commands)
+        raise RuleBroken("unknown_command", f"unknown {what}command type {kind!r}; known: {known}")
     return handler
+
+
+def _handler_for(command: Any) -> Handler:
+    return handler_for(command, COMMANDS)
