@@ -25,6 +25,8 @@ node goes down, and is made again (new socket) whenever the room changes.
 
 The seat's token is kept in ``token_file`` (if given) so that a client that
 crashed can ``reclaim()`` its seat within the grace period.
+
+``RoomTableSession`` lets today's ``client.bots.Bot`` play in a room unchanged.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 import zmq
 
 from game import rooms as room_rules
+from game.state import new_state as new_table
 from game.view import needs_ping
 from nodes import codec
 from nodes.clusterfile import ClusterFile
@@ -433,9 +436,49 @@ class RoomsClient:
         if self.on_event is not None:
             self.on_event(event)
 
+    def leader_time_ms(self) -> int:
+        """The leader's clock as this client estimates it (from its room's updates)."""
+        return int(time.time() * 1000) + self._leader_ms_offset
+
     def _maybe_ping(self) -> None:
         if self.seat is None or self.room is None or (self._ping and not self._ping.done):
             return
-        now_ms = int(time.time() * 1000) + self._leader_ms_offset
-        if needs_ping(self.room["table"], self.client_id, now_ms):
+        if needs_ping(self.room["table"], self.client_id, self.leader_time_ms()):
             self._ping = self.act("ping")
+
+
+class RoomTableSession:
+    """A ``RoomsClient`` seen as the single-table session ``client.bots.Bot`` drives:
+    ``state`` is the room's table, game commands get the room added, and ``join``
+    becomes a quick play (or a join of ``room``, when given)."""
+
+    def __init__(self, rooms: RoomsClient, room: str | None = None) -> None:
+        self.rooms = rooms
+        self.client_id = rooms.client_id
+        self.room = room
+        self._joining: Call | None = None
+        self._empty = new_table()
+
+    def poll(self) -> None:
+        self.rooms.poll()
+
+    @property
+    def state(self) -> dict | None:
+        if self.rooms.seat is None:  # a table without us: the bot's next move is to join
+            return None if self._joining is not None and not self._joining.done else self._empty
+        return self.rooms.room["table"] if self.rooms.room is not None else None
+
+    def submit(self, cmd: dict) -> Call:
+        kind = cmd.get("type")
+        if kind == "join":
+            name = cmd.get("name", "")
+            call = (self.rooms.join(name, room=self.room) if self.room
+                    else self.rooms.quick_play(name))
+            self._joining = call
+            return call
+        if kind == "leave":
+            return self.rooms.leave()
+        return self.rooms.act(str(kind), **{k: v for k, v in cmd.items() if k != "type"})
+
+    def leader_time_ms(self) -> int:
+        return self.rooms.leader_time_ms()

@@ -601,7 +601,8 @@ def _seat(
     index: int, now_ms: int,
 ) -> Handled:
     """Join the room's table; on success the session's seat and first token exist."""
-    joined, events = _delegate(room, {"type": "join", "name": name}, client_id, index, now_ms)
+    joined, events = _delegate(room, {"type": "join", "name": name, "bot": bot}, client_id, index,
+                               now_ms)
     stored = joined["name"]
     room["seats"][stored] = {"epoch": _next_epoch(state), "bot": bot, "away_ms": None}
     events.append(_sync({"op": "seat", "name": stored, "bot": bot}))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.rooms import RoomsClient, _Stream
+from client.rooms import RoomsClient, _Stream, default_token_file
 from nodes.codec import Update
 from nodes.local import make_cluster_file
 
@@ -45,3 +45,11 @@ def test_a_missed_update_or_an_unknown_prev_reads_the_view_again(
     assert len(stream.held) == 2  # held until the read answers
     rc._caught_up(stream, 15, lambda: reads.append(1), lambda u: applied.append(u.index))
     assert applied == [16] and stream.index == 16 and reads == [1]
+
+
+def test_the_default_token_file_is_per_cluster_and_name_under_the_state_dir(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    path = default_token_file("arena-1", "Ann")
+    assert path == tmp_path / "arena" / "seat-arena-1-ann.json"
+    assert default_token_file("arena-2", "Ann") != path

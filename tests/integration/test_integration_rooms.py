@@ -3,6 +3,7 @@ nothing secret on the wire, and the Clone pattern per room across a leader kill.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,8 @@ from rooms_helpers_integration import (
     until_started,
 )
 
-from client.rooms import RoomsClient
+from client.bots import Bot
+from client.rooms import RoomsClient, RoomTableSession
 from nodes.codec import decode_update
 from nodes.local import LocalCluster
 from nodes.rooms_feed import LIST_WIRE_TOPIC, room_topic
@@ -113,6 +115,7 @@ def test_a_dropped_client_reclaims_its_seat_and_points_with_the_token_from_its_f
 
         again = RoomsClient(lc.cluster, token_file=token_file)
         try:
+            assert token_file.stat().st_mode & 0o777 == 0o600  # the token is the user's alone
             assert again.saved_seat()["name"] == "ann"
             back = again.wait(again.reclaim())
             assert back["ok"] and back["name"] == "ann" and back["score"] == 1, back
@@ -349,3 +352,41 @@ def test_a_room_view_catches_updates_lost_in_a_publish_socket_rebuild(
         read = bob.wait(bob.link.call("read", {"machine": "rooms",
                                                "query": {"op": "room", "room": made["room"]}}))
         assert read["room"]["table"] == bob.room["table"]
+
+
+def test_quick_play_and_the_room_streams_work_on_a_curve_cluster(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    lc = make_cluster(3, secure=True)
+    with rooms_clients(lc, 2) as (ann, bob):
+        first = until_started(ann, lambda: ann.quick_play("ann"))
+        second = bob.wait(bob.quick_play("bob"))
+        assert first["ok"] and second["ok"] and first["room"] == second["room"]
+        run_all_until([ann, bob], lambda: ann.synced and ann.room and len(
+            ann.room["table"]["players"]) == 2 and ann.rooms.get(first["room"], {}).get(
+            "players") == 2, 10, "ann's room and list views over CURVE")
+
+
+def test_todays_bots_play_a_whole_game_in_a_room_through_room_table_sessions(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    lc = make_cluster(3)
+    with rooms_clients(lc, 2, bot=True) as clients:
+        made = until_started(clients[0], lambda: clients[0].create("duel", rounds=1))
+        bots = [Bot(f"bot{i}", RoomTableSession(rc, room=made["room"]), games_to_play=1,
+                    lobby_wait_s=0.0, rng=random.Random(i)) for i, rc in enumerate(clients)]
+
+        def step() -> None:
+            for b in bots:
+                b.step()
+
+        def progress() -> str:
+            return f"one game each; bots {[(b.games_seen, b.hits_won) for b in bots]}, " \
+                   f"seats {[rc.seat for rc in clients]}, errors {[rc.last_error for rc in clients]}"
+        try:
+            run_all_until(clients, lambda: all(b.done() for b in bots), 20, "one game", step)
+        except AssertionError as e:
+            raise AssertionError(progress()) from e
+        assert {rc.seat["room"] for rc in clients} == {made["room"]}
+        scores = clients[0].room["table"]["scores"]
+        assert sum(scores.values()) == sum(b.hits_won for b in bots) > 0, scores
