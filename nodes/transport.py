@@ -214,7 +214,9 @@ class Publisher:
       closes that connection in libzmq's decoder, before anything is stored (CURVE
       handshake commands pass through the same decoder, hence 512 bytes, not 2);
     - ``ZMQ_XPUB_MANUAL``: every subscription reaches us, and only prefixes of the
-      topics we publish (``topics``) are applied to the matching trie;
+      topics we publish (``topics``), or subscriptions of at most
+      ``topic_max_bytes`` that start with one of ``topic_prefixes`` (families of
+      topics made up as we go, e.g. ``room/<id>/``), are applied to the matching trie;
     - a budget: libzmq still remembers each subscription per connection (to report
       it when the connection ends), so once the subscriptions held reach
       ``SUBSCRIPTION_BUDGET_BYTES`` the socket is closed and bound again, which
