@@ -4,8 +4,10 @@ get the same seat, name and points back; reopen after it and join as new."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pygame
 import pytest
@@ -35,6 +37,16 @@ def rooms_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lo
         yield lc
     finally:
         lc.kill_all()
+
+
+def _create_when_ready(rc: RoomsClient, *args: Any, **kwargs: Any) -> dict:
+    """``create``, asked again while the new cluster answers ``rooms_starting`` (its
+    first leader has not committed the rooms secret yet: PROTOCOL.md says retry)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        result = rc.wait(rc.create(*args, **kwargs))
+        if result.get("error") != "rooms_starting" or time.monotonic() > deadline:
+            return result
 
 
 def _open(lc: LocalCluster, name: str) -> tuple[App, RoomSession]:
@@ -303,7 +315,7 @@ def test_the_leaderboard_a_room_shows_is_the_one_across_rooms(
     app, session = _open(lc, "ann")
     bob = RoomsClient(lc.cluster)
     try:
-        made = bob.wait(bob.create("Short", player="bob", rounds=1, round_ms=1000))
+        made = _create_when_ready(bob, "Short", player="bob", rounds=1, round_ms=1000)
         assert made["ok"], made
         _frames_until(app, lambda: len(session.rows) == 1, 30.0, "bob's room listed", (bob,))
         _key(app, pygame.K_RETURN)  # the selected (only) row
