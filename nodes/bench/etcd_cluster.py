@@ -32,13 +32,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from nodes.bench import sigterm_raises  # one copy, shared with pysyncobj_side
 
 from ..local import free_ports
 from . import etcd_wire as wire
@@ -86,23 +85,6 @@ def launch_argv(argv: list[str]) -> list[str]:
     """``argv`` behind the launcher: it runs as this process's child, with the same
     pid, and is SIGKILLed by Linux when this process dies."""
     return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises SystemExit, so finally blocks stop the members."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass

@@ -52,17 +52,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import zmq
 
-from nodes.bench import BenchError
+from nodes.bench import BenchError, sigterm_raises
 from nodes.bench.stats import summarize
 from nodes.local import free_ports
 
@@ -328,23 +326,6 @@ def _stop_proc(proc: subprocess.Popen[bytes], grace_s: float = 2.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises SystemExit, so finally blocks stop the nodes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _burst(
@@ -618,7 +599,7 @@ def run(
         (batch_steps if failover_batch else nobatch_steps).append(("failover", failover))
 
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             phase(True, batch_steps)
             phase(False, nobatch_steps)
         checks.update(_scan_logs(log_dir))
